@@ -1,0 +1,53 @@
+"""REST: the operator's audit, dead messages and fault injection."""
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field, StrictInt
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.infra.deps import AdminDep, ShopDep
+from shop.infra.web import Camel, IdIn, ok
+
+router = APIRouter(tags=["admin"], dependencies=[AdminDep])
+
+
+class FaultIn(Camel):
+    point: str = Field(min_length=1, max_length=100)
+    action: Literal["error", "crash", "delay"]
+    times: StrictInt | None = Field(default=None, ge=1)
+    delay_ms: StrictInt = Field(default=0, ge=0, le=600_000)
+
+
+@router.get("/admin/audit")
+async def audit(shop: ShopDep):
+    return ok((await shop.audit()).json())
+
+
+@router.get("/admin/messages")
+async def messages(shop: ShopDep, state: Literal["dead"] = Query("dead")):
+    return ok(await shop.broker.dead())
+
+
+@router.post("/admin/messages/{message_id}/replay")
+async def replay(message_id: IdIn, shop: ShopDep):
+    if not await shop.broker.replay(message_id):
+        raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead message with that id")
+    return ok({"id": str(message_id), "state": "ready"})
+
+
+def faults_router() -> APIRouter:
+    """Mounted only when SHOP_FAULTS=1: otherwise the path does not exist (404)."""
+    r = APIRouter(tags=["admin"], dependencies=[AdminDep])
+
+    @r.post("/admin/faults")
+    async def arm(body: FaultIn, shop: ShopDep):
+        shop.faults.arm(body.point, body.action, body.times, body.delay_ms)
+        return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
+
+    @r.delete("/admin/faults")
+    async def clear(request: Request, shop: ShopDep):
+        shop.faults.clear()
+        return ok()
+
+    return r

@@ -1,0 +1,94 @@
+"""The cross-service audit: stock, coupons and balances agree with the orders.
+
+Each service reports its own facts (its rows and its ledger); nothing here queries across
+services. `check` is pure: facts in, violations out. An order still unconfirmed, or a cancel
+message not yet handled while messages are still in flight, is work in progress, not a
+violation; the same once nothing is in flight is a violation (a lost message).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shop.common.money import ZERO
+
+HOLDS_EFFECTS = {1}  # confirmed: the stock, coupon and balance stay taken
+HOLDS_NONE = {2, 3, 4}  # cancelled, invalid, refunded: everything given back
+
+
+@dataclass
+class AuditReport:
+    consistent: bool
+    violations: list[str]
+    pending: int
+
+    def json(self) -> dict[str, Any]:
+        return {"consistent": self.consistent, "violations": self.violations, "pending": self.pending}
+
+
+def _net(facts: dict[str, Any], order_id: int) -> tuple[int | None, Any]:
+    taken = facts["taken"].get(order_id)
+    if taken is None:
+        return None, 0
+    entity, amount = taken
+    return entity, amount - facts["returned"].get(order_id, 0)
+
+
+def check(
+    orders: dict[int, Any], goods: dict[str, Any], users: dict[str, Any], coupons: dict[str, Any], *,
+    pending: int, dead: list[dict[str, Any]],
+) -> list[str]:
+    v: list[str] = []
+    for gid, n in goods["balances"].items():
+        if n < 0:
+            v.append(f"goods {gid}: stock {n} is negative")
+        if goods["ledger"].get(gid, 0) != n:
+            v.append(f"goods {gid}: stock {n} but its ledger says {goods['ledger'].get(gid, 0)}")
+    for uid, m in users["balances"].items():
+        if m < 0:
+            v.append(f"user {uid}: balance {m} is negative")
+        if users["ledger"].get(uid, ZERO) != m:
+            v.append(f"user {uid}: balance {m} but its ledger says {users['ledger'].get(uid, ZERO)}")
+
+    def unsettled(service: str, facts: dict[str, Any], order_id: int, what: str) -> None:
+        # Given back later, once the cancel message arrives: in flight while messages are.
+        if order_id in facts["cancels_seen"] or pending == 0:
+            v.append(f"order {order_id}: cancelled but {service} still holds {what}")
+
+    for oid, o in orders.items():
+        status = o.order_status
+        if status == 0:
+            continue
+        g_id, g_net = _net(goods, oid)
+        u_id, u_net = _net(users, oid)
+        c_id, c_net = _net(coupons, oid)
+        if status in HOLDS_EFFECTS:
+            if g_net != o.goods_number or g_id != o.goods_id:
+                v.append(f"order {oid}: confirmed for {o.goods_number} of goods {o.goods_id}, goods took {g_net}")
+            if (u_net or ZERO) != o.money_paid or (o.money_paid > 0 and u_id != o.user_id):
+                v.append(f"order {oid}: confirmed with money paid {o.money_paid}, the balance gave {u_net}")
+            if o.coupon_id is not None:
+                state = coupons["coupons"].get(o.coupon_id)
+                if c_net != 1 or c_id != o.coupon_id or state != (1, oid):
+                    v.append(f"order {oid}: confirmed with coupon {o.coupon_id}, which is {state}")
+            elif c_net:
+                v.append(f"order {oid}: took coupon {c_id} it does not name")
+        elif status in HOLDS_NONE:
+            if g_net:
+                unsettled("goods", goods, oid, f"{g_net} units")
+            if u_net:
+                unsettled("user", users, oid, f"{u_net} of the balance")
+            if c_net:
+                unsettled("coupon", coupons, oid, f"coupon {c_id}")
+    for name, facts in (("goods", goods), ("user", users), ("coupon", coupons)):
+        for oid in facts["taken"]:
+            if oid != 0 and oid not in orders and _net(facts, oid)[1]:
+                v.append(f"{name} holds effects of order {oid}, which the order service does not know")
+    for cid, (used, oid) in coupons["coupons"].items():
+        if used and (oid not in orders or orders[oid].order_status not in HOLDS_EFFECTS | {0}):
+            if oid in orders and oid not in coupons["cancels_seen"] and pending:
+                continue
+            v.append(f"coupon {cid}: used by order {oid}, which is not confirmed")
+    for d in dead:
+        v.append(f"message {d['id']} ({d['topic']}/{d['tag']} {d['key']}) for {d['group']} is parked dead")
+    return v

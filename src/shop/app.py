@@ -1,0 +1,42 @@
+"""The FastAPI application: every service's REST endpoints over one wired shop."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shop.admin import api as admin_api
+from shop.bootstrap import Shop
+from shop.infra.web import install_error_handlers, ok
+from shop.services.coupon import api as coupon_api
+from shop.services.goods import api as goods_api
+from shop.services.order import api as order_api
+from shop.services.user import api as user_api
+
+
+def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await shop.start()
+        try:
+            if on_started is not None:
+                await on_started()
+            yield
+        finally:
+            await shop.stop()
+
+    app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan,
+                  description="Order and payment back end: see API.md for the contract.")
+    app.state.shop = shop
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz():
+        return ok()
+
+    for r in (user_api.router, goods_api.router, coupon_api.router, order_api.router, admin_api.router):
+        app.include_router(r)
+    if shop.settings.faults:
+        app.include_router(admin_api.faults_router())
+    return app

@@ -1,0 +1,35 @@
+"""Typed errors: each carries its ShopCode (and so its HTTP status); mapped to responses once, in the web layer."""
+from typing import Any
+
+from shop.common.codes import ShopCode
+
+
+class ShopError(Exception):
+    def __init__(
+        self,
+        code: ShopCode,
+        message: str | None = None,
+        *,
+        http_status: int | None = None,
+        data: Any = None,
+    ) -> None:
+        self.code = code
+        self.message = message or code.message
+        self.http_status = http_status or code.http_status
+        self.data = data
+        super().__init__(f"{code.name}: {self.message}")
+
+    def with_data(self, data: Any) -> "ShopError":
+        self.data = data
+        return self
+
+
+class ServiceUnavailable(ShopError):
+    """A dependency failed or timed out: the step may or may not have happened on the other side."""
+
+    def __init__(self, message: str = "a dependency is unavailable") -> None:
+        super().__init__(ShopCode.SHOP_SERVICE_UNAVAILABLE, message)
+
+
+def invalid(message: str) -> ShopError:
+    return ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, message)

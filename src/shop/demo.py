@@ -1,0 +1,60 @@
+"""The original's sample data: user 张三 with a balance, goods "iphone7" at 5000 with 10 in stock,
+a coupon of 100. Loaded once per data dir; the ids are kept in demo.json."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from shop.bootstrap import Shop
+from shop.common.errors import ShopError
+from shop.services.coupon.contracts import CreateCoupon
+from shop.services.goods.contracts import CreateGoods
+from shop.services.user.contracts import CreateUser
+
+USER, PASSWORD = "张三", "123456"
+
+
+async def load_demo(shop: Shop) -> dict[str, Any]:
+    path: Path = shop.settings.data_dir / "demo.json"
+    if path.exists():
+        ids = json.loads(path.read_text())
+        try:
+            await shop.users.find_user(int(ids["userId"]))
+            return ids
+        except ShopError:
+            pass  # a data dir emptied by hand: load afresh
+    user_id = await shop.users.create_user(CreateUser(USER, PASSWORD, Decimal("1000.00"), "18888888888"))
+    goods_id = await shop.goods.create_goods(CreateGoods("iphone7", 10, Decimal("5000.00"), "the original's sample goods"))
+    coupon_id = await shop.coupons.create_coupon(CreateCoupon(user_id, Decimal("100.00")))
+    ids = {"userId": str(user_id), "goodsId": str(goods_id), "couponId": str(coupon_id)}
+    path.write_text(json.dumps(ids))
+    return ids
+
+
+def usage(base: str, ids: dict[str, Any], admin_token: str) -> str:
+    order = {
+        "userId": ids["userId"], "goodsId": ids["goodsId"], "goodsNumber": 1, "goodsPrice": "5000.00",
+        "shippingFee": "0.00", "orderAmount": "5000.00", "couponId": ids["couponId"], "moneyPaid": "100.00",
+        "address": "北京", "consignee": USER,
+    }
+    login = json.dumps({"userName": USER, "userPassword": PASSWORD}, ensure_ascii=False)
+    return f"""
+Demo data: user {USER} (password {PASSWORD}, balance 1000.00), goods iphone7 (5000.00, 10 in stock),
+a coupon of 100.00. Try it (needs curl and python3):
+
+  TOKEN=$(curl -s {base}/user/login -H 'Content-Type: application/json' \\
+      -d '{login}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["token"])')
+
+  # place the order: 5000 - coupon 100 - balance 100 = pay amount 4800
+  curl -s {base}/order/confirm -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{json.dumps(order, ensure_ascii=False)}'
+
+  # then: what is left, and whether every service agrees
+  curl -s {base}/user/me -H "Authorization: Bearer $TOKEN"
+  curl -s {base}/admin/goods/{ids["goodsId"]} -H "Authorization: Bearer {admin_token}"
+  curl -s {base}/admin/audit -H "Authorization: Bearer {admin_token}"
+
+OpenAPI docs: {base}/docs
+"""

@@ -1,0 +1,52 @@
+"""User tokens (signed, expiring JWTs) and the admin token."""
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The signing key: from the environment, else generated at first start and kept (0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value
+
+
+class Tokens:
+    def __init__(self, secret: str, ttl_s: int) -> None:
+        self._secret = secret
+        self._ttl_s = ttl_s
+
+    def issue(self, user_id: int) -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": str(user_id), "iat": now, "exp": now + self._ttl_s}, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> int:
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+            return int(claims["sub"])
+        except (jwt.PyJWTError, ValueError):
+            raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid or expired token") from None
+
+
+def check_admin(header: str | None, admin_token: str) -> None:
+    token = bearer(header)
+    if not hmac.compare_digest(token.encode(), admin_token.encode()):
+        raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid admin token")
+
+
+def bearer(header: str | None) -> str:
+    if not header or not header.lower().startswith("bearer "):
+        raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "missing bearer token")
+    return header[7:].strip()

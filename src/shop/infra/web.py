@@ -1,0 +1,103 @@
+"""What every REST front end shares: the envelope response, the one place errors become
+responses, request field types, and the auth dependencies."""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from shop.common import result
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.ids import parse_id
+from shop.common.money import parse_money
+
+log = logging.getLogger("shop.web")
+
+
+class Envelope(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def ok(data: Any = None, message: str = "success") -> Envelope:
+    return Envelope(result.ok(data, message))
+
+
+def _id(v: Any) -> int:
+    try:
+        return parse_id(v)
+    except ShopError as e:
+        raise ValueError(e.message) from None
+
+
+def _money(v: Any) -> Decimal:
+    try:
+        return parse_money(v)
+    except ShopError as e:
+        raise ValueError(e.message) from None
+
+
+def _signed_money(v: Any) -> Decimal:
+    """moneyPaid: a negative value passes here so the order rules answer SHOP_MONEY_PAID_LESS_ZERO."""
+    if isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool):
+        s = str(v).strip()
+        if s.startswith("-"):
+            return -_money(s[1:])
+    return _money(v)
+
+
+IdIn = Annotated[int, BeforeValidator(_id), PlainSerializer(str)]
+MoneyIn = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(str)]
+SignedMoneyIn = Annotated[Decimal, BeforeValidator(_signed_money), PlainSerializer(str)]
+
+
+class Camel(BaseModel):
+    """Request bodies use the original beans' camelCase names."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShopError)
+    async def shop_error(_: Request, exc: ShopError) -> Response:
+        return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+        return Envelope(
+            result.fail(ShopCode.SHOP_REQUEST_PARAMETER_VALID, _validation_message(exc)),
+            status_code=400 if malformed else 422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = ShopCode.SHOP_NOT_FOUND if exc.status_code == 404 else ShopCode.SHOP_REQUEST_PARAMETER_VALID
+        if exc.status_code >= 500:
+            code = ShopCode.SHOP_FAIL
+        return Envelope(result.fail(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return Envelope(result.fail(ShopCode.SHOP_FAIL, "internal error"), status_code=500)

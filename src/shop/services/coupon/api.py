@@ -1,0 +1,36 @@
+"""REST: the operator's coupon endpoints."""
+from typing import Any
+
+from fastapi import APIRouter
+
+from shop.common.clock import iso
+from shop.common.money import fmt
+from shop.infra.deps import AdminDep, ShopDep
+from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.services.coupon.contracts import Coupon, CreateCoupon
+
+router = APIRouter()
+
+
+class CreateCouponIn(Camel):
+    user_id: IdIn
+    coupon_price: MoneyIn
+
+
+def coupon_json(c: Coupon) -> dict[str, Any]:
+    return {
+        "couponId": str(c.coupon_id), "couponPrice": fmt(c.coupon_price), "userId": str(c.user_id),
+        "orderId": None if c.order_id is None else str(c.order_id), "isUsed": c.is_used, "usedTime": iso(c.used_time),
+    }
+
+
+@router.post("/admin/coupons", tags=["admin"], dependencies=[AdminDep])
+async def create_coupon(body: CreateCouponIn, shop: ShopDep):
+    await shop.users.find_user(body.user_id)  # a coupon belongs to a real user
+    coupon_id = await shop.coupons.create_coupon(CreateCoupon(body.user_id, body.coupon_price))
+    return ok({"couponId": str(coupon_id)})
+
+
+@router.get("/admin/coupons/{coupon_id}", tags=["admin"], dependencies=[AdminDep])
+async def get_coupon(coupon_id: IdIn, shop: ShopDep):
+    return ok(coupon_json(await shop.coupons.find_coupon(coupon_id)))

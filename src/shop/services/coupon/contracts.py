@@ -1,0 +1,38 @@
+"""The coupon service's interface (the original's ICouponService)."""
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    coupon_id: int
+    coupon_price: Decimal
+    user_id: int
+    order_id: int | None
+    is_used: int
+    used_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCoupon:
+    user_id: int
+    coupon_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class UseCoupon:
+    coupon_id: int
+    user_id: int
+    order_id: int
+
+
+class CouponService(Protocol):
+    async def find_coupon(self, coupon_id: int) -> Coupon: ...
+
+    async def create_coupon(self, cmd: CreateCoupon) -> int: ...
+
+    async def use_coupon(self, cmd: UseCoupon) -> None:
+        """Idempotent per order; refused once the order's cancellation has been recorded."""
+        ...

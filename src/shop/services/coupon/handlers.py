@@ -1,0 +1,84 @@
+"""The coupon service: using a coupon for an order, releasing it when the order is cancelled."""
+from typing import Any
+
+from shop.common.clock import utcnow
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.ids import IdWorker
+from shop.infra.db import Database, UnitOfWork
+from shop.infra.messaging import Inbox, Message
+from shop.services.coupon import repository as repo
+from shop.services.coupon.contracts import Coupon, CreateCoupon, UseCoupon
+from shop.services.coupon.models import inbox
+from shop.services.order.contracts import TAG_CANCEL, OrderCancelled
+
+INBOX = Inbox(inbox)
+
+
+def _coupon(row: Any) -> Coupon:
+    return Coupon(
+        coupon_id=row["coupon_id"], coupon_price=row["coupon_price"], user_id=row["user_id"],
+        order_id=row["order_id"], is_used=row["is_used"], used_time=row["used_time"],
+    )
+
+
+class CouponHandlers:
+    def __init__(self, db: Database, ids: IdWorker) -> None:
+        self.db = db
+        self.ids = ids
+
+    async def find_coupon(self, coupon_id: int) -> Coupon:
+        async with self.db.unit_of_work() as uow:
+            row = await repo.find(uow, coupon_id)
+        if row is None:
+            raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)
+        return _coupon(row)
+
+    async def create_coupon(self, cmd: CreateCoupon) -> int:
+        coupon_id = self.ids.next_id()
+        async with self.db.unit_of_work() as uow:
+            await repo.insert(uow, coupon_id=coupon_id, coupon_price=cmd.coupon_price, user_id=cmd.user_id)
+            await uow.commit()
+        return coupon_id
+
+    async def use_coupon(self, cmd: UseCoupon) -> None:
+        async with self.db.unit_of_work() as uow:
+            if not await repo.log(uow, cmd.coupon_id, cmd.order_id, repo.USE, 1, utcnow()):
+                row = await repo.find_log(uow, cmd.coupon_id, cmd.order_id, repo.USE)
+                if row is not None and row["applied"] == 0:
+                    raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
+                return  # a repeated call: the coupon is this order's already
+            if not await repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()):
+                if await repo.find(uow, cmd.coupon_id) is None:
+                    raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)
+                raise ShopError(ShopCode.SHOP_COUPON_INVALID)
+            await uow.commit()
+
+    async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
+        ev = OrderCancelled.from_message(msg)
+        if ev.coupon_id is None:
+            return
+        now = utcnow()
+        if await repo.log(uow, ev.coupon_id, ev.order_id, repo.USE, 0, now):
+            await repo.log(uow, ev.coupon_id, ev.order_id, repo.RELEASE, 0, now)  # null compensation
+            return
+        used = (await repo.find_log(uow, ev.coupon_id, ev.order_id, repo.USE))["applied"]
+        if await repo.log(uow, ev.coupon_id, ev.order_id, repo.RELEASE, used, now) and used:
+            await repo.give_back(uow, ev.coupon_id, ev.order_id)
+
+    async def audit_facts(self) -> dict[str, Any]:
+        async with self.db.unit_of_work() as uow:
+            coupons = await uow.fetchall(repo.ALL_COUPONS)
+            logs = await uow.fetchall(repo.ALL_LOGS)
+            seen = await INBOX.keys(uow, TAG_CANCEL)
+        taken: dict[int, tuple[int, int]] = {}
+        returned: dict[int, int] = {}
+        for r in logs:
+            if r["log_type"] == repo.USE:
+                taken[r["order_id"]] = (r["coupon_id"], r["applied"])
+            else:
+                returned[r["order_id"]] = r["applied"]
+        return {
+            "coupons": {r["coupon_id"]: (r["is_used"], r["order_id"]) for r in coupons},
+            "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
+        }

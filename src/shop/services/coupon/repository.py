@@ -1,0 +1,57 @@
+"""All of the coupon service's SQL, built once."""
+from typing import Any
+
+import sqlalchemy as sa
+
+from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.services.coupon.models import coupon, coupon_log
+
+c, lg = coupon.c, coupon_log.c
+
+USE, RELEASE = 1, 2
+
+FIND = Query(sa.select(coupon).where(c.coupon_id == sa.bindparam("coupon_id")))
+INSERT = Query(sa.insert(coupon).values(**bind("coupon_id", "coupon_price", "user_id"), is_used=0))
+# The conditional update: an unused coupon of this user, or nothing.
+TAKE = Query(
+    sa.update(coupon)
+    .where(c.coupon_id == sa.bindparam("coupon_id"), c.user_id == sa.bindparam("user_id"), c.is_used == 0)
+    .values(is_used=1, order_id=sa.bindparam("order_id"), used_time=sa.bindparam("used_time"))
+)
+GIVE_BACK = Query(
+    sa.update(coupon)
+    .where(c.coupon_id == sa.bindparam("coupon_id"), c.order_id == sa.bindparam("order_id"), c.is_used == 1)
+    .values(is_used=0, order_id=None, used_time=None)
+)
+LOG = insert_ignore(coupon_log, **bind("coupon_id", "order_id", "log_type", "applied", "log_time"))
+FIND_LOG = Query(
+    sa.select(coupon_log).where(
+        lg.coupon_id == sa.bindparam("coupon_id"), lg.order_id == sa.bindparam("order_id"), lg.log_type == sa.bindparam("log_type")
+    )
+)
+ALL_COUPONS = Query(sa.select(coupon))
+ALL_LOGS = Query(sa.select(coupon_log))
+
+
+async def find(uow: UnitOfWork, coupon_id: int) -> Any:
+    return await uow.fetchone(FIND, coupon_id=coupon_id)
+
+
+async def insert(uow: UnitOfWork, **row: Any) -> None:
+    await uow.execute(INSERT, **row)
+
+
+async def take(uow: UnitOfWork, coupon_id: int, user_id: int, order_id: int, at: Any) -> bool:
+    return await uow.execute(TAKE, coupon_id=coupon_id, user_id=user_id, order_id=order_id, used_time=at) == 1
+
+
+async def give_back(uow: UnitOfWork, coupon_id: int, order_id: int) -> None:
+    await uow.execute(GIVE_BACK, coupon_id=coupon_id, order_id=order_id)
+
+
+async def log(uow: UnitOfWork, coupon_id: int, order_id: int, log_type: int, applied: int, at: Any) -> bool:
+    return await uow.execute(LOG, coupon_id=coupon_id, order_id=order_id, log_type=log_type, applied=applied, log_time=at) == 1
+
+
+async def find_log(uow: UnitOfWork, coupon_id: int, order_id: int, log_type: int) -> Any:
+    return await uow.fetchone(FIND_LOG, coupon_id=coupon_id, order_id=order_id, log_type=log_type)

@@ -1,0 +1,45 @@
+"""REST: the goods, for shoppers (read) and operators."""
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field, StrictInt
+
+from shop.common.clock import iso
+from shop.common.money import fmt
+from shop.infra.deps import AdminDep, ShopDep
+from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.services.goods.contracts import CreateGoods, Goods
+
+router = APIRouter()
+
+
+class CreateGoodsIn(Camel):
+    goods_name: str = Field(min_length=1, max_length=255)
+    goods_number: StrictInt = Field(ge=0, le=2_000_000_000)
+    goods_price: MoneyIn
+    goods_desc: str | None = Field(default=None, max_length=255)
+
+
+def goods_json(g: Goods) -> dict[str, Any]:
+    return {
+        "goodsId": str(g.goods_id), "goodsName": g.goods_name, "goodsNumber": g.goods_number,
+        "goodsPrice": fmt(g.goods_price), "goodsDesc": g.goods_desc, "addTime": iso(g.add_time),
+    }
+
+
+@router.get("/goods/{goods_id}", tags=["goods"])
+async def get_goods_public(goods_id: IdIn, shop: ShopDep):
+    return ok(goods_json(await shop.goods.find_goods(goods_id)))
+
+
+@router.post("/admin/goods", tags=["admin"], dependencies=[AdminDep])
+async def create_goods(body: CreateGoodsIn, shop: ShopDep):
+    goods_id = await shop.goods.create_goods(
+        CreateGoods(body.goods_name, body.goods_number, body.goods_price, body.goods_desc)
+    )
+    return ok({"goodsId": str(goods_id)})
+
+
+@router.get("/admin/goods/{goods_id}", tags=["admin"], dependencies=[AdminDep])
+async def get_goods(goods_id: IdIn, shop: ShopDep):
+    return ok(goods_json(await shop.goods.find_goods(goods_id)))

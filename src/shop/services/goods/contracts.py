@@ -1,0 +1,40 @@
+"""The goods service's interface (the original's IGoodsService): typed values in and out."""
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Goods:
+    goods_id: int
+    goods_name: str
+    goods_number: int
+    goods_price: Decimal
+    goods_desc: str | None
+    add_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGoods:
+    goods_name: str
+    goods_number: int
+    goods_price: Decimal
+    goods_desc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReduceStock:
+    order_id: int
+    goods_id: int
+    goods_number: int
+
+
+class GoodsService(Protocol):
+    async def find_goods(self, goods_id: int) -> Goods: ...
+
+    async def create_goods(self, cmd: CreateGoods) -> int: ...
+
+    async def reduce_stock(self, cmd: ReduceStock) -> None:
+        """Idempotent per order; refused once the order's cancellation has been recorded."""
+        ...

@@ -1,0 +1,98 @@
+"""The order's business rules: arithmetic, validation in the original's order, status changes.
+
+Plain Python: no web, database or broker library. Every status change is a guarded transition;
+the repository applies it as a compare-and-set on the row, so a repeated or late message that
+finds the order elsewhere changes nothing.
+"""
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import IntEnum
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.money import ZERO
+
+FREE_SHIPPING_ABOVE = Decimal("100.00")
+SHIPPING_FEE = Decimal("10.00")
+MAX_GOODS_NUMBER = 1_000_000
+
+
+class OrderStatus(IntEnum):
+    UNCONFIRMED = 0
+    CONFIRMED = 1
+    CANCELLED = 2
+    INVALID = 3
+    REFUNDED = 4
+
+
+class PayStatus(IntEnum):
+    UNPAID = 0
+    PAYING = 1
+    PAID = 2
+
+
+class ShippingStatus(IntEnum):
+    NOT_SHIPPED = 0
+    SHIPPED = 1
+    RETURNED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    goods_amount: Decimal
+    shipping_fee: Decimal
+    order_amount: Decimal
+    coupon_paid: Decimal
+    money_paid: Decimal
+    pay_amount: Decimal
+
+
+def shipping_fee(goods_amount: Decimal) -> Decimal:
+    return ZERO if goods_amount > FREE_SHIPPING_ABOVE else SHIPPING_FEE
+
+
+def check_goods(
+    *, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int, client_shipping_fee: Decimal,
+    client_order_amount: Decimal,
+) -> tuple[Decimal, Decimal, Decimal]:
+    """The original's checks after finding the user and the goods, in its order.
+
+    Mended: an order may take the last unit (the original refused goods_number == stock), and the
+    order amount includes shipping. Returns (goods amount, shipping fee, order amount).
+    """
+    if not 0 < goods_number <= MAX_GOODS_NUMBER:
+        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "goodsNumber must be a positive whole number")
+    if client_price != goods_price:
+        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID)
+    if goods_number > stock:
+        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
+    goods_amount = goods_price * goods_number
+    fee = shipping_fee(goods_amount)
+    if client_shipping_fee != fee:
+        raise ShopError(ShopCode.SHOP_ORDER_SHIPPINGFEE_INVALID)
+    order_amount = goods_amount + fee
+    if client_order_amount != order_amount:
+        raise ShopError(ShopCode.SHOP_ORDERAMOUNT_INVALID)
+    return goods_amount, fee, order_amount
+
+
+def check_payment(
+    *, user_id: int, order_amount: Decimal, goods_amount: Decimal, fee: Decimal, money_paid: Decimal,
+    user_money: Decimal, coupon_price: Decimal | None = None, coupon_user_id: int | None = None,
+    coupon_used: bool = False,
+) -> Pricing:
+    """The coupon and the balance, in the original's order; mended: the coupon must be the
+    caller's and the pay amount is never below zero."""
+    coupon_paid = ZERO
+    if coupon_price is not None:
+        if coupon_used or coupon_user_id != user_id:
+            raise ShopError(ShopCode.SHOP_COUPON_INVALID)
+        coupon_paid = coupon_price
+    if money_paid < 0:
+        raise ShopError(ShopCode.SHOP_MONEY_PAID_LESS_ZERO)
+    if money_paid > user_money:
+        raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
+    pay_amount = order_amount - coupon_paid - money_paid
+    if pay_amount < 0:
+        raise ShopError(ShopCode.SHOP_PAY_AMOUNT_INVALID, "coupon and balance pay more than the order amount")
+    return Pricing(goods_amount, fee, order_amount, coupon_paid, money_paid, pay_amount)

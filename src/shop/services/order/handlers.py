@@ -1,0 +1,159 @@
+"""The order service: placing an order across the goods, coupon and user services.
+
+The saga, as ARCHITECTURE.md point 5 has it:
+1. validate (reads from the participants, in the original's order);
+2. save the pre-order (status 0) with its armed cancel message, due at now + the deadline;
+3. reduce stock, use the coupon, pay from the balance: each a local transaction over there,
+   keyed by the order id;
+4. confirm: 0 -> 1 and delete the armed message, in one transaction.
+A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves it to come due
+at the deadline. Either way the cancel message reaches every participant, whose compensation
+undoes what it did for this order, or records that it did nothing.
+"""
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shop.common.clock import now_ms, utcnow
+from shop.common.codes import ShopCode
+from shop.common.errors import ServiceUnavailable, ShopError
+from shop.common.ids import IdWorker
+from shop.infra.db import Database, UnitOfWork
+from shop.infra.faults import Faults
+from shop.infra.messaging import Message, Outbox
+from shop.services.coupon.contracts import CouponService, UseCoupon
+from shop.services.goods.contracts import GoodsService, ReduceStock
+from shop.services.order import domain
+from shop.services.order import repository as repo
+from shop.services.order.contracts import Order, OrderCancelled, PlaceOrder
+from shop.services.order.domain import OrderStatus
+from shop.services.user.contracts import ChangeMoney, MoneyLogType, UserService
+
+log = logging.getLogger("shop.order")
+
+Settle = Callable[[Message], Awaitable[None]]
+
+
+def _order(row: Any) -> Order:
+    return Order(**{f: row[f] for f in Order.__slots__})
+
+
+class OrderHandlers:
+    def __init__(
+        self, db: Database, ids: IdWorker, outbox: Outbox, *, users: UserService, goods: GoodsService,
+        coupons: CouponService, faults: Faults, cancel_after_s: float, settle: Settle | None = None,
+    ) -> None:
+        self.db = db
+        self.ids = ids
+        self.outbox = outbox
+        self.users = users
+        self.goods = goods
+        self.coupons = coupons
+        self.faults = faults
+        self.cancel_after_s = cancel_after_s
+        # Waits (bounded) for a failed order's compensation, so the caller sees it undone.
+        self.settle = settle
+
+    async def find_order(self, order_id: int) -> Order:
+        async with self.db.unit_of_work() as uow:
+            row = await repo.find(uow, order_id)
+        if row is None:
+            raise ShopError(ShopCode.SHOP_ORDER_NO_EXIST)
+        return _order(row)
+
+    async def confirm_order(self, cmd: PlaceOrder) -> Order:
+        pricing = await self._check(cmd)
+        order = self._pre_order(cmd, pricing)
+        cancel = OrderCancelled(
+            order.order_id, cmd.user_id, cmd.goods_id, cmd.goods_number, cmd.coupon_id, pricing.money_paid
+        ).to_message()
+        async with self.db.unit_of_work() as uow:
+            await repo.insert(uow, {f: getattr(order, f) for f in Order.__slots__})
+            await self.outbox.add(uow, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
+            await uow.commit()
+        try:
+            await self.faults.hit("order.after_pre_order")
+            await self.goods.reduce_stock(ReduceStock(order.order_id, cmd.goods_id, cmd.goods_number))
+            await self.faults.hit("order.after_reduce_stock")
+            if cmd.coupon_id is not None:
+                await self.coupons.use_coupon(UseCoupon(cmd.coupon_id, cmd.user_id, order.order_id))
+            await self.faults.hit("order.after_use_coupon")
+            if pricing.money_paid > 0:
+                await self.users.change_money(
+                    ChangeMoney(cmd.user_id, order.order_id, pricing.money_paid, MoneyLogType.PAID)
+                )
+            await self.faults.hit("order.after_reduce_money")
+            await self.faults.hit("order.before_confirm")
+            confirm_time = utcnow()
+            async with self.db.unit_of_work() as uow:
+                confirmed = await repo.confirm(uow, order.order_id, confirm_time)
+                if confirmed:
+                    await self.outbox.delete(uow, cancel.msg_id)  # disarm: no cancel may leave now
+                await uow.commit()
+            if not confirmed:
+                # The deadline passed first and the relay cancelled the order: its cancel is out.
+                raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
+        except Exception as exc:
+            await self._fail(order.order_id, cancel)
+            if not isinstance(exc, ShopError):
+                log.exception("order %s failed", order.order_id)
+                exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
+            raise exc.with_data({"orderId": str(order.order_id)}) from None
+        return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
+                        "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time})
+
+    async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
+        user = await self.users.find_user(cmd.user_id)
+        goods = await self.goods.find_goods(cmd.goods_id)
+        goods_amount, fee, order_amount = domain.check_goods(
+            goods_price=goods.goods_price, stock=goods.goods_number, client_price=cmd.goods_price,
+            goods_number=cmd.goods_number, client_shipping_fee=cmd.shipping_fee, client_order_amount=cmd.order_amount,
+        )
+        coupon = await self.coupons.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
+        return domain.check_payment(
+            user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
+            money_paid=cmd.money_paid, user_money=user.user_money,
+            coupon_price=coupon.coupon_price if coupon else None, coupon_user_id=coupon.user_id if coupon else None,
+            coupon_used=bool(coupon.is_used) if coupon else False,
+        )
+
+    def _pre_order(self, cmd: PlaceOrder, p: domain.Pricing) -> Order:
+        return Order(
+            order_id=self.ids.next_id(), user_id=cmd.user_id, order_status=int(OrderStatus.UNCONFIRMED),
+            pay_status=int(domain.PayStatus.UNPAID), shipping_status=int(domain.ShippingStatus.NOT_SHIPPED),
+            address=cmd.address, consignee=cmd.consignee, goods_id=cmd.goods_id, goods_number=cmd.goods_number,
+            goods_price=cmd.goods_price, goods_amount=p.goods_amount, shipping_fee=p.shipping_fee,
+            order_amount=p.order_amount, coupon_id=cmd.coupon_id, coupon_paid=p.coupon_paid,
+            money_paid=p.money_paid, pay_amount=p.pay_amount, add_time=utcnow(),
+        )
+
+    async def _fail(self, order_id: int, cancel: Message) -> None:
+        """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone."""
+        try:
+            async with self.db.unit_of_work() as uow:
+                await repo.cancel_unconfirmed(uow, order_id)
+                await self.outbox.make_due(uow, cancel.msg_id)
+                await uow.commit()
+        except Exception:  # our own database failed: the armed message still comes due at the deadline
+            log.exception("could not cancel order %s now; its deadline will", order_id)
+            return
+        if self.settle is not None:
+            await self.settle(cancel)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def guard_cancel(self, uow: UnitOfWork, msg: Message) -> bool:
+        """Run by the relay before an order's cancel leaves: cancel the order if it is still
+        unconfirmed (the crash case); drop the message if the order was confirmed meanwhile."""
+        order_id = int(msg.key)
+        await repo.cancel_unconfirmed(uow, order_id)
+        row = await repo.status(uow, order_id)
+        return row is None or row["order_status"] != OrderStatus.CONFIRMED
+
+    async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
+        await repo.cancel_unconfirmed(uow, int(msg.key))
+
+    async def audit_facts(self) -> dict[str, Any]:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.fetchall(repo.ALL)
+        return {"orders": {r["order_id"]: _order(r) for r in rows}}

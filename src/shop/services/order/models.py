@@ -1,0 +1,35 @@
+"""The order service's tables."""
+import sqlalchemy as sa
+
+from shop.infra.messaging import add_message_tables
+from shop.infra.schema import service_metadata
+from shop.infra.types import Money, Timestamp
+
+metadata = service_metadata()
+
+order = sa.Table(
+    "trade_order",
+    metadata,
+    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("order_status", sa.Integer, nullable=False),
+    sa.Column("pay_status", sa.Integer, nullable=False),
+    sa.Column("shipping_status", sa.Integer, nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("consignee", sa.String(255)),
+    sa.Column("goods_id", sa.BigInteger, nullable=False),
+    sa.Column("goods_number", sa.Integer, nullable=False),
+    sa.Column("goods_price", Money(), nullable=False),
+    sa.Column("goods_amount", Money(), nullable=False),
+    sa.Column("shipping_fee", Money(), nullable=False),
+    sa.Column("order_amount", Money(), nullable=False),
+    sa.Column("coupon_id", sa.BigInteger),
+    sa.Column("coupon_paid", Money(), nullable=False),
+    sa.Column("money_paid", Money(), nullable=False),
+    sa.Column("pay_amount", Money(), nullable=False),
+    sa.Column("add_time", Timestamp(), nullable=False),
+    sa.Column("confirm_time", Timestamp()),
+    sa.Column("pay_time", Timestamp()),
+)
+
+outbox, inbox = add_message_tables(metadata)

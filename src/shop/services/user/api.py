@@ -1,0 +1,56 @@
+"""REST: login, the caller's own user, and the operator's user endpoints."""
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from shop.common.clock import iso
+from shop.common.money import fmt
+from shop.infra.deps import AdminDep, ShopDep, UserIdDep
+from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.services.user.contracts import CreateUser, User
+
+router = APIRouter()
+
+
+class LoginIn(Camel):
+    user_name: str = Field(min_length=1, max_length=255)
+    user_password: str = Field(min_length=1, max_length=1024)
+
+
+class CreateUserIn(Camel):
+    user_name: str = Field(min_length=1, max_length=255)
+    user_password: str = Field(min_length=1, max_length=1024)
+    user_mobile: str | None = Field(default=None, max_length=255)
+    user_money: MoneyIn
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return {
+        "userId": str(u.user_id), "userName": u.user_name, "userMobile": u.user_mobile, "userScore": u.user_score,
+        "userMoney": fmt(u.user_money), "userRegTime": iso(u.user_reg_time),
+    }
+
+
+@router.post("/user/login", tags=["users"])
+async def login(body: LoginIn, shop: ShopDep):
+    user = await shop.users.login(body.user_name, body.user_password)
+    return ok({"userId": str(user.user_id), "token": shop.tokens.issue(user.user_id)})
+
+
+@router.get("/user/me", tags=["users"])
+async def me(user_id: UserIdDep, shop: ShopDep):
+    return ok(user_json(await shop.users.find_user(user_id)))
+
+
+@router.post("/admin/users", tags=["admin"], dependencies=[AdminDep])
+async def create_user(body: CreateUserIn, shop: ShopDep):
+    user_id = await shop.users.create_user(
+        CreateUser(body.user_name, body.user_password, body.user_money, body.user_mobile)
+    )
+    return ok({"userId": str(user_id)})
+
+
+@router.get("/admin/users/{user_id}", tags=["admin"], dependencies=[AdminDep])
+async def get_user(user_id: IdIn, shop: ShopDep):
+    return ok(user_json(await shop.users.find_user(user_id)))

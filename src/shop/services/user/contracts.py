@@ -1,0 +1,50 @@
+"""The user service's interface (the original's IUserService)."""
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import IntEnum
+from typing import Protocol
+
+
+class MoneyLogType(IntEnum):
+    DEPOSIT = 0
+    PAID = 1
+    REFUND = 2
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: int
+    user_name: str
+    user_mobile: str | None
+    user_score: int
+    user_money: Decimal
+    user_reg_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CreateUser:
+    user_name: str
+    user_password: str
+    user_money: Decimal
+    user_mobile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMoney:
+    """Pay part of an order from the balance, or refund it: once per (order, type)."""
+
+    user_id: int
+    order_id: int
+    money: Decimal
+    log_type: MoneyLogType
+
+
+class UserService(Protocol):
+    async def find_user(self, user_id: int) -> User: ...
+
+    async def create_user(self, cmd: CreateUser) -> int: ...
+
+    async def login(self, user_name: str, password: str) -> User: ...
+
+    async def change_money(self, cmd: ChangeMoney) -> None: ...

@@ -1,0 +1,138 @@
+"""The user service: users, logins, and the balance's payments and refunds."""
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+
+from shop.common.clock import utcnow
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.ids import IdWorker
+from shop.common.money import ZERO
+from shop.infra.db import Database, UnitOfWork
+from shop.infra.messaging import Inbox, Message
+from shop.services.order.contracts import TAG_CANCEL, OrderCancelled
+from shop.services.user import repository as repo
+from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
+from shop.services.user.models import inbox
+
+INBOX = Inbox(inbox)
+
+_hasher = PasswordHasher()
+# Verified against when the user name is unknown, so a login takes as long either way.
+_DUMMY_HASH = _hasher.hash("not a password")
+
+
+def _user(row: Any) -> User:
+    return User(
+        user_id=row["user_id"], user_name=row["user_name"], user_mobile=row["user_mobile"],
+        user_score=row["user_score"], user_money=row["user_money"], user_reg_time=row["user_reg_time"],
+    )
+
+
+class UserHandlers:
+    def __init__(self, db: Database, ids: IdWorker) -> None:
+        self.db = db
+        self.ids = ids
+
+    async def find_user(self, user_id: int) -> User:
+        async with self.db.unit_of_work() as uow:
+            row = await repo.find(uow, user_id)
+        if row is None:
+            raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
+        return _user(row)
+
+    async def create_user(self, cmd: CreateUser) -> int:
+        # Hashing takes tens of milliseconds: off the event loop.
+        hashed = await asyncio.to_thread(_hasher.hash, cmd.user_password)
+        user_id = self.ids.next_id()
+        now = utcnow()
+        async with self.db.unit_of_work() as uow:
+            if not await repo.insert(
+                uow, user_id=user_id, user_name=cmd.user_name, user_password=hashed, user_mobile=cmd.user_mobile,
+                user_score=0, user_reg_time=now, user_money=cmd.user_money,
+            ):
+                raise ShopError(ShopCode.SHOP_USER_NAME_TAKEN)
+            await repo.log(uow, user_id, 0, MoneyLogType.DEPOSIT, cmd.user_money, now)
+            await uow.commit()
+        return user_id
+
+    async def login(self, user_name: str, password: str) -> User:
+        async with self.db.unit_of_work() as uow:
+            row = await repo.find_by_name(uow, user_name)
+        stored = row["user_password"] if row is not None else _DUMMY_HASH
+        try:
+            await asyncio.to_thread(_hasher.verify, stored, password)
+        except VerificationError:
+            row = None
+        if row is None:
+            raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "wrong user name or password")
+        return _user(row)
+
+    async def change_money(self, cmd: ChangeMoney) -> None:
+        if cmd.money <= 0:
+            raise ShopError(ShopCode.SHOP_MONEY_PAID_LESS_ZERO)
+        async with self.db.unit_of_work() as uow:
+            if cmd.log_type == MoneyLogType.PAID:
+                await self._pay(uow, cmd)
+            elif cmd.log_type == MoneyLogType.REFUND:
+                await refund(uow, cmd.user_id, cmd.order_id)
+            else:
+                raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "unknown money log type")
+            await uow.commit()
+
+    async def _pay(self, uow: UnitOfWork, cmd: ChangeMoney) -> None:
+        # The ledger row first: the idempotency key and the barrier in one.
+        if not await repo.log(uow, cmd.user_id, cmd.order_id, MoneyLogType.PAID, cmd.money, utcnow()):
+            row = await repo.find_log(uow, cmd.user_id, cmd.order_id, MoneyLogType.PAID)
+            if row is not None and row["use_money"] == ZERO:
+                raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
+            return  # a repeated call: the first payment stands
+        if not await repo.take(uow, cmd.user_id, cmd.money):
+            if await repo.find(uow, cmd.user_id) is None:
+                raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
+            raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
+
+    async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
+        ev = OrderCancelled.from_message(msg)
+        await refund(uow, ev.user_id, ev.order_id)
+
+    async def audit_facts(self) -> dict[str, Any]:
+        return await _audit_facts(self.db)
+
+
+async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> Decimal:
+    """Give back what the order paid from the balance, once; if it paid nothing, make sure it never will."""
+    now = utcnow()
+    if await repo.log(uow, user_id, order_id, MoneyLogType.PAID, ZERO, now):
+        await repo.log(uow, user_id, order_id, MoneyLogType.REFUND, ZERO, now)  # null compensation
+        return ZERO
+    paid = (await repo.find_log(uow, user_id, order_id, MoneyLogType.PAID))["use_money"]
+    if await repo.log(uow, user_id, order_id, MoneyLogType.REFUND, paid, now) and paid > 0:
+        await repo.give(uow, user_id, paid)
+        return paid
+    return ZERO
+
+
+async def _audit_facts(db: Database) -> dict[str, Any]:
+    async with db.unit_of_work() as uow:
+        users = await uow.fetchall(repo.ALL_USERS)
+        logs = await uow.fetchall(repo.ALL_LOGS)
+        seen = await INBOX.keys(uow, TAG_CANCEL)
+    ledger: dict[int, Decimal] = {}
+    taken: dict[int, tuple[int, Decimal]] = {}
+    returned: dict[int, Decimal] = {}
+    sign = {MoneyLogType.DEPOSIT: 1, MoneyLogType.PAID: -1, MoneyLogType.REFUND: 1}
+    for r in logs:
+        ledger[r["user_id"]] = ledger.get(r["user_id"], ZERO) + sign[MoneyLogType(r["money_log_type"])] * r["use_money"]
+        if r["money_log_type"] == MoneyLogType.PAID:
+            taken[r["order_id"]] = (r["user_id"], r["use_money"])
+        elif r["money_log_type"] == MoneyLogType.REFUND:
+            returned[r["order_id"]] = r["use_money"]
+    return {
+        "balances": {r["user_id"]: r["user_money"] for r in users},
+        "scores": {r["user_id"]: r["user_score"] for r in users},
+        "ledger": ledger, "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
+    }

@@ -1,0 +1,66 @@
+"""All of the user service's SQL, built once."""
+from typing import Any
+
+import sqlalchemy as sa
+
+from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.services.user.models import user, user_money_log
+
+u, lg = user.c, user_money_log.c
+
+FIND = Query(sa.select(user).where(u.user_id == sa.bindparam("user_id")))
+FIND_BY_NAME = Query(sa.select(user).where(u.user_name == sa.bindparam("user_name")))
+INSERT = insert_ignore(
+    user, **bind("user_id", "user_name", "user_password", "user_mobile", "user_score", "user_reg_time", "user_money")
+)
+# The conditional update that stops an overdraft.
+TAKE = Query(
+    sa.update(user)
+    .where(u.user_id == sa.bindparam("user_id"), u.user_money >= sa.bindparam("money"))
+    .values(user_money=u.user_money - sa.bindparam("money"))
+)
+GIVE = Query(
+    sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_money=u.user_money + sa.bindparam("money"))
+)
+LOG = insert_ignore(user_money_log, **bind("user_id", "order_id", "money_log_type", "use_money", "create_time"))
+FIND_LOG = Query(
+    sa.select(user_money_log).where(
+        lg.user_id == sa.bindparam("user_id"),
+        lg.order_id == sa.bindparam("order_id"),
+        lg.money_log_type == sa.bindparam("money_log_type"),
+    )
+)
+ALL_USERS = Query(sa.select(user.c.user_id, user.c.user_money, user.c.user_score))
+ALL_LOGS = Query(sa.select(user_money_log))
+
+
+async def find(uow: UnitOfWork, user_id: int) -> Any:
+    return await uow.fetchone(FIND, user_id=user_id)
+
+
+async def find_by_name(uow: UnitOfWork, user_name: str) -> Any:
+    return await uow.fetchone(FIND_BY_NAME, user_name=user_name)
+
+
+async def insert(uow: UnitOfWork, **row: Any) -> bool:
+    """False if the user name (or id) is taken."""
+    return await uow.execute(INSERT, **row) == 1
+
+
+async def take(uow: UnitOfWork, user_id: int, money: Any) -> bool:
+    return await uow.execute(TAKE, user_id=user_id, money=money) == 1
+
+
+async def give(uow: UnitOfWork, user_id: int, money: Any) -> None:
+    await uow.execute(GIVE, user_id=user_id, money=money)
+
+
+async def log(uow: UnitOfWork, user_id: int, order_id: int, log_type: int, money: Any, at: Any) -> bool:
+    return (
+        await uow.execute(LOG, user_id=user_id, order_id=order_id, money_log_type=log_type, use_money=money, create_time=at)
+        == 1
+    )
+
+
+async def find_log(uow: UnitOfWork, user_id: int, order_id: int, log_type: int) -> Any:
+    return await uow.fetchone(FIND_LOG, user_id=user_id, order_id=order_id, money_log_type=log_type)
