@@ -33,6 +33,7 @@ def sqlalchemy_url(url: str) -> str:
 def alembic_config(service: str, url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE / "alembic"))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(SERVICES_DIR / service / "migrations"))
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     cfg.attributes["service"] = service

@@ -1,0 +1,126 @@
+"""Helpers for tests: setting up users, goods and coupons, placing orders, waiting for quiet."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from shop.bootstrap import Shop
+from shop.services.coupon.contracts import CreateCoupon
+from shop.services.goods.contracts import CreateGoods
+from shop.services.order.contracts import PlaceOrder
+from shop.services.order.domain import shipping_fee
+from shop.services.user.contracts import CreateUser
+
+D = Decimal
+
+
+@dataclass
+class World:
+    user_id: int
+    goods_id: int
+    coupon_id: int | None
+    price: Decimal
+
+
+_names = iter(range(10**9))
+
+
+async def world(
+    shop: Shop, *, money: str = "100.00", stock: int = 10, price: str = "5000.00", coupon: str | None = "100.00",
+    name: str | None = None,
+) -> World:
+    user_id = await shop.users.create_user(CreateUser(name or f"user-{next(_names)}", "secret", D(money)))
+    goods_id = await shop.goods.create_goods(CreateGoods("iphone7", stock, D(price)))
+    coupon_id = await shop.coupons.create_coupon(CreateCoupon(user_id, D(coupon))) if coupon else None
+    return World(user_id, goods_id, coupon_id, D(price))
+
+
+def place(
+    user_id: int, goods_id: int, price: Decimal, n: int = 1, *, coupon_id: int | None = None,
+    money_paid: str = "0.00", **overrides: Any,
+) -> PlaceOrder:
+    goods_amount = price * n
+    fee = shipping_fee(goods_amount)
+    fields: dict[str, Any] = dict(
+        user_id=user_id, goods_id=goods_id, goods_number=n, goods_price=price, shipping_fee=fee,
+        order_amount=goods_amount + fee, address="北京", coupon_id=coupon_id, money_paid=D(money_paid),
+    )
+    fields.update(overrides)
+    return PlaceOrder(**fields)
+
+
+def order_json(
+    user_id: int | str, goods_id: int | str, price: str, n: int = 1, *, coupon_id: int | str | None = None,
+    money_paid: str = "0.00", **overrides: Any,
+) -> dict[str, Any]:
+    goods_amount = D(price) * n
+    fee = shipping_fee(goods_amount)
+    body: dict[str, Any] = {
+        "userId": str(user_id), "goodsId": str(goods_id), "goodsNumber": n, "goodsPrice": price,
+        "shippingFee": str(fee), "orderAmount": str(goods_amount + fee), "address": "北京", "moneyPaid": money_paid,
+    }
+    if coupon_id is not None:
+        body["couponId"] = str(coupon_id)
+    body.update(overrides)
+    return body
+
+
+async def quiet(shop: Shop, timeout_s: float = 15.0) -> dict[str, Any]:
+    """Wait until nothing is in flight, then return the audit."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        report = await shop.audit()
+        if report.pending == 0 or loop.time() > end:
+            return report.json()
+        await asyncio.sleep(0.05)
+
+
+async def state(shop: Shop, w: World) -> tuple[int, Decimal, int | None]:
+    """(stock, balance, coupon is_used) for a world."""
+    g = await shop.goods.find_goods(w.goods_id)
+    u = await shop.users.find_user(w.user_id)
+    c = await shop.coupons.find_coupon(w.coupon_id) if w.coupon_id else None
+    return g.goods_number, u.user_money, (c.is_used if c else None)
+
+
+class Api:
+    """The HTTP surface, as a client uses it."""
+
+    def __init__(self, client: httpx.AsyncClient, admin_token: str) -> None:
+        self.c = client
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+
+    async def create_user(self, name: str, money: str = "100.00", password: str = "secret") -> str:
+        r = await self.c.post("/admin/users", json={"userName": name, "userPassword": password, "userMoney": money},
+                              headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]["userId"]
+
+    async def login(self, name: str, password: str = "secret") -> dict[str, str]:
+        r = await self.c.post("/user/login", json={"userName": name, "userPassword": password})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['data']['token']}"}
+
+    async def create_goods(self, price: str = "5000.00", number: int = 10, name: str = "iphone7") -> str:
+        r = await self.c.post("/admin/goods", json={"goodsName": name, "goodsNumber": number, "goodsPrice": price},
+                              headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]["goodsId"]
+
+    async def create_coupon(self, user_id: str, price: str = "100.00") -> str:
+        r = await self.c.post("/admin/coupons", json={"userId": user_id, "couponPrice": price}, headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]["couponId"]
+
+    async def get(self, path: str) -> dict[str, Any]:
+        r = await self.c.get(path, headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    async def confirm(self, auth: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+        return await self.c.post("/order/confirm", json=body, headers=auth)
