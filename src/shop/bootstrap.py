@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from argon2 import PasswordHasher
+
 from shop.admin.audit import AuditReport, check
 from shop.common.ids import IdWorker
 from shop.infra.auth import Tokens, load_or_create_secret
@@ -112,7 +114,8 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
 
     dbs = {s: open_database(settings.db_url(s)) for s in SERVICES}
     deadline = settings.rpc_deadline_s
-    user_h = UserHandlers(dbs["user"], ids)
+    hasher = PasswordHasher(time_cost=settings.password_time_cost, memory_cost=settings.password_memory_kib)
+    user_h = UserHandlers(dbs["user"], ids, hasher)
     goods_h = GoodsHandlers(dbs["goods"], ids)
     coupon_h = CouponHandlers(dbs["coupon"], ids)
     users = local_client(user_h, "user", deadline)

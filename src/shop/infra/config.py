@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     token_secret: str | None = None  # signs user tokens; generated into the data dir when unset
     token_ttl_s: int = 24 * 3600
+    # Argon2id cost (argon2-cffi's defaults, RFC 9106's low-memory profile); tests lower it.
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=64)
     faults: bool = False
     order_cancel_after_s: float = 30.0
     order_pay_timeout_s: float = 1800.0

@@ -20,9 +20,6 @@ from shop.services.user.models import inbox
 
 INBOX = Inbox(inbox)
 
-_hasher = PasswordHasher()
-# Verified against when the user name is unknown, so a login takes as long either way.
-_DUMMY_HASH = _hasher.hash("not a password")
 
 
 def _user(row: Any) -> User:
@@ -33,9 +30,12 @@ def _user(row: Any) -> User:
 
 
 class UserHandlers:
-    def __init__(self, db: Database, ids: IdWorker) -> None:
+    def __init__(self, db: Database, ids: IdWorker, hasher: PasswordHasher | None = None) -> None:
         self.db = db
         self.ids = ids
+        self.hasher = hasher or PasswordHasher()
+        # Verified against when the user name is unknown, so a login takes as long either way.
+        self._dummy_hash = self.hasher.hash("not a password")
 
     async def find_user(self, user_id: int) -> User:
         async with self.db.unit_of_work() as uow:
@@ -46,7 +46,7 @@ class UserHandlers:
 
     async def create_user(self, cmd: CreateUser) -> int:
         # Hashing takes tens of milliseconds: off the event loop.
-        hashed = await asyncio.to_thread(_hasher.hash, cmd.user_password)
+        hashed = await asyncio.to_thread(self.hasher.hash, cmd.user_password)
         user_id = self.ids.next_id()
         now = utcnow()
         async with self.db.unit_of_work() as uow:
@@ -62,9 +62,9 @@ class UserHandlers:
     async def login(self, user_name: str, password: str) -> User:
         async with self.db.unit_of_work() as uow:
             row = await repo.find_by_name(uow, user_name)
-        stored = row["user_password"] if row is not None else _DUMMY_HASH
+        stored = row["user_password"] if row is not None else self._dummy_hash
         try:
-            await asyncio.to_thread(_hasher.verify, stored, password)
+            await asyncio.to_thread(self.hasher.verify, stored, password)
         except VerificationError:
             row = None
         if row is None:
