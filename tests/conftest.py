@@ -26,7 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def test_settings(data_dir: Path, **overrides: object) -> Settings:
     base: dict[str, object] = dict(
-        data_dir=data_dir, admin_token=ADMIN, token_secret="test-token-secret", faults=True,
+        data_dir=data_dir, admin_token=ADMIN, token_secret="test-token-secret-of-at-least-32-bytes", faults=True,
         order_cancel_after_s=2.0, message_backoff_ms=50, message_backoff_cap_ms=400, message_max_attempts=4,
         password_time_cost=1, password_memory_kib=1024,
     )

@@ -22,12 +22,13 @@ def parse_money(value: object, field: str = "amount") -> Decimal:
         raise invalid(f"{field} must be finite")
     if d < 0:
         raise invalid(f"{field} must not be negative")
-    if d.as_tuple().exponent < -2 and d != d.quantize(CENT):  # type: ignore[operator]
-        raise invalid(f"{field} has more than 2 decimal places")
-    d = d.quantize(CENT)
+    # Range first: quantizing a huge value (1e30) overflows the context and raises InvalidOperation.
     if d > MAX:
         raise invalid(f"{field} is too large")
-    return d
+    if d.as_tuple().exponent < -2 and d != d.quantize(CENT):  # type: ignore[operator]
+        raise invalid(f"{field} has more than 2 decimal places")
+    # abs: "-0" passes the sign check above and would otherwise come back as "-0.00".
+    return abs(d.quantize(CENT))
 
 
 def money(value: Decimal | int | str) -> Decimal:

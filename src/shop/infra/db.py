@@ -55,7 +55,7 @@ class Query:
         # Literal values in a statement (`.values(is_used=1)`) become bound parameters too:
         # keep their values as defaults, and insist on the ones the caller must give.
         params = tuple(
-            (n, c.binds[n].required or c.binds[n].value is None, c.binds[n].value) for n in names
+            (n, c.binds[n].required, c.binds[n].value) for n in names
         )
         self._compiled[dialect] = (str(c), params)
         return self._compiled[dialect]

@@ -252,8 +252,15 @@ class Relay:
             if n:
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            await _nap(self._wake, self.poll_s)
+
+
+async def _nap(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until woken or the poll interval passes. Not wait_for(): on 3.11 a cancel that
+    lands as the wait times out can be swallowed, and stop() would wait forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
 
 
 def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
@@ -407,8 +414,7 @@ class EmbeddedBroker:
                 await asyncio.sleep(0)  # let the deliveries run before looking again
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            await _nap(self._wake, self.poll_s)
 
     async def drain(self) -> None:
         if self._tasks:

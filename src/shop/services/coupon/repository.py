@@ -20,7 +20,7 @@ TAKE = Query(
 )
 GIVE_BACK = Query(
     sa.update(coupon)
-    .where(c.coupon_id == sa.bindparam("coupon_id"), c.order_id == sa.bindparam("order_id"), c.is_used == 1)
+    .where(c.coupon_id == sa.bindparam("coupon_id"), c.order_id == sa.bindparam("held_by"), c.is_used == 1)
     .values(is_used=0, order_id=None, used_time=None)
 )
 LOG = insert_ignore(coupon_log, **bind("coupon_id", "order_id", "log_type", "applied", "log_time"))
@@ -46,7 +46,7 @@ async def take(uow: UnitOfWork, coupon_id: int, user_id: int, order_id: int, at:
 
 
 async def give_back(uow: UnitOfWork, coupon_id: int, order_id: int) -> None:
-    await uow.execute(GIVE_BACK, coupon_id=coupon_id, order_id=order_id)
+    await uow.execute(GIVE_BACK, coupon_id=coupon_id, held_by=order_id)
 
 
 async def log(uow: UnitOfWork, coupon_id: int, order_id: int, log_type: int, applied: int, at: Any) -> bool:

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Order placement over real HTTP: orders/s, latency and errors, then the audit.
+
+Starts `shop run` in a subprocess on a free loopback port with a fresh data dir (or, with --url,
+uses a server that is already running), creates one goods item with a huge stock and N users with
+big balances through the admin API, logs them in, and then for --seconds runs --concurrency client
+workers that POST /order/confirm (one unit, moneyPaid 1.00) on one httpx.AsyncClient (HTTP/1.1
+keep-alive, a pool of C connections). Afterwards it waits for the shop to be quiet, prints the
+audit, checks the stock went down by exactly the orders that succeeded, and stops the server
+(and audits its files again with `shop audit`).
+
+The load generator is one Python process, on the same machine as the server: on a small box it
+competes with the server for CPU, and httpx costs about as much per request as the server does,
+so the figure is a floor for the server, not its ceiling. --pin puts the server on CPU 0 and the
+load generator on the other CPUs, so they do not fight over one.
+
+One httpx.AsyncClient with a pool of C connections is itself the bottleneck once more than a few
+requests wait on its pool: httpcore's pool does work per waiting request on every hand-out
+(encode/httpx#3215). Measured here against GET /healthz with 64 workers: one client with 64
+connections ~85 req/s, 64 clients with 1 connection each ~1000 req/s, with the server mostly
+idle. --clients K spreads the workers over K clients with C/K connections each (still HTTP/1.1
+keep-alive, still one process); --clients C is the fairest to the server.
+
+    .venv/bin/python bench/orders_http.py [--seconds 10] [--concurrency 64] [--users 64] [--pin]
+    .venv/bin/python bench/orders_http.py --url http://127.0.0.1:8000 --admin-token "$SHOP_ADMIN_TOKEN"
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SHOP = Path(sys.executable).with_name("shop")
+PRICE = Decimal("200.00")  # over 100: no shipping fee
+STOCK = 1_000_000_000
+BALANCE = "1000000.00"
+PASSWORD = "bench-password"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`shop run` on a fresh data dir, for the length of the bench."""
+
+    def __init__(self, pin: bool) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="shop-bench-")
+        self.data_dir = Path(self.tmp.name) / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_urlsafe(24)
+        self.pin = pin
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(self.tmp.name) / "shop.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}  # SHOP_FAULTS unset, among others
+        env["SHOP_ADMIN_TOKEN"] = self.admin_token
+        # Cheap password hashing: only the set-up logs in; the order path never hashes.
+        env["SHOP_PASSWORD_TIME_COST"] = "1"
+        env["SHOP_PASSWORD_MEMORY_KIB"] = "1024"
+        return env
+
+    def start(self) -> None:
+        cmd = [str(SHOP), "run", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        preexec = (lambda: os.sched_setaffinity(0, {0})) if self.pin else None
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=preexec, start_new_session=True)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"shop run exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"shop run did not come up:\n{self.log.read_text()}")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def offline_audit(self) -> dict[str, Any]:
+        """`shop audit` on the stopped server's files: what is on disk agrees too."""
+        r = subprocess.run([str(SHOP), "audit", "--data-dir", str(self.data_dir)], env=self.env(),
+                           capture_output=True, text=True, timeout=120)
+        try:
+            return {"exit": r.returncode, **json.loads(r.stdout)}
+        except ValueError:
+            return {"exit": r.returncode, "consistent": False, "output": (r.stdout + r.stderr)[-2000:]}
+
+    def cleanup(self) -> None:
+        self.tmp.cleanup()
+
+
+def data(r: httpx.Response) -> Any:
+    if r.status_code != 200:
+        raise SystemExit(f"{r.request.method} {r.request.url} -> {r.status_code} {r.text}")
+    return r.json()["data"]
+
+
+async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int) -> tuple[str, list[tuple[str, dict]]]:
+    goods_id = data(await c.post("/admin/goods", headers=admin,
+                                 json={"goodsName": "bench", "goodsNumber": STOCK, "goodsPrice": str(PRICE)}))["goodsId"]
+    run = secrets.token_hex(4)  # unique names, also against a server that already has users
+
+    async def user(i: int) -> tuple[str, dict[str, str]]:
+        name = f"bench-{run}-{i}"
+        uid = data(await c.post("/admin/users", headers=admin,
+                                json={"userName": name, "userPassword": PASSWORD, "userMoney": BALANCE}))["userId"]
+        token = data(await c.post("/user/login", json={"userName": name, "userPassword": PASSWORD}))["token"]
+        return uid, {"Authorization": f"Bearer {token}"}
+
+    users = []
+    for i in range(0, n_users, 16):  # a few at a time: hashing a password is the slow part
+        users += await asyncio.gather(*(user(j) for j in range(i, min(i + 16, n_users))))
+    return goods_id, users
+
+
+def order_body(user_id: str, goods_id: str) -> dict[str, Any]:
+    return {"userId": user_id, "goodsId": goods_id, "goodsNumber": 1, "goodsPrice": str(PRICE),
+            "shippingFee": "0.00", "orderAmount": str(PRICE), "moneyPaid": "1.00", "address": "bench"}
+
+
+async def load(clients: list[httpx.AsyncClient], goods_id: str, users: list[tuple[str, dict]], concurrency: int,
+               seconds: float, warmup: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    ok = 0
+    warm_ok = [0]  # orders placed during the warm-up: not measured, but they took stock
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from = start + warmup
+    end = measure_from + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal ok
+        c = clients[k % len(clients)]
+        user_id, auth = users[k % len(users)]
+        body = order_body(user_id, goods_id)
+        while True:
+            t0 = loop.time()
+            if t0 >= end:
+                return
+            try:
+                r = await c.post("/order/confirm", json=body, headers=auth)
+                failure = None if r.status_code == 200 else f"{r.status_code} {r.json().get('code')}"
+            except httpx.HTTPError as e:
+                failure = e.__class__.__name__
+            t1 = loop.time()
+            if t0 < measure_from:
+                if failure is None:
+                    warm_ok[0] += 1
+                continue
+            if failure is None:
+                ok += 1
+                latencies.append(t1 - t0)
+            else:
+                errors[failure] = errors.get(failure, 0) + 1
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = loop.time() - measure_from
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return {"ok": ok, "warm_ok": warm_ok[0], "errors": errors, "elapsed": elapsed,
+            "rate": ok / elapsed if elapsed > 0 else 0.0, "p50": pct(0.50), "p99": pct(0.99)}
+
+
+async def quiet_audit(c: httpx.AsyncClient, admin: dict[str, str], timeout_s: float = 30.0) -> dict[str, Any]:
+    end = time.monotonic() + timeout_s
+    while True:
+        report = data(await c.get("/admin/audit", headers=admin))
+        if report["pending"] == 0 or time.monotonic() > end:
+            return report
+        await asyncio.sleep(0.2)
+
+
+async def bench(url: str, admin_token: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    per_client = -(-args.concurrency // args.clients)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, http1=True, http2=False)
+            )
+            for _ in range(args.clients)
+        ]
+        c = clients[0]
+        t = time.monotonic()
+        goods_id, users = await set_up(c, admin, args.users)
+        print(f"set-up: 1 goods, {len(users)} users logged in ({time.monotonic() - t:.1f}s)", flush=True)
+        stock_before = data(await c.get(f"/admin/goods/{goods_id}", headers=admin))["goodsNumber"]
+        result = await load(clients, goods_id, users, args.concurrency, args.seconds, args.warmup)
+        report = await quiet_audit(c, admin)
+        stock_after = data(await c.get(f"/admin/goods/{goods_id}", headers=admin))["goodsNumber"]
+    # Every order that succeeded took one unit; every one that failed gave its unit back.
+    result["taken"] = stock_before - stock_after
+    stock_ok = result["taken"] == result["ok"] + result["warm_ok"]
+    return result, report, stock_ok
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="measured duration (default 10)")
+    p.add_argument("--concurrency", type=int, default=64, help="concurrent client workers and connections (default 64)")
+    p.add_argument("--users", type=int, default=64, help="users placing orders (default 64)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring (default 1)")
+    p.add_argument("--url", help="bench a running server instead of starting one")
+    p.add_argument("--admin-token", default=os.environ.get("SHOP_ADMIN_TOKEN"),
+                   help="with --url: the server's admin token (default $SHOP_ADMIN_TOKEN)")
+    p.add_argument("--clients", type=int, default=1,
+                   help="spread the workers over this many httpx clients, each with its share of the pool "
+                        "(default 1: one client, one pool of C; see the note on httpx above)")
+    p.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on the other CPUs")
+    args = p.parse_args()
+    if not 1 <= args.clients <= args.concurrency:
+        p.error("--clients must be between 1 and --concurrency")
+
+    server = None
+    if args.url:
+        if not args.admin_token:
+            p.error("--url needs --admin-token or SHOP_ADMIN_TOKEN")
+        url, token = args.url.rstrip("/"), args.admin_token
+    else:
+        server = Server(args.pin)
+        server.start()
+        url, token = server.url, server.admin_token
+        print(f"shop run pid {server.proc.pid} on {url}, data in {server.data_dir}", flush=True)
+    if args.pin:
+        cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, (cpus - {0}) or cpus)
+    print(f"load: 1 process, {args.concurrency} workers on {args.clients} httpx client(s), {args.users} users, {args.seconds:g}s "
+          f"(+{args.warmup:g}s warm-up) on {os.cpu_count()} CPUs"
+          f"{' (server pinned to CPU 0)' if args.pin else ', shared with the server'}", flush=True)
+    try:
+        result, report, stock_ok = asyncio.run(bench(url, token, args))
+    finally:
+        if server is not None:
+            server.stop()
+    offline = server.offline_audit() if server is not None else None
+    if server is not None:
+        server.cleanup()
+
+    n_err = sum(result["errors"].values())
+    if result["errors"]:
+        print("errors by kind:", result["errors"])
+    print(f"audit: {report}")
+    if offline is not None:
+        print(f"shop audit on the stopped server's files: {offline}")
+    print(f"stock taken {result['taken']} == orders that succeeded {result['ok'] + result['warm_ok']} "
+          f"(incl. {result['warm_ok']} in the warm-up): {stock_ok}")
+    consistent = report["consistent"] and report["pending"] == 0 and stock_ok
+    if offline is not None:
+        consistent = consistent and offline.get("consistent") is True and offline["exit"] == 0
+    print(f"orders/s={result['rate']:.0f} p50_ms={result['p50']:.1f} p99_ms={result['p99']:.1f} "
+          f"errors={n_err} consistent={consistent}")
+    sys.exit(0 if consistent and n_err == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
