@@ -113,14 +113,17 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
     admin_token = settings.admin_token or secrets.token_urlsafe(24)
 
     dbs = {s: open_database(settings.db_url(s)) for s in SERVICES}
-    deadline = settings.rpc_deadline_s
+    def deadline(service: str) -> float | None:
+        # A SQLite service runs inline on the loop: nothing in it can wait, so no timer is needed.
+        return None if isinstance(dbs[service], SqliteDatabase) else settings.rpc_deadline_s
+
     hasher = PasswordHasher(time_cost=settings.password_time_cost, memory_cost=settings.password_memory_kib)
     user_h = UserHandlers(dbs["user"], ids, hasher)
     goods_h = GoodsHandlers(dbs["goods"], ids)
     coupon_h = CouponHandlers(dbs["coupon"], ids)
-    users = local_client(user_h, "user", deadline)
-    goods = local_client(goods_h, "goods", deadline)
-    coupons = local_client(coupon_h, "coupon", deadline)
+    users = local_client(user_h, "user", deadline("user"))
+    goods = local_client(goods_h, "goods", deadline("goods"))
+    coupons = local_client(coupon_h, "coupon", deadline("coupon"))
 
     outboxes = {s: Outbox(MODELS[s].outbox, f"{s}-producer") for s in SERVICES}
     inboxes = {s: Inbox(MODELS[s].inbox) for s in SERVICES}
@@ -165,7 +168,8 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
     return Shop(
         settings=settings, ids=ids, faults=faults, tokens=tokens, admin_token=admin_token, dbs=dbs, broker=broker,
         relays=relays, handlers=handlers, users=users, goods=goods, coupons=coupons,
-        orders=local_client(order_h, "order", deadline * 4),
+        # Placing an order waits on the others and may settle a failure: a longer deadline.
+        orders=local_client(order_h, "order", settings.rpc_deadline_s * 4),
     )
 
 

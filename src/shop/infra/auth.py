@@ -24,20 +24,30 @@ def load_or_create_secret(path: Path) -> str:
 
 
 class Tokens:
-    def __init__(self, secret: str, ttl_s: int) -> None:
+    def __init__(self, secret: str, ttl_s: int, cache_size: int = 10_000) -> None:
         self._secret = secret
         self._ttl_s = ttl_s
+        # Verified tokens, so a busy client costs one signature check per token, not per request.
+        self._verified: dict[str, tuple[int, int]] = {}
+        self._cache_size = cache_size
 
     def issue(self, user_id: int) -> str:
         now = int(time.time())
         return jwt.encode({"sub": str(user_id), "iat": now, "exp": now + self._ttl_s}, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> int:
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            return int(claims["sub"])
+            user_id = int(claims["sub"])
         except (jwt.PyJWTError, ValueError):
             raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid or expired token") from None
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = (user_id, int(claims["exp"]))
+        return user_id
 
 
 def check_admin(header: str | None, admin_token: str) -> None:

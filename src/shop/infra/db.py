@@ -122,15 +122,16 @@ class Database:
     dialect: str
     url: str
 
-    def unit_of_work(self) -> UnitOfWork:
+    def unit_of_work(self, readonly: bool = False) -> UnitOfWork:
+        """readonly: for reads that need no transaction of their own (one statement is atomic)."""
         raise NotImplementedError
 
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
-        async with self.unit_of_work() as uow:
+        async with self.unit_of_work(readonly=True) as uow:
             return await uow.fetchone(q, **params)
 
     async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
-        async with self.unit_of_work() as uow:
+        async with self.unit_of_work(readonly=True) as uow:
             return await uow.fetchall(q, **params)
 
     async def connect(self) -> None:
@@ -181,25 +182,29 @@ class SqliteDatabase(Database):
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.lock = asyncio.Lock()
 
-    def unit_of_work(self) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self)
+    def unit_of_work(self, readonly: bool = False) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(self, readonly)
 
     async def close(self) -> None:
         self.conn.close()
 
 
 class SqliteUnitOfWork(UnitOfWork):
-    __slots__ = ("db", "conn", "_open")
+    __slots__ = ("db", "conn", "_open", "_readonly")
     dialect = "sqlite"
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, readonly: bool = False) -> None:
         self.db = db
         self.conn = db.conn
         self._open = False
+        self._readonly = readonly
 
     async def __aenter__(self) -> SqliteUnitOfWork:
         await self.db.lock.acquire()
+        if self._readonly:  # autocommit reads: no write lock on the file
+            return self
         try:
+            # IMMEDIATE: take the write lock now, so a transaction never fails half-way on it.
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             self.db.lock.release()
@@ -261,20 +266,23 @@ class PostgresDatabase(Database):
             await self.pool.close()
             self.pool = None
 
-    def unit_of_work(self) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self)
+    def unit_of_work(self, readonly: bool = False) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self, readonly)
 
 
 class PostgresUnitOfWork(UnitOfWork):
     dialect = "postgresql"
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, readonly: bool = False) -> None:
         self.db = db
         self.conn: Any = None
         self.tr: Any = None
+        self._readonly = readonly
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         self.conn = await self.db.pool.acquire()
+        if self._readonly:
+            return self
         try:
             self.tr = self.conn.transaction()
             await self.tr.start()
@@ -343,7 +351,8 @@ class MysqlDatabase(Database):
             await self.pool.wait_closed()
             self.pool = None
 
-    def unit_of_work(self) -> MysqlUnitOfWork:
+    def unit_of_work(self, readonly: bool = False) -> MysqlUnitOfWork:
+        # A read without BEGIN still runs in an implicit transaction here; exit rolls it back.
         return MysqlUnitOfWork(self)
 
 

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the wired shop, the calling user, the admin."""
+"""FastAPI dependencies: the wired shop, the calling user, the admin.
+
+All `async def`: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per request.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
@@ -13,16 +16,16 @@ if TYPE_CHECKING:
     from shop.bootstrap import Shop
 
 
-def get_shop(request: Request) -> "Shop":
+async def get_shop(request: Request) -> "Shop":
     return request.app.state.shop
 
 
-def current_user_id(request: Request) -> int:
+async def current_user_id(request: Request) -> int:
     shop = request.app.state.shop
     return shop.tokens.verify(bearer(request.headers.get("authorization")))
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     check_admin(request.headers.get("authorization"), request.app.state.shop.admin_token)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ class Message:
     tag: str  # RocketMQ tag / RabbitMQ routing key
     key: str  # the business key (an order id): the inbox deduplicates on (group, tag, key)
     body: dict[str, Any]
-    msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    msg_id: str = field(default_factory=lambda: os.urandom(16).hex())
 
     def encode(self) -> bytes:
         return orjson.dumps(self.body)

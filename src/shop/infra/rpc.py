@@ -20,7 +20,10 @@ T = TypeVar("T")
 
 
 class LocalClient:
-    def __init__(self, impl: Any, service: str, deadline_s: float = 5.0) -> None:
+    """deadline_s None: the callee runs inline and cannot wait on anything (a service on SQLite),
+    so a deadline could never fire and its timer is not worth setting."""
+
+    def __init__(self, impl: Any, service: str, deadline_s: float | None = 5.0) -> None:
         self._impl = impl
         self._service = service
         self._deadline_s = deadline_s
@@ -30,10 +33,14 @@ class LocalClient:
         if name.startswith("_") or not asyncio.iscoroutinefunction(target):
             raise AttributeError(name)
 
+        deadline_s = self._deadline_s
+
         @functools.wraps(target)
         async def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                async with asyncio.timeout(self._deadline_s):
+                if deadline_s is None:
+                    return await target(*args, **kwargs)
+                async with asyncio.timeout(deadline_s):
                     return await target(*args, **kwargs)
             except ShopError:
                 raise
@@ -47,5 +54,5 @@ class LocalClient:
         return call
 
 
-def local_client(impl: T, service: str, deadline_s: float = 5.0) -> T:
+def local_client(impl: T, service: str, deadline_s: float | None = 5.0) -> T:
     return LocalClient(impl, service, deadline_s)  # type: ignore[return-value]

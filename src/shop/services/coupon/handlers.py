@@ -28,7 +28,7 @@ class CouponHandlers:
         self.ids = ids
 
     async def find_coupon(self, coupon_id: int) -> Coupon:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find(uow, coupon_id)
         if row is None:
             raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)

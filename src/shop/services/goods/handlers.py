@@ -28,7 +28,7 @@ class GoodsHandlers:
         self.ids = ids
 
     async def find_goods(self, goods_id: int) -> Goods:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find(uow, goods_id)
         if row is None:
             raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST)

@@ -55,7 +55,7 @@ class OrderHandlers:
         self.settle = settle
 
     async def find_order(self, order_id: int) -> Order:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find(uow, order_id)
         if row is None:
             raise ShopError(ShopCode.SHOP_ORDER_NO_EXIST)

@@ -38,7 +38,7 @@ class UserHandlers:
         self._dummy_hash = self.hasher.hash("not a password")
 
     async def find_user(self, user_id: int) -> User:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find(uow, user_id)
         if row is None:
             raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
@@ -60,7 +60,7 @@ class UserHandlers:
         return user_id
 
     async def login(self, user_name: str, password: str) -> User:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find_by_name(uow, user_name)
         stored = row["user_password"] if row is not None else self._dummy_hash
         try:
