@@ -17,6 +17,7 @@ from shop.app import create_app
 from shop.bootstrap import MODELS, Shop, bootstrap
 from shop.infra.config import SERVICES, Settings
 from shop.infra.migrate import upgrade
+from shop.sandbox.notify import http_sender
 
 ADMIN = "test-admin-token"
 PG_URL = os.environ.get("SHOP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -24,10 +25,10 @@ MYSQL_URL = os.environ.get("SHOP_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def test_settings(data_dir: Path, **overrides: object) -> Settings:
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
     base: dict[str, object] = dict(
         data_dir=data_dir, admin_token=ADMIN, token_secret="test-token-secret-of-at-least-32-bytes", faults=True,
-        order_cancel_after_s=2.0, message_backoff_ms=50, message_backoff_cap_ms=400, message_max_attempts=4,
+        order_cancel_after_s=2.0, message_backoff_ms=50, sandbox_notify_schedule_s="0.1,0.2,0.4,0.8", message_backoff_cap_ms=400, message_max_attempts=4,
         password_time_cost=1, password_memory_kib=1024,
     )
     base.update(overrides)
@@ -106,9 +107,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, backend: str) -> Settings:
     if backend == "sqlite":
-        return test_settings(tmp_path)
+        return make_settings(tmp_path)
     urls = server_urls(backend)
-    return test_settings(tmp_path, **{f"{s}_db_url": urls[s] for s in SERVICES})
+    return make_settings(tmp_path, **{f"{s}_db_url": urls[s] for s in SERVICES})
 
 
 @pytest.fixture
@@ -128,6 +129,8 @@ async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     """HTTP straight into the app (no socket); the shop fixture has started it already."""
     app = create_app(shop)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as c:
+        # The sandbox's notifications reach this app the same way, through this client.
+        shop.sandbox.use_sender(http_sender(c))
         yield c
 
 

@@ -11,7 +11,9 @@ from shop.bootstrap import Shop
 from shop.infra.web import install_error_handlers, ok
 from shop.services.coupon import api as coupon_api
 from shop.services.goods import api as goods_api
+from shop.sandbox import api as sandbox_api
 from shop.services.order import api as order_api
+from shop.services.pay import api as pay_api
 from shop.services.user import api as user_api
 
 
@@ -29,13 +31,15 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan,
                   description="Order and payment back end: see API.md for the contract.")
     app.state.shop = shop
+    app.state.sandbox = shop.sandbox
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz():
         return ok()
 
-    for r in (user_api.router, goods_api.router, coupon_api.router, order_api.router, admin_api.router):
+    for r in (user_api.router, goods_api.router, coupon_api.router, order_api.router, pay_api.router,
+              sandbox_api.router, admin_api.router):
         app.include_router(r)
     if shop.settings.faults:
         app.include_router(admin_api.faults_router())

@@ -40,9 +40,12 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    base = f"http://{host}:{port}"
+    # The sandbox notifies this very server unless told otherwise.
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    os.environ.setdefault("SHOP_PAY_NOTIFY_URL", f"http://{local}:{port}/pay/callbackPayment")
     settings = _settings(data_dir)
     shop = bootstrap(settings)
-    base = f"http://{host}:{port}"
     if not settings.admin_token:
         console.print(f"[bold]SHOP_ADMIN_TOKEN[/bold] was not set; this run's admin token: {shop.admin_token}")
 
@@ -69,11 +72,12 @@ def migrate(
 ) -> None:
     """Apply every service's migrations to its database."""
     from shop.bootstrap import migrate as do_migrate
+    from shop.infra.config import SERVICES
 
     settings = _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     do_migrate(settings)
-    console.print("migrated: user, goods, coupon, order")
+    console.print("migrated: " + ", ".join(SERVICES))
 
 
 @app.command()

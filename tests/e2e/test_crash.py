@@ -12,6 +12,7 @@ service's own SQLite file, read-only, while the process is down.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -68,6 +69,7 @@ class ShopProcess:
             "SHOP_PASSWORD_TIME_COST": "1",
             "SHOP_PASSWORD_MEMORY_KIB": "1024",
             "SHOP_MESSAGE_BACKOFF_MS": "50",
+            "SHOP_SANDBOX_NOTIFY_SCHEDULE_S": "0.3,0.5,1,1,2",
         }
         self.env.pop("SHOP_DATA_DIR", None)
         self._runs = 0
@@ -373,8 +375,11 @@ def test_confirmed_order_survives_restart_untouched(shop_proc: ShopProcess) -> N
     confirmed_at = time.monotonic()
     order_id = order["orderId"]
     assert api.state(w) == TAKEN
-    # The confirmation disarmed the cancel in the same transaction.
-    assert armed_cancels(shop_proc.data_dir) == []
+    # The confirmation re-armed the cancel for the payment timeout (default 1800 s), in the same
+    # transaction: it is no longer due at the crash deadline.
+    armed = armed_cancels(shop_proc.data_dir)
+    assert [(m["msg_tag"], m["msg_key"]) for m in armed] == [("cancel", order_id)]
+    assert armed[0]["due_at"] > time.time() * 1000 + 1700 * 1000
 
     assert shop_proc.kill() == -signal.SIGKILL
     shop_proc.start()
@@ -389,3 +394,36 @@ def test_confirmed_order_survives_restart_untouched(shop_proc: ShopProcess) -> N
     assert coupon["orderId"] == order_id
     assert api.audit() == {"consistent": True, "violations": [], "pending": 0}
     assert read_orders(shop_proc.data_dir) == [{"order_id": int(order_id), "order_status": 1}]
+
+
+def test_crash_right_after_the_payment_is_marked_paid(shop_proc: ShopProcess) -> None:
+    """The notification's transaction committed (payment paid, its message in the outbox), the
+    process died before answering: after a restart the platform's retry is answered as a
+    duplicate, the message leaves, and the order is paid with its points added once."""
+    api = Api(shop_proc)
+    w = World(api)
+    with shop_proc.client() as c:
+        order = api._ok(c.post("/order/confirm", json=w.order(), headers=w.auth))
+        payment = api._ok(c.post("/pay/createPayment", json={"orderId": order["orderId"], "payAmount": "4800.00"},
+                                 headers=w.auth))
+    api.arm("pay.after_mark_paid", "crash")
+    with shop_proc.client() as c, contextlib.suppress(httpx.TransportError):
+        c.post(f"/sandbox/pay/{payment['payId']}")  # the notification that follows kills the process
+    assert shop_proc.wait_exit() == CRASH_EXIT, shop_proc.logs()
+    assert _read_one(shop_proc.data_dir / "pay.db", "SELECT is_paid FROM trade_pay WHERE pay_id = ?",
+                     int(payment["payId"])) == 2
+    assert _read_one(shop_proc.data_dir / "order.db", "SELECT pay_status FROM trade_order WHERE order_id = ?",
+                     int(order["orderId"])) == 0
+
+    shop_proc.start()
+
+    def settled() -> Any:
+        o = api.get_admin(f"/admin/orders/{order['orderId']}")
+        a = api.audit()
+        return o["payStatus"] == 2 and a["pending"] == 0 and a
+    report = wait_for("the order to be paid", settled, time.monotonic() + 10, shop_proc)
+    assert report == {"consistent": True, "violations": [], "pending": 0}
+    assert api.get_admin(f"/admin/users/{w.user_id}")["userScore"] == 4800
+    assert len(api.get_admin(f"/admin/paylog?orderId={order['orderId']}")) == 1
+    time.sleep(1.0)  # the platform's further retries, if any, change nothing
+    assert api.get_admin(f"/admin/users/{w.user_id}")["userScore"] == 4800

@@ -70,7 +70,7 @@ async def test_a_compensation_that_keeps_failing_is_parked_dead_then_replayed(sh
         if dead:
             break
         await asyncio.sleep(0.05)
-    assert len(dead) == 1 and dead[0]["group"] == "goods-order-cancel-group"
+    assert len(dead) == 1 and dead[0]["group"] == "goods-order-group"
     assert dead[0]["attempts"] == shop.settings.message_max_attempts
     report = (await shop.audit()).json()
     assert not report["consistent"]  # stock still out for a cancelled order: an operator must act
@@ -163,11 +163,13 @@ async def test_a_confirmed_order_is_never_cancelled_by_its_deadline(shop):
     assert (await quiet(shop))["consistent"]
 
 
-async def test_the_relay_drops_a_cancel_whose_order_was_confirmed(shop):
-    """The guard: if confirm and the deadline race, a confirmed order's cancel never leaves."""
-    w = await world(shop, money="100.00", coupon=None)
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="10.00"))
-    msg = OrderCancelled(order.order_id, w.user_id, w.goods_id, 1, None, D("10.00")).to_message()
+async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
+    """The guard: if a deadline races the payment, a paid order's cancel never leaves."""
+    w = await world(shop, money="100.00", price="10.00", coupon=None)
+    # 10 + 10 shipping, all from the balance: nothing left to pay, so paid at confirmation.
+    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="20.00"))
+    assert order.pay_status == 2
+    msg = OrderCancelled(order.order_id, w.user_id, w.goods_id, 1, None, D("20.00")).to_message()
     order_db = shop.dbs["order"]
     outbox = shop.relays[3].outbox
     async with order_db.unit_of_work() as uow:
@@ -175,5 +177,5 @@ async def test_the_relay_drops_a_cancel_whose_order_was_confirmed(shop):
         await uow.commit()
     await quiet(shop)
     assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
-    assert await state(shop, w) == (9, D("90.00"), None)
+    assert await state(shop, w) == (9, D("80.00"), None)
     assert await shop.broker.pending() == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shop.common.money import ZERO
+from shop.common.money import ZERO, floor_points
 
 HOLDS_EFFECTS = {1}  # confirmed: the stock, coupon and balance stay taken
 HOLDS_NONE = {2, 3, 4}  # cancelled, invalid, refunded: everything given back
@@ -36,7 +36,8 @@ def _net(facts: dict[str, Any], order_id: int) -> tuple[int | None, Any]:
 
 def check(
     orders: dict[int, Any], goods: dict[str, Any], users: dict[str, Any], coupons: dict[str, Any], *,
-    pending: int, dead: list[dict[str, Any]],
+    pending: int, dead: list[dict[str, Any]], payments: dict[int, Any] | None = None,
+    logged: dict[int, int] | None = None,
 ) -> list[str]:
     v: list[str] = []
     for gid, n in goods["balances"].items():
@@ -89,6 +90,32 @@ def check(
             if oid in orders and oid not in coupons["cancels_seen"] and pending:
                 continue
             v.append(f"coupon {cid}: used by order {oid}, which is not confirmed")
+    if pending == 0 and payments is not None:
+        v += check_payments(orders, users, payments, logged or {})
     for d in dead:
         v.append(f"message {d['id']} ({d['topic']}/{d['tag']} {d['key']}) for {d['group']} is parked dead")
+    return v
+
+
+def check_payments(orders: dict[int, Any], users: dict[str, Any], payments: dict[int, Any],
+                   logged: dict[int, int]) -> list[str]:
+    """Payments, points and the payment log, once nothing is in flight (they follow by message)."""
+    v: list[str] = []
+    points: dict[int, int] = {}
+    for oid, o in orders.items():
+        p = payments.get(oid)
+        paid_here = p is not None and p.is_paid == 2
+        if o.order_status == 1 and o.pay_status == 2 and o.pay_amount > 0:
+            if not paid_here or p.is_refunded:
+                v.append(f"order {oid}: paid, but its payment is {p and (p.is_paid, p.is_refunded)}")
+            if logged.get(oid, 0) != 1:
+                v.append(f"order {oid}: paid, with {logged.get(oid, 0)} payment log rows")
+            points[o.user_id] = points.get(o.user_id, 0) + floor_points(o.pay_amount)
+        elif o.order_status in HOLDS_NONE and paid_here and not p.is_refunded:
+            v.append(f"order {oid}: {o.order_status} but payment {p.pay_id} was kept, not refunded")
+        elif o.order_status == 1 and o.pay_status != 2 and paid_here:
+            v.append(f"order {oid}: payment {p.pay_id} paid, the order never marked paid")
+    for uid, score in users.get("scores", {}).items():
+        if score != points.get(uid, 0):
+            v.append(f"user {uid}: {score} points, its paid orders earn {points.get(uid, 0)}")
     return v

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("user", "goods", "coupon", "order")
+SERVICES = ("user", "goods", "coupon", "order", "pay", "log")
 
 
 class Settings(BaseSettings):
@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     goods_db_url: str | None = None
     coupon_db_url: str | None = None
     order_db_url: str | None = None
+    pay_db_url: str | None = None
+    log_db_url: str | None = None
+    # Payments: where the platform sends its notifications, how old a signed one may be, the
+    # platform's public key (PEM file; default: the sandbox's, generated in the data dir), and
+    # the sandbox's retry schedule for notifications (Alipay's: 4m, 10m, 10m, 1h, 2h, 6h, 15h).
+    pay_notify_url: str = "http://127.0.0.1:8000/pay/callbackPayment"
+    pay_notify_window_s: float = 300.0
+    pay_platform_public_key: Path | None = None
+    sandbox_notify_schedule_s: str = "240,600,600,3600,7200,21600,54000"
+
+    def notify_schedule(self) -> list[float]:
+        return [float(x) for x in self.sandbox_notify_schedule_s.split(",") if x.strip()]
 
     def db_url(self, service: str) -> str:
         url = getattr(self, f"{service}_db_url", None)

@@ -90,6 +90,14 @@ class Outbox:
         self._make_due = Query(
             sa.update(t).where(t.c.id == sa.bindparam("id")).values(due_at=sa.bindparam("due_at"))
         )
+        self._due_by_key = Query(
+            sa.update(t)
+            .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+            .values(due_at=sa.bindparam("due_at"))
+        )
+        self._delete_by_key = Query(
+            sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+        )
         self._due = Query(
             sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.due_at)
             .where(t.c.due_at <= sa.bindparam("now"))
@@ -115,8 +123,16 @@ class Outbox:
     async def delete(self, uow: UnitOfWork, msg_id: str) -> int:
         return await uow.execute(self._delete, id=msg_id)
 
-    async def make_due(self, uow: UnitOfWork, msg_id: str) -> int:
-        return await uow.execute(self._make_due, id=msg_id, due_at=now_ms())
+    async def make_due(self, uow: UnitOfWork, msg_id: str, due_at_ms: int | None = None) -> int:
+        """Fire the message now, or re-arm it for another deadline."""
+        return await uow.execute(self._make_due, id=msg_id, due_at=now_ms() if due_at_ms is None else due_at_ms)
+
+    async def set_due(self, uow: UnitOfWork, tag: str, key: str, due_at_ms: int) -> int:
+        """Re-arm (or fire now) the message with this tag and key: a deadline moved."""
+        return await uow.execute(self._due_by_key, tag=tag, key=key, due_at=due_at_ms)
+
+    async def disarm(self, uow: UnitOfWork, tag: str, key: str) -> int:
+        return await uow.execute(self._delete_by_key, tag=tag, key=key)
 
     async def due(self, db: Database) -> list[Message]:
         rows = await db.fetchall(self._due, now=now_ms())
@@ -164,31 +180,38 @@ class Inbox:
 
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
+Before = Callable[[Message], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """A consumer group: every group sees every message of its topic and tags."""
+    """A consumer group: every group sees every message of its topic and tags (RocketMQ's
+    consumer group, a durable queue per group on RabbitMQ)."""
 
     group: str
+    service: str
     topic: str
-    tags: frozenset[str]
     db: Database
     inbox: Inbox
-    handler: Handler
-    fault_point: str  # "<service>.on_<event>", armed by /admin/faults
+    handlers: dict[str, Handler]  # by tag; each runs in the transaction that writes the inbox row
+    # By tag: a call outside any transaction, before the handler (an external system, such as the
+    # payment platform). It must be idempotent: a redelivery runs it again.
+    before: dict[str, Before] = field(default_factory=dict)
 
     def wants(self, msg: Message) -> bool:
-        return msg.topic == self.topic and msg.tag in self.tags
+        return msg.topic == self.topic and msg.tag in self.handlers
 
 
 async def consume(sub: Subscription, msg: Message, faults: Any) -> None:
     """Run one delivery; raise to have the broker retry it later."""
-    await faults.hit(sub.fault_point)
+    await faults.hit(f"{sub.service}.on_{msg.topic}_{msg.tag}")  # e.g. goods.on_order_cancel
+    before = sub.before.get(msg.tag)
+    if before is not None:
+        await before(msg)
     async with sub.db.unit_of_work() as uow:
         if not await sub.inbox.claim(uow, sub.group, msg):
             return  # a duplicate: the first delivery's work is already committed
-        await sub.handler(uow, msg)
+        await sub.handlers[msg.tag](uow, msg)
         await uow.commit()
 
 
@@ -316,7 +339,7 @@ _Q_REPLAY = Query(
     .values(state="ready", attempts=0, next_at=sa.bindparam("now"))
 )
 _Q_WAITING = Query(
-    sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.msg_id == sa.bindparam("msg_id"), _d.state == "ready")
+    sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.msg_tag == sa.bindparam("msg_tag"), _d.msg_key == sa.bindparam("msg_key"), _d.state == "ready")
 )
 _Q_PENDING = Query(sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.state == "ready"))
 
@@ -440,12 +463,12 @@ class EmbeddedBroker:
         self._wake.set()
         return n == 1
 
-    async def wait_handled(self, msg_id: str, timeout_s: float) -> None:
+    async def wait_handled(self, tag: str, key: str, timeout_s: float) -> None:
         """Until no delivery of this message is waiting to be handled (or the time is up)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while loop.time() < end:
-            row = await self.db.fetchone(_Q_WAITING, msg_id=msg_id)
+            row = await self.db.fetchone(_Q_WAITING, msg_tag=tag, msg_key=key)
             if not row or not row["n"]:
                 return
             await asyncio.sleep(0.002)

@@ -62,6 +62,16 @@ async def get_order(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
     return ok(order_json(order))
 
 
+@router.post("/order/{order_id}/cancel", tags=["orders"])
+async def cancel(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
+    return ok(order_json(await shop.orders.cancel_order(order_id, user_id)))
+
+
+@router.post("/order/{order_id}/refund", tags=["orders"])
+async def refund(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
+    return ok(order_json(await shop.orders.refund_order(order_id, user_id)))
+
+
 @router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep])
 async def admin_get_order(order_id: IdIn, shop: ShopDep):
     return ok(order_json(await shop.orders.find_order(order_id)))

@@ -7,7 +7,10 @@ from typing import Protocol
 from shop.infra.messaging import Message
 
 ORDER_TOPIC = "order"
-TAG_CANCEL = "cancel"
+TAG_CANCEL = "cancel"  # an order's effects are undone (before it was paid)
+TAG_PAID = "paid"  # a payment was accepted for a confirmed order: points, the payment log
+TAG_REFUND = "refund"  # a paid order is refunded: everything undone, the payment given back
+TAG_REFUND_PAYMENT = "refund_payment"  # a payment arrived for an order that no longer takes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,41 @@ class OrderCancelled:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class OrderPaid:
+    order_id: int
+    user_id: int
+    pay_id: int
+    pay_amount: Decimal
+
+    def to_message(self) -> Message:
+        return Message(ORDER_TOPIC, TAG_PAID, str(self.order_id), {
+            "orderId": str(self.order_id), "userId": str(self.user_id), "payId": str(self.pay_id),
+            "payAmount": str(self.pay_amount),
+        })
+
+    @classmethod
+    def from_message(cls, msg: Message) -> "OrderPaid":
+        b = msg.body
+        return cls(int(b["orderId"]), int(b["userId"]), int(b["payId"]), Decimal(b["payAmount"]))
+
+
+def refund_message(cancelled: OrderCancelled, pay_amount: Decimal) -> Message:
+    """A paid order's refund: the cancellation's body (so the same compensations read it) plus
+    the amount the platform gives back, whose points are taken back."""
+    m = cancelled.to_message()
+    return Message(ORDER_TOPIC, TAG_REFUND, m.key, {**m.body, "payAmount": str(pay_amount)})
+
+
+def refund_payment_message(order_id: int, pay_id: int) -> Message:
+    return Message(ORDER_TOPIC, TAG_REFUND_PAYMENT, str(order_id), {"orderId": str(order_id), "payId": str(pay_id)})
+
+
 class OrderService(Protocol):
     async def confirm_order(self, cmd: PlaceOrder) -> Order: ...
 
     async def find_order(self, order_id: int) -> Order: ...
+
+    async def cancel_order(self, order_id: int, user_id: int) -> Order: ...
+
+    async def refund_order(self, order_id: int, user_id: int) -> Order: ...

@@ -25,13 +25,16 @@ from shop.services.coupon.contracts import CouponService, UseCoupon
 from shop.services.goods.contracts import GoodsService, ReduceStock
 from shop.services.order import domain
 from shop.services.order import repository as repo
-from shop.services.order.contracts import Order, OrderCancelled, PlaceOrder
-from shop.services.order.domain import OrderStatus
+from shop.services.order.contracts import (
+    TAG_CANCEL, Order, OrderCancelled, OrderPaid, PlaceOrder, refund_message, refund_payment_message,
+)
+from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.pay.contracts import PaymentPaid
 from shop.services.user.contracts import ChangeMoney, MoneyLogType, UserService
 
 log = logging.getLogger("shop.order")
 
-Settle = Callable[[Message], Awaitable[None]]
+Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that message to be handled
 
 
 def _order(row: Any) -> Order:
@@ -41,7 +44,8 @@ def _order(row: Any) -> Order:
 class OrderHandlers:
     def __init__(
         self, db: Database, ids: IdWorker, outbox: Outbox, *, users: UserService, goods: GoodsService,
-        coupons: CouponService, faults: Faults, cancel_after_s: float, settle: Settle | None = None,
+        coupons: CouponService, faults: Faults, cancel_after_s: float, pay_timeout_s: float = 1800.0,
+        settle: Settle | None = None,
     ) -> None:
         self.db = db
         self.ids = ids
@@ -51,6 +55,7 @@ class OrderHandlers:
         self.coupons = coupons
         self.faults = faults
         self.cancel_after_s = cancel_after_s
+        self.pay_timeout_s = pay_timeout_s
         # Waits (bounded) for a failed order's compensation, so the caller sees it undone.
         self.settle = settle
 
@@ -86,9 +91,16 @@ class OrderHandlers:
             await self.faults.hit("order.before_confirm")
             confirm_time = utcnow()
             async with self.db.unit_of_work() as uow:
-                confirmed = await repo.confirm(uow, order.order_id, confirm_time)
-                if confirmed:
-                    await self.outbox.delete(uow, cancel.msg_id)  # disarm: no cancel may leave now
+                if pricing.pay_amount == 0:  # coupon and balance paid it all: nothing left to time out
+                    confirmed = await repo.confirm_paid(uow, order.order_id, confirm_time)
+                    if confirmed:
+                        await self.outbox.delete(uow, cancel.msg_id)
+                else:
+                    confirmed = await repo.confirm(uow, order.order_id, confirm_time)
+                    if confirmed:
+                        # The same cancel, re-armed for the payment timeout: it leaves only if the
+                        # order is still unpaid then (guard_cancel), driven by no scan of orders.
+                        await self.outbox.make_due(uow, cancel.msg_id, now_ms() + int(self.pay_timeout_s * 1000))
                 await uow.commit()
             if not confirmed:
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
@@ -99,8 +111,11 @@ class OrderHandlers:
                 log.exception("order %s failed", order.order_id)
                 exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
             raise exc.with_data({"orderId": str(order.order_id)}) from None
+        paid = pricing.pay_amount == 0
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
-                        "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time})
+                        "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
+                        "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID),
+                        "pay_time": confirm_time if paid else None})
 
     async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
         user = await self.users.find_user(cmd.user_id)
@@ -138,17 +153,74 @@ class OrderHandlers:
             log.exception("could not cancel order %s now; its deadline will", order_id)
             return
         if self.settle is not None:
-            await self.settle(cancel)
+            await self.settle(cancel.tag, cancel.key)
 
     # -- messages ------------------------------------------------------------------------------
 
+    async def cancel_order(self, order_id: int, user_id: int) -> Order:
+        """The owner cancels a confirmed, unpaid order; stock, coupon and balance come back."""
+        order = await self._owned(order_id, user_id)
+        if order.pay_status == PayStatus.PAID:
+            raise ShopError(ShopCode.SHOP_ORDER_PAY_STATUS_IS_PAY)
+        async with self.db.unit_of_work() as uow:
+            cancelled = await repo.cancel_unpaid(uow, order_id)
+            if cancelled:  # fire the armed cancel now
+                await self.outbox.set_due(uow, TAG_CANCEL, str(order_id), now_ms())
+            await uow.commit()
+        if not cancelled:
+            raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "only a confirmed, unpaid order can be cancelled")
+        if self.settle is not None:
+            await self.settle(TAG_CANCEL, str(order_id))
+        return await self.find_order(order_id)
+
+    async def refund_order(self, order_id: int, user_id: int) -> Order:
+        """The owner returns a paid, unshipped order: 1 -> 4, and the refund message undoes it all."""
+        order = await self._owned(order_id, user_id)
+        msg = refund_message(
+            OrderCancelled(order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid),
+            order.pay_amount,
+        )
+        async with self.db.unit_of_work() as uow:
+            refunded = await repo.refund(uow, order_id)
+            if refunded:
+                await self.outbox.add(uow, msg)
+            await uow.commit()
+        if not refunded:
+            raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "only a paid, unshipped order can be refunded")
+        if self.settle is not None:
+            await self.settle(msg.tag, msg.key)
+        return await self.find_order(order_id)
+
+    async def _owned(self, order_id: int, user_id: int) -> Order:
+        order = await self.find_order(order_id)
+        if order.user_id != user_id:
+            raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "not your order", http_status=403)
+        return order
+
     async def guard_cancel(self, uow: UnitOfWork, msg: Message) -> bool:
-        """Run by the relay before an order's cancel leaves: cancel the order if it is still
-        unconfirmed (the crash case); drop the message if the order was confirmed meanwhile."""
+        """Run by the relay before an order's cancel leaves, in the transaction that releases it:
+        cancel the order if it is still unconfirmed (a crash mid-order) or confirmed and unpaid (the
+        payment timeout); drop the message if the order was confirmed (and paid) meanwhile."""
         order_id = int(msg.key)
-        await repo.cancel_unconfirmed(uow, order_id)
+        if not await repo.cancel_unconfirmed(uow, order_id):
+            await repo.cancel_unpaid(uow, order_id)
         row = await repo.status(uow, order_id)
-        return row is None or row["order_status"] != OrderStatus.CONFIRMED
+        return row is None or row["order_status"] == OrderStatus.CANCELLED
+
+    async def on_pay_paid(self, uow: UnitOfWork, msg: Message) -> None:
+        """The payment is in: mark the order paid (compare-and-set, so it races the timeout
+        fairly) and announce it; if the order no longer takes it, give the money back."""
+        ev = PaymentPaid.from_message(msg)
+        if await repo.mark_paid(uow, ev.order_id, utcnow()):
+            await self.outbox.disarm(uow, TAG_CANCEL, str(ev.order_id))  # no payment timeout now
+            row = await repo.find(uow, ev.order_id)
+            await self.outbox.add(uow, OrderPaid(ev.order_id, row["user_id"], ev.pay_id, ev.pay_amount).to_message())
+            return
+        row = await repo.find(uow, ev.order_id)
+        if row is not None and row["pay_status"] == PayStatus.PAID:
+            return  # paid already (through this payment: one payment per order)
+        # Cancelled (timeout, owner) or gone: the customer's money moved, so it goes back.
+        await self.outbox.add(uow, refund_payment_message(ev.order_id, ev.pay_id))
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         await repo.cancel_unconfirmed(uow, int(msg.key))

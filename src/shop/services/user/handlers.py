@@ -13,7 +13,8 @@ from shop.common.ids import IdWorker
 from shop.common.money import ZERO
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging import Inbox, Message
-from shop.services.order.contracts import TAG_CANCEL, OrderCancelled
+from shop.common.money import floor_points
+from shop.services.order.contracts import TAG_CANCEL, OrderCancelled, OrderPaid
 from shop.services.user import repository as repo
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
 from shop.services.user.models import inbox
@@ -98,6 +99,18 @@ class UserHandlers:
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         ev = OrderCancelled.from_message(msg)
         await refund(uow, ev.user_id, ev.order_id)
+
+    async def on_order_paid(self, uow: UnitOfWork, msg: Message) -> None:
+        """Points: floor(pay amount), once per order (the inbox row is the key)."""
+        ev = OrderPaid.from_message(msg)
+        await repo.add_score(uow, ev.user_id, floor_points(ev.pay_amount))
+
+    async def on_order_refund(self, uow: UnitOfWork, msg: Message) -> None:
+        """A paid order returned: the balance part back, and the points it earned taken back.
+        Adding and taking back commute, so the two messages may arrive in either order."""
+        ev = OrderCancelled.from_message(msg)
+        await refund(uow, ev.user_id, ev.order_id)
+        await repo.add_score(uow, ev.user_id, -floor_points(Decimal(msg.body["payAmount"])))
 
     async def audit_facts(self) -> dict[str, Any]:
         return await _audit_facts(self.db)

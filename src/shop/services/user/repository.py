@@ -22,6 +22,9 @@ TAKE = Query(
 GIVE = Query(
     sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_money=u.user_money + sa.bindparam("money"))
 )
+ADD_SCORE = Query(
+    sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_score=u.user_score + sa.bindparam("points"))
+)
 LOG = insert_ignore(user_money_log, **bind("user_id", "order_id", "money_log_type", "use_money", "create_time"))
 FIND_LOG = Query(
     sa.select(user_money_log).where(
@@ -53,6 +56,10 @@ async def take(uow: UnitOfWork, user_id: int, money: Any) -> bool:
 
 async def give(uow: UnitOfWork, user_id: int, money: Any) -> None:
     await uow.execute(GIVE, user_id=user_id, money=money)
+
+
+async def add_score(uow: UnitOfWork, user_id: int, points: int) -> None:
+    await uow.execute(ADD_SCORE, user_id=user_id, points=points)
 
 
 async def log(uow: UnitOfWork, user_id: int, order_id: int, log_type: int, money: Any, at: Any) -> bool:

@@ -1,0 +1,43 @@
+"""REST: the platform's pages the customer's browser and the shop call. No auth: it stands in
+for an external platform, which has its own.
+
+The sandbox's errors are ShopErrors (unknown payment 404, wrong state 409, amount 422): the
+installed error handlers answer them."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from shop.infra.web import IdIn, ok
+from shop.sandbox.platform import Sandbox
+
+router = APIRouter(tags=["sandbox"])
+
+
+async def get_sandbox(request: Request) -> Sandbox:
+    return request.app.state.sandbox
+
+
+SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
+
+
+@router.post("/sandbox/pay/{pay_id}")
+async def pay(pay_id: IdIn, sandbox: SandboxDep):
+    return ok({"tradeNo": await sandbox.pay(pay_id)})
+
+
+@router.post("/sandbox/notify/{pay_id}/resend")
+async def resend(pay_id: IdIn, sandbox: SandboxDep):
+    await sandbox.resend(pay_id)
+    return ok(await sandbox.trade_by_pay_id(pay_id))
+
+
+@router.post("/sandbox/refund/{pay_id}")
+async def refund(pay_id: IdIn, sandbox: SandboxDep):
+    return ok(await sandbox.refund(pay_id))
+
+
+@router.get("/sandbox/trades/{trade_no}")
+async def trade(sandbox: SandboxDep, trade_no: str = Path(min_length=1, max_length=64)):
+    return ok(await sandbox.trade(trade_no))

@@ -1,0 +1,56 @@
+"""REST (pay-web): payments, and the platform's notification."""
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from shop.common.clock import iso
+from shop.common.money import fmt
+from shop.infra.deps import AdminDep, ShopDep, UserIdDep, forbid_unless
+from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.services.pay.contracts import Notification, Payment
+
+router = APIRouter(tags=["payments"])
+
+
+class CreatePaymentIn(Camel):
+    order_id: IdIn
+    pay_amount: MoneyIn
+
+
+def payment_json(p: Payment, pay_url: str | None = None) -> dict[str, Any]:
+    out = {"payId": str(p.pay_id), "orderId": str(p.order_id), "payAmount": fmt(p.pay_amount), "isPaid": p.is_paid,
+           "isRefunded": p.is_refunded, "tradeNo": p.trade_no, "paidTime": iso(p.paid_time)}
+    if pay_url is not None:
+        out["payUrl"] = pay_url
+    return out
+
+
+@router.post("/pay/createPayment")
+async def create_payment(body: CreatePaymentIn, user_id: UserIdDep, shop: ShopDep):
+    p = await shop.pay.create_payment(body.order_id, user_id, body.pay_amount)
+    return ok(payment_json(p, f"/sandbox/pay/{p.pay_id}"))
+
+
+@router.get("/pay/{pay_id}")
+async def get_payment(pay_id: IdIn, user_id: UserIdDep, shop: ShopDep):
+    p = await shop.pay.find_payment(pay_id)
+    forbid_unless(p.user_id, user_id)
+    return ok(payment_json(p))
+
+
+@router.post("/pay/callbackPayment")
+async def callback(request: Request, shop: ShopDep):
+    h = request.headers
+    await shop.pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
+                                       await request.body()))
+    return ok()
+
+
+@router.get("/admin/payments/{pay_id}", tags=["admin"], dependencies=[AdminDep])
+async def admin_get_payment(pay_id: IdIn, shop: ShopDep):
+    return ok(payment_json(await shop.pay.find_payment(pay_id)))
+
+
+@router.get("/admin/paylog", tags=["admin"], dependencies=[AdminDep])
+async def admin_paylog(order_id: IdIn = Query(alias="orderId"), shop: ShopDep = None):  # type: ignore[assignment]
+    return ok(await shop.handlers["log"].pay_log(order_id))

@@ -1,0 +1,144 @@
+"""The pay service: payments for confirmed orders, and the platform's notification.
+
+The notification is answered as soon as the payment is marked paid (1 -> 2 by compare-and-set)
+with its `paid` message in the same transaction; the order status, points and the payment log
+follow from that message, after the answer (ARCHITECTURE.md point 8).
+"""
+import logging
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from shop.common.clock import utcnow
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.ids import IdWorker
+from shop.infra.db import Database, UnitOfWork
+from shop.infra.faults import Faults
+from shop.infra.messaging import Message, Outbox
+from shop.infra.signing import Verifier
+from shop.services.order.contracts import OrderService
+from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.pay import repository as repo
+from shop.services.pay.contracts import Notification, Payment, PaymentPaid, PaymentPlatform
+
+log = logging.getLogger("shop.pay")
+
+
+def _payment(row: Any) -> Payment:
+    return Payment(
+        pay_id=row["pay_id"], order_id=row["order_id"], user_id=row["user_id"], pay_amount=row["pay_amount"],
+        is_paid=row["is_paid"], trade_no=row["trade_no"], paid_time=row["paid_time"], is_refunded=row["is_refunded"],
+    )
+
+
+def _bad_signature(why: str) -> ShopError:
+    return ShopError(ShopCode.SHOP_PAYMENT_SIGNATURE_INVALID, why)
+
+
+class PayHandlers:
+    def __init__(
+        self, db: Database, ids: IdWorker, outbox: Outbox, *, orders: OrderService, platform: PaymentPlatform,
+        verifier: Verifier, notify_url: str, faults: Faults, window_s: float = 300.0, on_outbox: Any = None,
+    ) -> None:
+        self.db = db
+        self.ids = ids
+        self.outbox = outbox
+        self.orders = orders
+        self.platform = platform
+        self.verifier = verifier
+        self.notify_url = notify_url
+        self.faults = faults
+        self.window_s = window_s
+        self.on_outbox = on_outbox  # wakes the relay: the paid message leaves at once, not at the next poll
+
+    async def create_payment(self, order_id: int, user_id: int, pay_amount: Decimal) -> Payment:
+        order = await self.orders.find_order(order_id)
+        if order.user_id != user_id:
+            raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "not your order", http_status=403)
+        if order.pay_status == PayStatus.PAID:
+            raise ShopError(ShopCode.SHOP_ORDER_PAY_STATUS_IS_PAY)
+        if order.order_status != OrderStatus.CONFIRMED:
+            raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "only a confirmed order can be paid")
+        if pay_amount != order.pay_amount:
+            raise ShopError(ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, f"the order's pay amount is {order.pay_amount}")
+        async with self.db.unit_of_work() as uow:
+            # One payment per order: a second request finds the open one.
+            await repo.insert(uow, pay_id=self.ids.next_id(), order_id=order_id, user_id=user_id,
+                              pay_amount=order.pay_amount, create_time=utcnow())
+            row = await repo.find_by_order(uow, order_id)
+            await uow.commit()
+        payment = _payment(row)
+        if payment.is_paid == 2:
+            raise ShopError(ShopCode.SHOP_ORDER_PAY_STATUS_IS_PAY)
+        # Idempotent at the platform: asked again whenever the open payment is handed out.
+        await self.platform.precreate(payment.pay_id, payment.pay_amount, self.notify_url)
+        return payment
+
+    async def find_payment(self, pay_id: int) -> Payment:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await repo.find(uow, pay_id)
+        if row is None:
+            raise ShopError(ShopCode.SHOP_PAYMENT_NOT_FOUND)
+        return _payment(row)
+
+    async def notify(self, n: Notification) -> None:
+        """Verify, check, mark paid with its message, return: the caller answers at once."""
+        if not (n.timestamp and n.nonce and n.signature):
+            raise _bad_signature("missing signature headers")
+        if not self.verifier.verify(n.timestamp, n.nonce, n.body, n.signature):
+            raise _bad_signature("bad signature")
+        try:
+            age = abs(time.time() - int(n.timestamp))
+        except ValueError:
+            raise _bad_signature("bad timestamp") from None
+        if age > self.window_s:  # a replay of an old, genuinely signed notification
+            raise _bad_signature("stale timestamp")
+        pay_id, is_paid, amount, trade_no = _parse(n.body)
+        if is_paid != 2:
+            return  # nothing happened at the platform: nothing to do, and nothing to retry
+        async with self.db.unit_of_work() as uow:
+            row = await repo.find(uow, pay_id)
+            if row is None:
+                raise ShopError(ShopCode.SHOP_PAYMENT_NOT_FOUND)
+            if amount != row["pay_amount"]:
+                raise ShopError(ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, "amount differs from the payment's")
+            if await repo.mark_paid(uow, pay_id, trade_no, utcnow()):
+                await self.outbox.add(uow, PaymentPaid(pay_id, row["order_id"], row["pay_amount"], trade_no).to_message())
+            await uow.commit()
+        await self.faults.hit("pay.after_mark_paid")
+        if self.on_outbox is not None:
+            self.on_outbox()
+
+    async def refund_at_platform(self, msg: Message) -> None:
+        """Before the consumer's transaction (an external call holds no database transaction):
+        the platform refund, idempotent there, so a redelivery asks again harmlessly."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await repo.find_by_order(uow, int(msg.key))
+        if row is not None and row["is_paid"] == 2:
+            await self.platform.refund(row["pay_id"])
+
+    async def on_refund(self, uow: UnitOfWork, msg: Message) -> None:
+        row = await repo.find_by_order(uow, int(msg.key))
+        if row is not None:
+            await repo.mark_refunded(uow, row["pay_id"], utcnow())
+
+    async def audit_facts(self) -> dict[str, Any]:
+        rows = await self.db.fetchall(repo.ALL)
+        return {"payments": {r["order_id"]: _payment(r) for r in rows}}
+
+
+def _parse(body: bytes) -> tuple[int, int, Decimal, str]:
+    try:
+        b = orjson.loads(body)
+        pay_id = int(str(b["payId"]))
+        is_paid = int(b["isPaid"])
+        amount = Decimal(str(b["payAmount"]))
+        trade_no = str(b["tradeNo"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidOperation):
+        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "malformed notification") from None
+    if not amount.is_finite() or len(trade_no) > 64:
+        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "malformed notification")
+    return pay_id, is_paid, amount, trade_no

@@ -1,0 +1,68 @@
+"""pay tables
+
+Revision ID: pay_0001
+Revises: 
+Create Date: 2026-11-26 13:47:10.183057
+"""
+from alembic import op
+import sqlalchemy as sa
+import shop.infra.types
+from sqlalchemy.dialects import mysql
+
+revision = 'pay_0001'
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('trade_mq_consumer_log',
+    sa.Column('group_name', sa.String(length=100), nullable=False),
+    sa.Column('msg_tag', sa.String(length=100), nullable=False),
+    sa.Column('msg_key', sa.String(length=100), nullable=False),
+    sa.Column('msg_id', sa.String(length=64), nullable=False),
+    sa.Column('msg_body', sa.Text(), nullable=False),
+    sa.Column('consumer_status', sa.Integer(), nullable=False),
+    sa.Column('consumer_times', sa.Integer(), nullable=False),
+    sa.Column('consumer_timestamp', sa.DateTime().with_variant(mysql.DATETIME(fsp=3), 'mariadb').with_variant(mysql.DATETIME(fsp=3), 'mysql'), nullable=False),
+    sa.Column('remark', sa.String(length=255), nullable=True),
+    sa.PrimaryKeyConstraint('group_name', 'msg_tag', 'msg_key', name=op.f('pk_trade_mq_consumer_log'))
+    )
+    op.create_table('trade_mq_producer_temp',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('group_name', sa.String(length=100), nullable=False),
+    sa.Column('msg_topic', sa.String(length=100), nullable=False),
+    sa.Column('msg_tag', sa.String(length=100), nullable=False),
+    sa.Column('msg_key', sa.String(length=100), nullable=False),
+    sa.Column('msg_body', sa.Text(), nullable=False),
+    sa.Column('msg_status', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('create_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=3), 'mariadb').with_variant(mysql.DATETIME(fsp=3), 'mysql'), nullable=False),
+    sa.Column('due_at', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trade_mq_producer_temp'))
+    )
+    with op.batch_alter_table('trade_mq_producer_temp', schema=None) as batch_op:
+        batch_op.create_index('ix_trade_mq_producer_temp_due_at', ['due_at'], unique=False)
+
+    op.create_table('trade_pay',
+    sa.Column('pay_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=False),
+    sa.Column('user_id', sa.BigInteger(), nullable=False),
+    sa.Column('pay_amount', sa.Numeric(precision=10, scale=2).with_variant(shop.infra.types.SqliteCents(), 'sqlite'), nullable=False),
+    sa.Column('is_paid', sa.Integer(), nullable=False),
+    sa.Column('trade_no', sa.String(length=64), nullable=True),
+    sa.Column('create_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=3), 'mariadb').with_variant(mysql.DATETIME(fsp=3), 'mysql'), nullable=False),
+    sa.Column('paid_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=3), 'mariadb').with_variant(mysql.DATETIME(fsp=3), 'mysql'), nullable=True),
+    sa.Column('is_refunded', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('refund_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=3), 'mariadb').with_variant(mysql.DATETIME(fsp=3), 'mysql'), nullable=True),
+    sa.PrimaryKeyConstraint('pay_id', name=op.f('pk_trade_pay')),
+    sa.UniqueConstraint('order_id', name=op.f('uq_trade_pay_order_id'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('trade_pay')
+    with op.batch_alter_table('trade_mq_producer_temp', schema=None) as batch_op:
+        batch_op.drop_index('ix_trade_mq_producer_temp_due_at')
+
+    op.drop_table('trade_mq_producer_temp')
+    op.drop_table('trade_mq_consumer_log')

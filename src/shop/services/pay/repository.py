@@ -1,0 +1,45 @@
+"""All of the pay service's SQL, built once."""
+from typing import Any
+
+import sqlalchemy as sa
+
+from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.services.pay.models import pay
+
+p = pay.c
+
+FIND = Query(sa.select(pay).where(p.pay_id == sa.bindparam("pay_id")))
+FIND_BY_ORDER = Query(sa.select(pay).where(p.order_id == sa.bindparam("order_id")))
+INSERT = insert_ignore(pay, **bind("pay_id", "order_id", "user_id", "pay_amount", "create_time"), is_paid=1, is_refunded=0)
+# The notification's compare-and-set: of many notifications for one payment, one marks it paid.
+MARK_PAID = Query(
+    sa.update(pay)
+    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == 1)
+    .values(is_paid=2, trade_no=sa.bindparam("trade_no"), paid_time=sa.bindparam("paid_time"))
+)
+MARK_REFUNDED = Query(
+    sa.update(pay)
+    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == 2, p.is_refunded == 0)
+    .values(is_refunded=1, refund_time=sa.bindparam("refund_time"))
+)
+ALL = Query(sa.select(pay))
+
+
+async def find(uow: UnitOfWork, pay_id: int) -> Any:
+    return await uow.fetchone(FIND, pay_id=pay_id)
+
+
+async def find_by_order(uow: UnitOfWork, order_id: int) -> Any:
+    return await uow.fetchone(FIND_BY_ORDER, order_id=order_id)
+
+
+async def insert(uow: UnitOfWork, **row: Any) -> bool:
+    return await uow.execute(INSERT, **row) == 1
+
+
+async def mark_paid(uow: UnitOfWork, pay_id: int, trade_no: str, at: Any) -> bool:
+    return await uow.execute(MARK_PAID, pay_id=pay_id, trade_no=trade_no, paid_time=at) == 1
+
+
+async def mark_refunded(uow: UnitOfWork, pay_id: int, at: Any) -> bool:
+    return await uow.execute(MARK_REFUNDED, pay_id=pay_id, refund_time=at) == 1
