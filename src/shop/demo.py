@@ -40,18 +40,26 @@ def usage(base: str, ids: dict[str, Any], admin_token: str) -> str:
         "address": "北京", "consignee": USER,
     }
     login = json.dumps({"userName": USER, "userPassword": PASSWORD}, ensure_ascii=False)
+    field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[\"data\"][\"{}\"])'"
+    payment = '{"orderId": "\'$ORDER\'", "payAmount": "4800.00"}'
     return f"""
 Demo data: user {USER} (password {PASSWORD}, balance 1000.00), goods iphone7 (5000.00, 10 in stock),
 a coupon of 100.00. Try it (needs curl and python3):
 
   TOKEN=$(curl -s {base}/user/login -H 'Content-Type: application/json' \\
-      -d '{login}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["token"])')
+      -d '{login}' | {field.format("token")})
 
   # place the order: 5000 - coupon 100 - balance 100 = pay amount 4800
-  curl -s {base}/order/confirm -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-      -d '{json.dumps(order, ensure_ascii=False)}'
+  ORDER=$(curl -s {base}/order/confirm -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{json.dumps(order, ensure_ascii=False)}' | {field.format("orderId")})
 
-  # then: what is left, and whether every service agrees
+  # pay the 4800 at the payment platform's sandbox, which notifies the shop (signed)
+  PAY=$(curl -s {base}/pay/createPayment -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{payment}' | {field.format("payId")})
+  curl -s -X POST {base}/sandbox/pay/$PAY
+  sleep 1; curl -s {base}/order/$ORDER -H "Authorization: Bearer $TOKEN"     # payStatus 2 (the notification is asynchronous)
+
+  # what is left (balance 900.00, 4800 points), and whether every service agrees
   curl -s {base}/user/me -H "Authorization: Bearer $TOKEN"
   curl -s {base}/admin/goods/{ids["goodsId"]} -H "Authorization: Bearer {admin_token}"
   curl -s {base}/admin/audit -H "Authorization: Bearer {admin_token}"

@@ -1,0 +1,60 @@
+"""The payment flow on every backend, at the service interfaces: paid once, refunded once."""
+import asyncio
+
+import pytest
+
+from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.pay.contracts import Notification
+from tests.support import D, place, quiet, state, world
+
+pytestmark = pytest.mark.all_backends
+
+
+def _deliver_to(shop):
+    """The sandbox's notifications, handed straight to the pay service (no HTTP here)."""
+
+    async def send(url, headers, body):
+        await shop.pay.notify(Notification(headers["X-Pay-Timestamp"], headers["X-Pay-Nonce"],
+                                           headers["X-Pay-Signature"], body))
+        return True
+
+    return send
+
+
+async def _paid_order(shop):
+    shop.sandbox.use_sender(_deliver_to(shop))
+    w = await world(shop, money="100.00", coupon="100.00")
+    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    payment = await shop.pay.create_payment(order.order_id, w.user_id, D("4800.00"))
+    assert (await shop.pay.create_payment(order.order_id, w.user_id, D("4800.00"))).pay_id == payment.pay_id
+    trade_no = await shop.sandbox.pay(payment.pay_id)
+    for _ in range(200):
+        if (await shop.orders.find_order(order.order_id)).pay_status == PayStatus.PAID:
+            break
+        await asyncio.sleep(0.05)
+    return w, order, payment, trade_no
+
+
+async def test_paid_once_with_points_and_one_log_row(shop):
+    w, order, payment, trade_no = await _paid_order(shop)
+    for _ in range(3):  # the platform resends; each is a duplicate
+        await shop.sandbox.resend(payment.pay_id)
+    report = await quiet(shop)
+    assert report == {"consistent": True, "violations": [], "pending": 0}
+    assert (await shop.orders.find_order(order.order_id)).pay_status == PayStatus.PAID
+    assert (await shop.users.find_user(w.user_id)).user_score == 4800
+    assert len(await shop.handlers["log"].pay_log(order.order_id)) == 1
+    assert (await shop.pay.find_payment(payment.pay_id)).trade_no == trade_no
+
+
+async def test_refund_gives_everything_back_once(shop):
+    w, order, payment, trade_no = await _paid_order(shop)
+    await quiet(shop)
+    refunded = await shop.orders.refund_order(order.order_id, w.user_id)
+    assert refunded.order_status == OrderStatus.REFUNDED
+    report = await quiet(shop)
+    assert report == {"consistent": True, "violations": [], "pending": 0}
+    assert await state(shop, w) == (10, D("100.00"), 0)
+    assert (await shop.users.find_user(w.user_id)).user_score == 0
+    assert (await shop.pay.find_payment(payment.pay_id)).is_refunded == 1
+    assert (await shop.sandbox.trade(trade_no))["state"] == "REFUNDED"
