@@ -1,0 +1,229 @@
+"""RabbitMQ as the broker (the distributed mode), through aio-pika.
+
+The original's RocketMQ topics and tags become topic exchanges (`shop.<topic>`) and routing keys
+(the tag). Each consumer group is a durable quorum queue (`shop.<group>`) bound to its topic's
+exchange for its tags, so every group sees every message. The relay publishes with publisher
+confirms and deletes an outbox row only once the broker has confirmed it.
+
+A delivery is acknowledged only after the consumer's transaction (work + inbox row) committed.
+A failure is not acknowledged as done: the message is republished (confirmed) to the group's
+retry queue with a TTL, which dead-letters it back to the group's queue when the back-off is
+over, and only then is the original acknowledged. After `max_attempts` it is parked in the
+group's dead queue (`shop.<group>.dead`), which operators list and replay.
+
+Deadlines (the armed cancel, the payment timeout) are not delayed broker messages: they wait in
+the order service's outbox, because the order's compare-and-set must run in the order database's
+transaction at the moment the message leaves (ARCHITECTURE.md point 5).
+
+The retry queue holds messages of different back-offs; RabbitMQ expires per-message TTLs only at
+the head of a queue, so a short back-off behind a long one waits for it (at most the back-off cap).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from shop.infra.messaging import Message, Subscription, backoff_ms, consume
+
+log = logging.getLogger("shop.rabbit")
+
+PREFIX = "shop"
+
+
+def exchange_name(topic: str) -> str:
+    return f"{PREFIX}.{topic}"
+
+
+def queue_name(group: str) -> str:
+    return f"{PREFIX}.{group}"
+
+
+class RabbitBroker:
+    def __init__(
+        self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
+        backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32,
+        topology: Iterable[tuple[str, str, Iterable[str]]] = (),
+    ) -> None:
+        """subscriptions: the groups this process consumes for. topology: every (group, topic,
+        tags) of the whole shop, declared by every process, so a message published before its
+        consumer ever started waits in that consumer's queue instead of being dropped."""
+        self.url = url
+        self.subscriptions = list(subscriptions)
+        self.faults = faults
+        self.max_attempts = max_attempts
+        self.backoff_base_ms = backoff_base_ms
+        self.backoff_cap_ms = backoff_cap_ms
+        self.prefetch = prefetch
+        self.topology = [(g, t, tuple(tags)) for g, t, tags in topology] or [
+            (s.group, s.topic, tuple(s.handlers)) for s in self.subscriptions
+        ]
+        self.conn: AbstractRobustConnection | None = None
+        self.pub: AbstractChannel | None = None
+        self._exchanges: dict[str, Any] = {}
+        self._consumers: list[tuple[Any, str]] = []
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        self.conn = await aio_pika.connect_robust(self.url)
+        self.pub = await self.conn.channel(publisher_confirms=True)
+        await self.declare()
+
+    async def declare(self) -> None:
+        assert self.pub is not None
+        for group, topic, tags in self.topology:
+            ex = await self._exchange(topic)
+            q = await self.pub.declare_queue(queue_name(group), durable=True, arguments={"x-queue-type": "quorum"})
+            for tag in tags:
+                await q.bind(ex, routing_key=tag)
+            await self.pub.declare_queue(
+                queue_name(group) + ".retry", durable=True,
+                # An expired retry goes back, through the default exchange, to the group's queue.
+                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name(group)},
+            )
+            await self.pub.declare_queue(queue_name(group) + ".dead", durable=True)
+
+    async def _exchange(self, topic: str) -> Any:
+        if topic not in self._exchanges:
+            assert self.pub is not None
+            self._exchanges[topic] = await self.pub.declare_exchange(
+                exchange_name(topic), aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        return self._exchanges[topic]
+
+    @staticmethod
+    def _amqp(msg: Message, attempts: int = 0) -> aio_pika.Message:
+        return aio_pika.Message(
+            msg.encode(), message_id=msg.msg_id, content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"topic": msg.topic, "tag": msg.tag, "key": msg.key, "attempts": attempts},
+        )
+
+    async def publish(self, msg: Message) -> None:
+        """Returns once the broker confirmed the message (raises otherwise: the row stays)."""
+        ex = await self._exchange(msg.topic)
+        await ex.publish(self._amqp(msg), routing_key=msg.tag)
+
+    def wake(self) -> None:  # deliveries are pushed by the broker: nothing to wake
+        pass
+
+    async def run(self) -> None:
+        """Consume every subscribed group until cancelled."""
+        assert self.conn is not None
+        for sub in self.subscriptions:
+            ch = await self.conn.channel(publisher_confirms=True)
+            await ch.set_qos(prefetch_count=self.prefetch)
+            q = await ch.declare_queue(queue_name(sub.group), durable=True, arguments={"x-queue-type": "quorum"})
+            tag = await q.consume(self._handler(sub, ch))
+            self._consumers.append((q, tag))
+        await asyncio.Event().wait()
+
+    def _handler(self, sub: Subscription, ch: AbstractChannel) -> Any:
+        async def on_message(m: AbstractIncomingMessage) -> None:
+            await self._on_message(sub, ch, m)
+
+        return on_message
+
+    async def _on_message(self, sub: Subscription, ch: AbstractChannel, m: AbstractIncomingMessage) -> None:
+        h = m.headers or {}
+        msg = Message(str(h.get("topic", sub.topic)), str(h.get("tag", m.routing_key)), str(h.get("key", "")),
+                      orjson.loads(m.body), m.message_id or "")
+        try:
+            await consume(sub, msg, self.faults)
+        except Exception as exc:  # noqa: BLE001 - never acknowledged as done
+            attempts = int(h.get("attempts", 0)) + 1
+            log.warning("%s failed on %s/%s %s (attempt %s): %r", sub.group, msg.topic, msg.tag, msg.key, attempts, exc)
+            out = self._amqp(msg, attempts)
+            out.headers["error"] = repr(exc)[:500]
+            if attempts >= self.max_attempts:
+                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group) + ".dead")
+            else:
+                out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
+                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group) + ".retry")
+        await m.ack()
+
+    # -- operator views ------------------------------------------------------------------------
+
+    async def dead(self) -> list[dict[str, Any]]:
+        """Every parked message, left in place (fetched, then returned to its queue)."""
+        out: list[dict[str, Any]] = []
+        async with self._lock:
+            ch = await self._channel()
+            try:
+                for group, _, _ in self.topology:
+                    q = await ch.declare_queue(queue_name(group) + ".dead", durable=True)
+                    held = []
+                    while (m := await q.get(no_ack=False, fail=False)) is not None:
+                        held.append(m)
+                        h = m.headers or {}
+                        out.append({
+                            "id": f"{group}:{m.message_id}", "msgId": m.message_id, "group": group,
+                            "topic": h.get("topic"), "tag": h.get("tag"), "key": h.get("key"),
+                            "body": orjson.loads(m.body), "attempts": h.get("attempts"), "lastError": h.get("error"),
+                            "state": "dead",
+                        })
+                    for m in held:
+                        await m.nack(requeue=True)
+            finally:
+                await ch.close()
+        return out
+
+    async def replay(self, dead_id: str) -> bool:
+        """Send one parked message back to its group's queue, attempts reset."""
+        group, _, message_id = dead_id.partition(":")
+        async with self._lock:
+            ch = await self._channel()
+            try:
+                q = await ch.declare_queue(queue_name(group) + ".dead", durable=True)
+                held, found = [], False
+                while (m := await q.get(no_ack=False, fail=False)) is not None:
+                    if not found and m.message_id == message_id:
+                        h = dict(m.headers or {})
+                        h["attempts"] = 0
+                        await ch.default_exchange.publish(
+                            aio_pika.Message(m.body, message_id=m.message_id, content_type="application/json",
+                                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=h),
+                            routing_key=queue_name(group),
+                        )
+                        await m.ack()
+                        found = True
+                    else:
+                        held.append(m)
+                for m in held:
+                    await m.nack(requeue=True)
+            finally:
+                await ch.close()
+        return found
+
+    async def pending(self) -> int:
+        """Messages waiting in the groups' queues and retry queues (ready, not yet delivered)."""
+        ch = await self._channel()
+        try:
+            n = 0
+            for group, _, _ in self.topology:
+                for name in (queue_name(group), queue_name(group) + ".retry"):
+                    q = await ch.declare_queue(name, passive=True)
+                    n += q.declaration_result.message_count or 0
+            return n
+        finally:
+            await ch.close()
+
+    async def _channel(self) -> AbstractChannel:
+        assert self.conn is not None
+        return await self.conn.channel(publisher_confirms=True)
+
+    async def close(self) -> None:
+        for q, tag in self._consumers:
+            try:
+                await q.cancel(tag)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        self._consumers = []
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
