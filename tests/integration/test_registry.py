@@ -1,0 +1,208 @@
+"""The Zookeeper registry against a real Zookeeper (SHOP_TEST_ZK_HOSTS, default 127.0.0.1:2181).
+
+Under CI a missing Zookeeper fails these tests; elsewhere they are skipped with the reason.
+Each test works under a root of its own (/shop-test-<random>), deleted afterwards.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import unquote
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+
+from shop.common.errors import ServiceUnavailable
+from shop.infra.registry import ZkRegistry
+from tests.conftest import _unavailable
+
+ZK_HOSTS = os.environ.get("SHOP_TEST_ZK_HOSTS", "127.0.0.1:2181")
+IFACE = "shop.goods.GoodsService"
+A, B = "127.0.0.1:50051", "127.0.0.1:50052"
+# The shortest the server allows with its default tickTime=2000 (it clamps to 2..20 ticks).
+SHORT_SESSION_S = 4.0
+
+MakeRegistry = Callable[..., Awaitable[ZkRegistry]]
+
+
+@pytest.fixture
+def zk() -> Iterator[tuple[KazooClient, str]]:
+    """An admin session to look at the nodes directly, and this test's root."""
+    host, _, port = ZK_HOSTS.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()  # refused fails fast
+        admin = KazooClient(hosts=ZK_HOSTS, timeout=SHORT_SESSION_S)
+        admin.start(timeout=5)
+    except Exception as exc:  # noqa: BLE001
+        _unavailable(f"Zookeeper at {ZK_HOSTS}", exc)
+    root = f"/shop-test-{os.urandom(4).hex()}"
+    try:
+        yield admin, root
+    finally:
+        try:
+            admin.delete(root, recursive=True)
+        except NoNodeError:
+            pass
+        admin.stop()
+        admin.close()
+
+
+@pytest.fixture
+async def make(zk: tuple[KazooClient, str]) -> AsyncIterator[MakeRegistry]:
+    """Registries on their own sessions under the test's root, closed after the test."""
+    _, root = zk
+    made: list[ZkRegistry] = []
+
+    async def make_registry(session_timeout_s: float = 6.0) -> ZkRegistry:
+        registry = ZkRegistry(ZK_HOSTS, root=root, session_timeout_s=session_timeout_s)
+        await registry.start()
+        made.append(registry)
+        return registry
+
+    yield make_registry
+    for registry in made:
+        await registry.close()
+
+
+async def test_consumer_sees_both_providers_in_dubbo_layout_and_round_robins(zk, make: MakeRegistry) -> None:
+    admin, root = zk
+    p1, p2, consumer = await make(), await make(), await make()
+    path1 = await p1.register(IFACE, A, application="goods", version="1.0.0")
+    await p2.register(IFACE, B, application="goods", version="1.0.0")
+
+    view = await consumer.providers(IFACE)
+    assert await view.wait_for(2, 5.0) == [A, B]
+
+    picks = [view.pick() for _ in range(6)]
+    assert set(picks) == {A, B}
+    assert all(x != y for x, y in zip(picks, picks[1:])), picks
+
+    # Dubbo's layout: /<root>/<interface>/providers/<URL-quoted URL>, ephemeral, one per instance.
+    assert path1.startswith(f"{root}/{IFACE}/providers/grpc%3A%2F%2F127.0.0.1%3A50051%2F")
+    children = sorted(admin.get_children(f"{root}/{IFACE}/providers"))
+    assert len(children) == 2
+    url = unquote(children[0])
+    assert url.startswith(f"grpc://{A}/{IFACE}?"), url
+    for param in (f"interface={IFACE}", "side=provider", "application=goods", "version=1.0.0", f"pid={os.getpid()}"):
+        assert param in url.split("?", 1)[1].split("&"), url
+    assert sorted(view.urls) == sorted(unquote(c) for c in children)
+    stat1, stat2 = (admin.exists(f"{root}/{IFACE}/providers/{c}") for c in children)
+    assert stat1.ephemeralOwner == p1.client.client_id[0]
+    assert stat2.ephemeralOwner == p2.client.client_id[0]
+    assert admin.exists(f"{root}/{IFACE}/providers").ephemeralOwner == 0  # parents are persistent
+
+
+async def test_closed_provider_leaves_the_view_at_once_and_deregister_too(make: MakeRegistry) -> None:
+    p1, p2, consumer = await make(), await make(), await make()
+    await p1.register(IFACE, A)
+    path2 = await p2.register(IFACE, B)
+    view = await consumer.providers(IFACE)
+    await view.wait_for(2, 5.0)
+
+    started = time.monotonic()
+    await p1.close()
+    assert await view.wait_for(1, 1.0, exactly=True) == [B]
+    assert time.monotonic() - started < 1.0
+    assert [view.pick() for _ in range(3)] == [B, B, B]
+
+    await p2.deregister(path2)
+    assert await view.wait_for(0, 1.0, exactly=True) == []
+    with pytest.raises(ServiceUnavailable):
+        view.pick()
+
+
+async def test_mark_failed_makes_pick_skip_an_address_until_the_mark_ends(make: MakeRegistry) -> None:
+    p1, p2, consumer = await make(), await make(), await make()
+    await p1.register(IFACE, A)
+    await p2.register(IFACE, B)
+    view = await consumer.providers(IFACE)
+    await view.wait_for(2, 5.0)
+
+    view.mark_failed(A, for_s=0.5)
+    assert [view.pick() for _ in range(4)] == [B, B, B, B]
+    assert view.addresses == [A, B]  # marked, still registered
+
+    view.mark_failed(B, for_s=0.5)  # all marked: pick among all rather than refuse
+    assert {view.pick() for _ in range(4)} == {A, B}
+
+    await asyncio.sleep(0.6)
+    assert {view.pick() for _ in range(4)} == {A, B}
+
+
+CRASHING_PROVIDER = """
+import asyncio, sys
+from shop.infra.registry import ZkRegistry
+
+async def main():
+    hosts, root, session_s, iface, address = sys.argv[1:]
+    registry = ZkRegistry(hosts, root=root, session_timeout_s=float(session_s))
+    await registry.start()
+    print(await registry.register(iface, address), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_crashed_provider_lingers_until_session_expiry_and_callers_fail_over(zk, make: MakeRegistry) -> None:
+    admin, root = zk
+    live, consumer = await make(), await make()
+    await live.register(IFACE, A)
+    view = await consumer.providers(IFACE)
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_PROVIDER, ZK_HOSTS, root, str(SHORT_SESSION_S), IFACE, B,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(15):
+            path = (await proc.stdout.readline()).decode().strip()  # type: ignore[union-attr]
+        assert path, "the provider process registered nothing"
+        await view.wait_for(2, 5.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash: no session close, no delete
+        await proc.wait()
+    killed = time.monotonic()
+
+    # The server keeps a dead client's session (and so its node) until the session times out.
+    await asyncio.sleep(0.3)
+    assert view.addresses == [A, B]
+    assert admin.exists(path) is not None
+    # Meanwhile a caller whose call to B failed fails over to the others.
+    view.mark_failed(B)
+    assert [view.pick() for _ in range(3)] == [A, A, A]
+
+    assert await view.wait_for(1, SHORT_SESSION_S + 3.0, exactly=True) == [A]
+    gone_after = time.monotonic() - killed
+    assert admin.exists(path) is None
+    assert gone_after > 1.0, f"gone after {gone_after:.1f}s: that was no session expiry"
+
+
+async def test_provider_registers_again_after_its_session_is_lost(zk, make: MakeRegistry) -> None:
+    admin, _ = zk
+    provider, consumer = await make(session_timeout_s=SHORT_SESSION_S), await make()
+    path = await provider.register(IFACE, A)
+    view = await consumer.providers(IFACE)
+    await view.wait_for(1, 5.0)
+    old_session = provider.client.client_id
+
+    # Expire the provider's session the way Zookeeper's own tests do: another client takes the
+    # session over (its id and password) and closes it. The server deletes its ephemeral nodes.
+    thief = KazooClient(hosts=ZK_HOSTS, client_id=old_session, timeout=SHORT_SESSION_S)
+    await asyncio.to_thread(thief.start, 5)
+    await asyncio.to_thread(lambda: (thief.stop(), thief.close()))
+
+    async with asyncio.timeout(10):
+        while True:
+            session = provider.client.client_id
+            stat = await asyncio.to_thread(admin.exists, path)
+            if session and session[0] != old_session[0] and stat and stat.ephemeralOwner == session[0]:
+                break
+            await asyncio.sleep(0.1)
+    assert await view.wait_for(1, 2.0, exactly=True) == [A]
