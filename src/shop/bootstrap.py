@@ -25,6 +25,7 @@ from shop.infra.db import Database, SqliteDatabase, open_database
 from shop.infra.faults import Faults
 from shop.infra.messaging import EmbeddedBroker, Inbox, Message, Outbox, Relay, Subscription, broker_metadata
 from shop.infra.migrate import upgrade
+from shop.infra.rabbit import RabbitBroker
 from shop.infra.signing import Verifier, load_or_create_key_pair
 from shop.sandbox.notify import http_sender
 from shop.sandbox.platform import Sandbox
@@ -59,7 +60,7 @@ class Shop:
     tokens: Tokens
     admin_token: str
     dbs: dict[str, Database]
-    broker: EmbeddedBroker
+    broker: Any  # EmbeddedBroker or RabbitBroker
     relays: list[Relay]
     handlers: dict[str, Any]
     users: Any
@@ -74,11 +75,12 @@ class Shop:
     async def connect(self) -> None:
         for db in self.dbs.values():
             await db.connect()
+        await self.broker.connect()
 
     async def close(self) -> None:
         for db in self.dbs.values():
             await db.close()
-        await self.broker.db.close()
+        await self.broker.close()
         await self.sandbox.db.close()
         if self.http is not None:
             await self.http.aclose()
@@ -204,12 +206,20 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True) 
             before={TAG_REFUND: pay_h.refund_at_platform, TAG_REFUND_PAYMENT: pay_h.refund_at_platform}),
         sub("log", ORDER_TOPIC, {TAG_PAID: log_h.on_order_paid}),
     ]
-    broker_db = SqliteDatabase(str(settings.broker_path()))
-    broker_metadata.create_all(_sync_engine(broker_db.path))
-    broker = EmbeddedBroker(
-        broker_db, subscriptions, faults, max_attempts=settings.message_max_attempts,
-        backoff_base_ms=settings.message_backoff_ms, backoff_cap_ms=settings.message_backoff_cap_ms,
-    )
+    broker: Any
+    if settings.broker_url:
+        broker = RabbitBroker(
+            settings.broker_url, subscriptions, faults, max_attempts=settings.message_max_attempts,
+            backoff_base_ms=settings.message_backoff_ms, backoff_cap_ms=settings.message_backoff_cap_ms,
+            prefix=settings.broker_prefix,
+        )
+    else:
+        broker_db = SqliteDatabase(str(settings.broker_path()))
+        broker_metadata.create_all(_sync_engine(broker_db.path))
+        broker = EmbeddedBroker(
+            broker_db, subscriptions, faults, max_attempts=settings.message_max_attempts,
+            backoff_base_ms=settings.message_backoff_ms, backoff_cap_ms=settings.message_backoff_cap_ms,
+        )
     relays = [
         Relay(s, dbs[s], outboxes[s], broker, guards={TAG_CANCEL: order_h.guard_cancel} if s == "order" else None)
         for s in SERVICES

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     message_backoff_cap_ms: int = 5000
     worker_id: int = Field(default=0, ge=0, le=31)
     datacenter_id: int = Field(default=0, ge=0, le=31)
+    # The broker: unset, the embedded one (a SQLite file in the data dir); an amqp:// URL, RabbitMQ.
+    broker_url: str | None = None
+    broker_prefix: str = "shop"  # names this shop's exchanges and queues on a shared broker
     # One database URL per service; unset means a SQLite file per service under the data dir.
     user_db_url: str | None = None
     goods_db_url: str | None = None

@@ -373,6 +373,12 @@ class EmbeddedBroker:
         self._sem = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def connect(self) -> None:
+        await self.db.connect()
+
+    async def close(self) -> None:
+        await self.db.close()
+
     async def publish(self, msg: Message) -> None:
         now = now_ms()
         async with self.db.unit_of_work() as uow:
@@ -456,7 +462,10 @@ class EmbeddedBroker:
             for r in rows
         ]
 
-    async def replay(self, delivery_id: int) -> bool:
+    async def replay(self, delivery_id: int | str) -> bool:
+        if not str(delivery_id).isdigit():
+            return False
+        delivery_id = int(delivery_id)
         async with self.db.unit_of_work() as uow:
             n = await uow.execute(_Q_REPLAY, id=delivery_id, now=now_ms())
             await uow.commit()

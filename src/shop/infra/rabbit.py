@@ -36,24 +36,25 @@ log = logging.getLogger("shop.rabbit")
 PREFIX = "shop"
 
 
-def exchange_name(topic: str) -> str:
-    return f"{PREFIX}.{topic}"
+def exchange_name(topic: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}.{topic}"
 
 
-def queue_name(group: str) -> str:
-    return f"{PREFIX}.{group}"
+def queue_name(group: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}.{group}"
 
 
 class RabbitBroker:
     def __init__(
         self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
         backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32,
-        topology: Iterable[tuple[str, str, Iterable[str]]] = (),
+        topology: Iterable[tuple[str, str, Iterable[str]]] = (), prefix: str = PREFIX,
     ) -> None:
         """subscriptions: the groups this process consumes for. topology: every (group, topic,
         tags) of the whole shop, declared by every process, so a message published before its
         consumer ever started waits in that consumer's queue instead of being dropped."""
         self.url = url
+        self.prefix = prefix  # one shop's exchanges and queues apart from another's on one broker
         self.subscriptions = list(subscriptions)
         self.faults = faults
         self.max_attempts = max_attempts
@@ -68,6 +69,8 @@ class RabbitBroker:
         self._exchanges: dict[str, Any] = {}
         self._consumers: list[tuple[Any, str]] = []
         self._lock = asyncio.Lock()
+        # Deliveries being handled in this process, by (tag, key): what wait_handled waits for.
+        self._inflight: dict[tuple[str, str], int] = {}
 
     async def connect(self) -> None:
         self.conn = await aio_pika.connect_robust(self.url)
@@ -78,21 +81,21 @@ class RabbitBroker:
         assert self.pub is not None
         for group, topic, tags in self.topology:
             ex = await self._exchange(topic)
-            q = await self.pub.declare_queue(queue_name(group), durable=True, arguments={"x-queue-type": "quorum"})
+            q = await self.pub.declare_queue(queue_name(group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"})
             for tag in tags:
                 await q.bind(ex, routing_key=tag)
             await self.pub.declare_queue(
-                queue_name(group) + ".retry", durable=True,
+                queue_name(group, self.prefix) + ".retry", durable=True,
                 # An expired retry goes back, through the default exchange, to the group's queue.
-                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name(group)},
+                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name(group, self.prefix)},
             )
-            await self.pub.declare_queue(queue_name(group) + ".dead", durable=True)
+            await self.pub.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
 
     async def _exchange(self, topic: str) -> Any:
         if topic not in self._exchanges:
             assert self.pub is not None
             self._exchanges[topic] = await self.pub.declare_exchange(
-                exchange_name(topic), aio_pika.ExchangeType.TOPIC, durable=True
+                exchange_name(topic, self.prefix), aio_pika.ExchangeType.TOPIC, durable=True
             )
         return self._exchanges[topic]
 
@@ -112,13 +115,16 @@ class RabbitBroker:
     def wake(self) -> None:  # deliveries are pushed by the broker: nothing to wake
         pass
 
+    async def drain(self) -> None:  # unacknowledged deliveries go back to their queues on close
+        pass
+
     async def run(self) -> None:
         """Consume every subscribed group until cancelled."""
         assert self.conn is not None
         for sub in self.subscriptions:
             ch = await self.conn.channel(publisher_confirms=True)
             await ch.set_qos(prefetch_count=self.prefetch)
-            q = await ch.declare_queue(queue_name(sub.group), durable=True, arguments={"x-queue-type": "quorum"})
+            q = await ch.declare_queue(queue_name(sub.group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"})
             tag = await q.consume(self._handler(sub, ch))
             self._consumers.append((q, tag))
         await asyncio.Event().wait()
@@ -133,6 +139,8 @@ class RabbitBroker:
         h = m.headers or {}
         msg = Message(str(h.get("topic", sub.topic)), str(h.get("tag", m.routing_key)), str(h.get("key", "")),
                       orjson.loads(m.body), m.message_id or "")
+        inflight = (msg.tag, msg.key)
+        self._inflight[inflight] = self._inflight.get(inflight, 0) + 1
         try:
             await consume(sub, msg, self.faults)
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done
@@ -141,11 +149,26 @@ class RabbitBroker:
             out = self._amqp(msg, attempts)
             out.headers["error"] = repr(exc)[:500]
             if attempts >= self.max_attempts:
-                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group) + ".dead")
+                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".dead")
             else:
                 out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
-                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group) + ".retry")
+                await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".retry")
+        finally:
+            self._inflight[inflight] -= 1
+            if not self._inflight[inflight]:
+                del self._inflight[inflight]
         await m.ack()
+
+    async def wait_handled(self, tag: str, key: str, timeout_s: float) -> None:
+        """Until nothing is queued and no delivery of (tag, key) is being handled here (bounded).
+        Used where this process consumes every group (the shop in one process on RabbitMQ)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        await asyncio.sleep(0.005)
+        while loop.time() < end:
+            if (tag, key) not in self._inflight and await self.pending() == 0:
+                return
+            await asyncio.sleep(0.01)
 
     # -- operator views ------------------------------------------------------------------------
 
@@ -156,7 +179,7 @@ class RabbitBroker:
             ch = await self._channel()
             try:
                 for group, _, _ in self.topology:
-                    q = await ch.declare_queue(queue_name(group) + ".dead", durable=True)
+                    q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
                     held = []
                     while (m := await q.get(no_ack=False, fail=False)) is not None:
                         held.append(m)
@@ -179,7 +202,7 @@ class RabbitBroker:
         async with self._lock:
             ch = await self._channel()
             try:
-                q = await ch.declare_queue(queue_name(group) + ".dead", durable=True)
+                q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
                 held, found = [], False
                 while (m := await q.get(no_ack=False, fail=False)) is not None:
                     if not found and m.message_id == message_id:
@@ -188,7 +211,7 @@ class RabbitBroker:
                         await ch.default_exchange.publish(
                             aio_pika.Message(m.body, message_id=m.message_id, content_type="application/json",
                                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=h),
-                            routing_key=queue_name(group),
+                            routing_key=queue_name(group, self.prefix),
                         )
                         await m.ack()
                         found = True
@@ -206,7 +229,7 @@ class RabbitBroker:
         try:
             n = 0
             for group, _, _ in self.topology:
-                for name in (queue_name(group), queue_name(group) + ".retry"):
+                for name in (queue_name(group, self.prefix), queue_name(group, self.prefix) + ".retry"):
                     q = await ch.declare_queue(name, passive=True)
                     n += q.declaration_result.message_count or 0
             return n
