@@ -23,7 +23,7 @@ from shop.infra.auth import Tokens, load_or_create_secret
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import Database, SqliteDatabase, open_database
 from shop.infra.faults import Faults
-from shop.infra.messaging import EmbeddedBroker, Inbox, Message, Outbox, Relay, Subscription, broker_metadata
+from shop.infra.messaging import EmbeddedBroker, Inbox, Outbox, Relay, Subscription, broker_metadata
 from shop.infra.migrate import upgrade
 from shop.infra.rabbit import RabbitBroker
 from shop.infra.signing import Verifier, load_or_create_key_pair

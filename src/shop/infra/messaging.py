@@ -105,7 +105,6 @@ class Outbox:
             .limit(200)
         )
         self._count_due = Query(sa.select(sa.func.count().label("n")).select_from(t).where(t.c.due_at <= sa.bindparam("now")))
-        self._next_due = Query(sa.select(sa.func.min(t.c.due_at).label("n")).select_from(t))
 
     async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
         await uow.execute(

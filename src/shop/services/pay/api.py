@@ -1,5 +1,5 @@
 """REST (pay-web): payments, and the platform's notification."""
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -52,5 +52,5 @@ async def admin_get_payment(pay_id: IdIn, shop: ShopDep):
 
 
 @router.get("/admin/paylog", tags=["admin"], dependencies=[AdminDep])
-async def admin_paylog(order_id: IdIn = Query(alias="orderId"), shop: ShopDep = None):  # type: ignore[assignment]
+async def admin_paylog(order_id: Annotated[IdIn, Query(alias="orderId")], shop: ShopDep):
     return ok(await shop.handlers["log"].pay_log(order_id))

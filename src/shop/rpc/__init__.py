@@ -1,0 +1,1 @@
+"""Wire schemas of the services (generated code under v1)."""
