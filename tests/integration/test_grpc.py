@@ -1,0 +1,264 @@
+"""The participant services over a real grpc.aio server on 127.0.0.1, with the real handlers on a
+SQLite database per service: values round-trip exactly, the order's steps stay idempotent,
+ShopErrors cross as the same codes, and a dead or slow server is ServiceUnavailable within the deadline.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from argon2 import PasswordHasher
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ServiceUnavailable, ShopError
+from shop.common.ids import IdWorker
+from shop.infra.db import Database, open_database
+from shop.infra.grpc_transport import (
+    MD_CODE,
+    GrpcCouponClient,
+    GrpcGoodsClient,
+    GrpcUserClient,
+    serve,
+)
+from shop.infra.migrate import upgrade
+from shop.rpc.v1 import participants_pb2 as pb
+from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
+from shop.services.coupon.contracts import CreateCoupon, UseCoupon
+from shop.services.coupon.handlers import CouponHandlers
+from shop.services.goods.contracts import CreateGoods, ReduceStock
+from shop.services.goods.handlers import GoodsHandlers
+from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
+from shop.services.user.handlers import UserHandlers
+
+DEADLINE_S = 3.0
+
+
+class Participants:
+    def __init__(self, handlers: dict[str, Any], server: grpc.aio.Server, target: str) -> None:
+        self.handlers = handlers
+        self.server = server
+        self.target = target
+        self.users = GrpcUserClient(target, DEADLINE_S)
+        self.goods = GrpcGoodsClient(target, DEADLINE_S)
+        self.coupons = GrpcCouponClient(target, DEADLINE_S)
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Participants]:
+    dbs: dict[str, Database] = {}
+    for service in ("user", "goods", "coupon"):
+        url = f"sqlite:///{tmp_path / service}.db"
+        upgrade(service, url)
+        dbs[service] = open_database(url)
+        await dbs[service].connect()
+    ids = IdWorker(1, 1)
+    handlers = {
+        "user": UserHandlers(dbs["user"], ids, PasswordHasher(time_cost=1, memory_cost=1024)),
+        "goods": GoodsHandlers(dbs["goods"], ids),
+        "coupon": CouponHandlers(dbs["coupon"], ids),
+    }
+    server = await serve(handlers, "127.0.0.1", 0)
+    p = Participants(handlers, server, f"127.0.0.1:{server.port}")
+    try:
+        yield p
+    finally:
+        for c in (p.users, p.goods, p.coupons):
+            await c.close()
+        await server.stop(None)
+        for db in dbs.values():
+            await db.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_values_round_trip_exactly(net: Participants) -> None:
+    user_id = await net.users.create_user(CreateUser("alice", "secret-pw", Decimal("4800.00")))
+    goods_id = await net.goods.create_goods(CreateGoods("phone", 10, Decimal("1999.99"), "a phone"))
+    coupon_id = await net.coupons.create_coupon(CreateCoupon(user_id, Decimal("20.05")))
+    # Snowflake ids pass 2^53: a double on the way would have rounded them.
+    assert min(user_id, goods_id, coupon_id) > 2**53
+
+    user = await net.users.find_user(user_id)
+    assert user == await net.handlers["user"].find_user(user_id)
+    assert user.user_id == user_id and user.user_mobile is None
+    assert user.user_money == Decimal("4800.00") and str(user.user_money) == "4800.00"
+
+    goods = await net.goods.find_goods(goods_id)
+    assert goods == await net.handlers["goods"].find_goods(goods_id)
+    assert str(goods.goods_price) == "1999.99" and goods.goods_desc == "a phone"
+
+    coupon = await net.coupons.find_coupon(coupon_id)
+    assert coupon == await net.handlers["coupon"].find_coupon(coupon_id)
+    assert coupon.order_id is None and coupon.used_time is None and str(coupon.coupon_price) == "20.05"
+
+    assert (await net.users.login("alice", "secret-pw")).user_id == user_id
+
+
+async def test_order_steps_succeed_and_repeat_idempotently(net: Participants) -> None:
+    user_id = await net.users.create_user(CreateUser("bob", "pw", Decimal("100.00"), "13800000000"))
+    goods_id = await net.goods.create_goods(CreateGoods("book", 5, Decimal("30.00")))
+    coupon_id = await net.coupons.create_coupon(CreateCoupon(user_id, Decimal("5.00")))
+    order_id = 2**60 + 7
+
+    for _ in range(2):  # the second call is a repeat: it finds the first one's ledger row
+        await net.goods.reduce_stock(ReduceStock(order_id, goods_id, 2))
+        await net.coupons.use_coupon(UseCoupon(coupon_id, user_id, order_id))
+        await net.users.change_money(ChangeMoney(user_id, order_id, Decimal("25.50"), MoneyLogType.PAID))
+
+    assert (await net.goods.find_goods(goods_id)).goods_number == 3
+    coupon = await net.coupons.find_coupon(coupon_id)
+    assert coupon.is_used == 1 and coupon.order_id == order_id and coupon.used_time is not None
+    user = await net.users.find_user(user_id)
+    assert user.user_money == Decimal("74.50") and user.user_mobile == "13800000000"
+
+
+async def expect_code(code: ShopCode, call: Any) -> ShopError:
+    with pytest.raises(ShopError) as info:
+        await call
+    assert info.value.code is code, info.value
+    assert info.value.http_status == code.http_status
+    return info.value
+
+
+async def test_errors_cross_as_the_same_codes(net: Participants) -> None:
+    user_id = await net.users.create_user(CreateUser("carol", "right", Decimal("10.00")))
+    other_id = await net.users.create_user(CreateUser("dave", "pw", Decimal("0.00")))
+    goods_id = await net.goods.create_goods(CreateGoods("pen", 1, Decimal("2.00")))
+    coupon_id = await net.coupons.create_coupon(CreateCoupon(other_id, Decimal("1.00")))
+
+    await expect_code(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, net.goods.reduce_stock(ReduceStock(1, goods_id, 2)))
+    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.find_goods(12345))
+    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.reduce_stock(ReduceStock(2, 12345, 1)))
+    await expect_code(ShopCode.SHOP_COUPON_INVALID, net.coupons.use_coupon(UseCoupon(coupon_id, user_id, 3)))
+    await expect_code(ShopCode.SHOP_COUPON_NO_EXIST, net.coupons.find_coupon(12345))
+    await expect_code(
+        ShopCode.SHOP_MONEY_PAID_INVALID,
+        net.users.change_money(ChangeMoney(user_id, 4, Decimal("10.01"), MoneyLogType.PAID)),
+    )
+    await expect_code(ShopCode.SHOP_USER_NO_EXIST, net.users.find_user(12345))
+    await expect_code(ShopCode.SHOP_USER_NAME_TAKEN, net.users.create_user(CreateUser("carol", "x", Decimal(0))))
+    bad = await expect_code(ShopCode.SHOP_USER_NOT_AUTHORIZED, net.users.login("carol", "wrong"))
+    assert bad.message == "wrong user name or password"  # the handler's own message, not the code's
+    await expect_code(ShopCode.SHOP_USER_NOT_AUTHORIZED, net.users.login("nobody", "right"))
+    # Nothing the refusals touched has moved.
+    assert (await net.goods.find_goods(goods_id)).goods_number == 1
+    assert (await net.users.find_user(user_id)).user_money == Decimal("10.00")
+
+
+async def test_status_and_metadata_on_the_wire(net: Participants) -> None:
+    """What a client in another language sees: a sensible status, the code in the metadata."""
+    async with grpc.aio.insecure_channel(net.target) as channel:
+        stub = pb_grpc.GoodsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.FindGoods(pb.FindGoodsRequest(goods_id=1), timeout=DEADLINE_S)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert (MD_CODE, "SHOP_GOODS_NO_EXIST") in tuple(info.value.trailing_metadata())
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            req = pb.CreateGoodsRequest(goods_name="x", goods_number=1, goods_price="1e400x")
+            await stub.CreateGoods(req, timeout=DEADLINE_S)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (MD_CODE, "SHOP_REQUEST_PARAMETER_VALID") in tuple(info.value.trailing_metadata())
+
+
+async def test_no_server_is_unavailable_within_the_deadline() -> None:
+    async with GrpcGoodsClient(f"127.0.0.1:{free_port()}", deadline_s=1.0) as goods:
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable):
+            await goods.find_goods(1)
+        assert time.monotonic() - started < 1.5
+
+
+class Slow:
+    """The goods handlers, but a read that outlasts any caller's patience."""
+
+    def __init__(self, inner: GoodsHandlers, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    async def find_goods(self, goods_id: int) -> Any:
+        await asyncio.sleep(self.delay_s)
+        return await self.inner.find_goods(goods_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_slow_server_is_unavailable_after_the_deadline(net: Participants) -> None:
+    goods_id = await net.goods.create_goods(CreateGoods("slow", 1, Decimal("1.00")))
+    server = await serve({"goods": Slow(net.handlers["goods"], 3.0)}, "127.0.0.1", 0)
+    try:
+        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=0.4) as goods:
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match="timed out"):
+                await goods.find_goods(goods_id)
+            elapsed = time.monotonic() - started
+            assert 0.3 < elapsed < 1.2  # the deadline, not the handler's 3 s; not retried
+    finally:
+        await server.stop(None)
+
+
+class Flaky:
+    """Counts calls and answers every one with ServiceUnavailable (status UNAVAILABLE)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def _hit(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        raise ServiceUnavailable("the database is away")
+
+    async def find_goods(self, goods_id: int) -> Any:
+        self._hit("find_goods")
+
+    async def reduce_stock(self, cmd: ReduceStock) -> None:
+        self._hit("reduce_stock")
+
+    async def create_goods(self, cmd: CreateGoods) -> int:
+        self._hit("create_goods")
+        return 0
+
+
+async def test_only_idempotent_calls_are_retried_once() -> None:
+    flaky = Flaky()
+    server = await serve({"goods": flaky}, "127.0.0.1", 0)
+    try:
+        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+            with pytest.raises(ServiceUnavailable, match="the database is away"):
+                await goods.find_goods(1)
+            with pytest.raises(ServiceUnavailable):
+                await goods.reduce_stock(ReduceStock(1, 1, 1))
+            with pytest.raises(ServiceUnavailable):
+                await goods.create_goods(CreateGoods("x", 1, Decimal("1.00")))
+    finally:
+        await server.stop(None)
+    assert flaky.calls == {"find_goods": 2, "reduce_stock": 2, "create_goods": 1}
+
+
+class Refusing:
+    async def find_goods(self, goods_id: int) -> Any:
+        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID, "prix changé: 100 % — naïve", http_status=400)
+
+
+async def test_a_shop_error_keeps_its_message_and_http_status() -> None:
+    """Metadata is ASCII only: the message is percent-encoded on the way and decoded back."""
+    server = await serve({"goods": Refusing()}, "127.0.0.1", 0)
+    try:
+        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+            with pytest.raises(ShopError) as info:
+                await goods.find_goods(1)
+    finally:
+        await server.stop(None)
+    assert info.value.code is ShopCode.SHOP_GOODS_PRICE_INVALID
+    assert info.value.message == "prix changé: 100 % — naïve"
+    assert info.value.http_status == 400
