@@ -237,15 +237,19 @@ class SqliteUnitOfWork(UnitOfWork):
         self._open = False
 
 
-# --- PostgreSQL through asyncpg ---------------------------------------------------------------
-
-class PostgresDatabase(Database):
-    dialect = "postgresql"
+class PooledDatabase(Database):
+    """A server database: a pool of the driver's connections, opened by connect()."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.pool_size = pool_size
         self.pool: Any = None
+
+
+# --- PostgreSQL through asyncpg ---------------------------------------------------------------
+
+class PostgresDatabase(PooledDatabase):
+    dialect = "postgresql"
 
     async def connect(self) -> None:
         import asyncpg
@@ -319,13 +323,8 @@ class PostgresUnitOfWork(UnitOfWork):
 
 # --- MySQL / MariaDB through asyncmy ----------------------------------------------------------
 
-class MysqlDatabase(Database):
+class MysqlDatabase(PooledDatabase):
     dialect = "mysql"
-
-    def __init__(self, url: str, pool_size: int = 10) -> None:
-        self.url = url
-        self.pool_size = pool_size
-        self.pool: Any = None
 
     async def connect(self) -> None:
         import asyncmy
