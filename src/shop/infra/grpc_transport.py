@@ -1,23 +1,28 @@
-"""RPC over the network with grpc.aio, for the participant services (user, goods, coupon).
+"""RPC over the network with grpc.aio, for the participant services (user, goods, coupon) and the
+order and pay services.
 
 The same rules as `LocalClient` (infra/rpc.py), over a wire:
 
-- The schemas are proto/shop/v1/participants.proto; the handlers stay as they are and this module
+- The schemas are proto/shop/v1/participants.proto and orders.proto; the handlers stay as they are and this module
   converts protobuf <-> the contracts' dataclasses on both sides. Money crosses as a decimal string
   and ids as int64, so "4800.00" and a snowflake id past 2^53 arrive exactly as they left.
 - ShopErrors cross as codes: the server turns one into a gRPC status (NOT_FOUND, FAILED_PRECONDITION,
   ...) with the ShopCode's name, message and HTTP status in the trailing metadata, and the client
-  raises the same ShopError again. Anything else - a deadline, a refused connection, a handler that
+  raises the same ShopError again, with its data (JSON in "shop-data": a failed order's
+  {"orderId": ...}, which the HTTP layer hands back). Anything else - a deadline, a refused connection, a handler that
   broke - becomes ServiceUnavailable: the step may or may not have happened on the other side.
 - Every call has a deadline (`deadline_s`), sent to the server as the gRPC timeout.
 - Only calls that are safe to repeat are retried, once, on UNAVAILABLE: the reads, login, and the
   three steps of an order (reduce_stock, use_coupon, change_money), whose ledger rows are keyed by
-  the order so a repeat finds the first one's row. create_* make a new id each time: never retried.
+  the order so a repeat finds the first one's row, and pay's notify, a compare-and-set on the
+  payment. create_* and confirm_order make a new id each time, and cancel/refund_order change an
+  order's state (a repeat after a lost reply would be refused): never retried.
   A retry spends what is left of the same deadline, so a caller never waits longer than it asked.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,10 +36,14 @@ import grpc
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError, invalid
+from shop.rpc.v1 import orders_pb2 as opb
+from shop.rpc.v1 import orders_pb2_grpc as opb_grpc
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
 from shop.services.coupon.contracts import Coupon, CreateCoupon, UseCoupon
 from shop.services.goods.contracts import CreateGoods, Goods, ReduceStock
+from shop.services.order.contracts import Order, PlaceOrder
+from shop.services.pay.contracts import Notification, Payment
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
 
 log = logging.getLogger("shop.rpc.grpc")
@@ -42,6 +51,7 @@ log = logging.getLogger("shop.rpc.grpc")
 MD_CODE = "shop-code"
 MD_MESSAGE = "shop-message"
 MD_HTTP_STATUS = "shop-http-status"
+MD_DATA = "shop-data"
 
 # A retry is only worth making if this much of the deadline is left.
 _MIN_RETRY_BUDGET_S = 0.05
@@ -128,6 +138,52 @@ def coupon_in(m: pb.Coupon) -> Coupon:
     )
 
 
+def _time_out_opt(value: datetime | None) -> str | None:
+    return time_out(value) if value is not None else None
+
+
+def _time_in_opt(m: Any, name: str) -> datetime | None:
+    text = _opt(m, name)
+    return time_in(text) if text else None
+
+
+def order_out(o: Order) -> opb.Order:
+    return opb.Order(
+        order_id=o.order_id, user_id=o.user_id, order_status=o.order_status, pay_status=o.pay_status,
+        shipping_status=o.shipping_status, address=o.address, consignee=o.consignee, goods_id=o.goods_id,
+        goods_number=o.goods_number, goods_price=money_out(o.goods_price), goods_amount=money_out(o.goods_amount),
+        shipping_fee=money_out(o.shipping_fee), order_amount=money_out(o.order_amount), coupon_id=o.coupon_id,
+        coupon_paid=money_out(o.coupon_paid), money_paid=money_out(o.money_paid), pay_amount=money_out(o.pay_amount),
+        add_time=time_out(o.add_time), confirm_time=_time_out_opt(o.confirm_time), pay_time=_time_out_opt(o.pay_time),
+    )
+
+
+def order_in(m: opb.Order) -> Order:
+    return Order(
+        order_id=m.order_id, user_id=m.user_id, order_status=m.order_status, pay_status=m.pay_status,
+        shipping_status=m.shipping_status, address=m.address, consignee=_opt(m, "consignee"), goods_id=m.goods_id,
+        goods_number=m.goods_number, goods_price=money_in(m.goods_price), goods_amount=money_in(m.goods_amount),
+        shipping_fee=money_in(m.shipping_fee), order_amount=money_in(m.order_amount), coupon_id=_opt(m, "coupon_id"),
+        coupon_paid=money_in(m.coupon_paid), money_paid=money_in(m.money_paid), pay_amount=money_in(m.pay_amount),
+        add_time=time_in(m.add_time), confirm_time=_time_in_opt(m, "confirm_time"), pay_time=_time_in_opt(m, "pay_time"),
+    )
+
+
+def payment_out(p: Payment) -> opb.Payment:
+    return opb.Payment(
+        pay_id=p.pay_id, order_id=p.order_id, user_id=p.user_id, pay_amount=money_out(p.pay_amount),
+        is_paid=p.is_paid, trade_no=p.trade_no, paid_time=_time_out_opt(p.paid_time), is_refunded=p.is_refunded,
+    )
+
+
+def payment_in(m: opb.Payment) -> Payment:
+    return Payment(
+        pay_id=m.pay_id, order_id=m.order_id, user_id=m.user_id, pay_amount=money_in(m.pay_amount),
+        is_paid=m.is_paid, trade_no=_opt(m, "trade_no"), paid_time=_time_in_opt(m, "paid_time"),
+        is_refunded=m.is_refunded,
+    )
+
+
 def _log_type_in(value: int) -> MoneyLogType:
     try:
         return MoneyLogType(value)
@@ -207,6 +263,41 @@ async def _use_coupon(h: Any, r: pb.UseCouponRequest) -> pb.UseCouponReply:
     return pb.UseCouponReply()
 
 
+async def _confirm_order(h: Any, r: opb.ConfirmOrderRequest) -> opb.Order:
+    cmd = PlaceOrder(
+        user_id=r.user_id, goods_id=r.goods_id, goods_number=r.goods_number, goods_price=money_in(r.goods_price),
+        shipping_fee=money_in(r.shipping_fee), order_amount=money_in(r.order_amount), address=r.address,
+        coupon_id=_opt(r, "coupon_id"), money_paid=money_in(r.money_paid or "0.00"), consignee=_opt(r, "consignee"),
+    )
+    return order_out(await h.confirm_order(cmd))
+
+
+async def _find_order(h: Any, r: opb.FindOrderRequest) -> opb.Order:
+    return order_out(await h.find_order(r.order_id))
+
+
+async def _cancel_order(h: Any, r: opb.CancelOrderRequest) -> opb.Order:
+    return order_out(await h.cancel_order(r.order_id, r.user_id))
+
+
+async def _refund_order(h: Any, r: opb.RefundOrderRequest) -> opb.Order:
+    return order_out(await h.refund_order(r.order_id, r.user_id))
+
+
+async def _create_payment(h: Any, r: opb.CreatePaymentRequest) -> opb.Payment:
+    return payment_out(await h.create_payment(r.order_id, r.user_id, money_in(r.pay_amount)))
+
+
+async def _find_payment(h: Any, r: opb.FindPaymentRequest) -> opb.Payment:
+    return payment_out(await h.find_payment(r.pay_id))
+
+
+async def _notify(h: Any, r: opb.NotifyRequest) -> opb.NotifyReply:
+    n = Notification(timestamp=_opt(r, "timestamp"), nonce=_opt(r, "nonce"), signature=_opt(r, "signature"), body=r.body)
+    await h.notify(n)
+    return opb.NotifyReply()
+
+
 def _methods(*methods: Method) -> dict[str, Method]:
     return {m.name: m for m in methods}
 
@@ -240,6 +331,25 @@ SERVICES: dict[str, Service] = {
         ),
         pb_grpc.CouponServiceStub, pb_grpc.add_CouponServiceServicer_to_server,
     ),
+    "order": Service(
+        "order", "shop.v1.OrderService",
+        _methods(
+            Method("ConfirmOrder", "confirm_order", _confirm_order, retry=False),
+            Method("FindOrder", "find_order", _find_order, retry=True),
+            Method("CancelOrder", "cancel_order", _cancel_order, retry=False),
+            Method("RefundOrder", "refund_order", _refund_order, retry=False),
+        ),
+        opb_grpc.OrderServiceStub, opb_grpc.add_OrderServiceServicer_to_server,
+    ),
+    "pay": Service(
+        "pay", "shop.v1.PayService",
+        _methods(
+            Method("CreatePayment", "create_payment", _create_payment, retry=False),
+            Method("FindPayment", "find_payment", _find_payment, retry=True),
+            Method("Notify", "notify", _notify, retry=True),
+        ),
+        opb_grpc.PayServiceStub, opb_grpc.add_PayServiceServicer_to_server,
+    ),
 }
 
 
@@ -270,12 +380,36 @@ def status_for(code: ShopCode) -> grpc.StatusCode:
     return _STATUS_BY_CODE.get(code) or _STATUS_BY_HTTP.get(code.http_status, grpc.StatusCode.UNKNOWN)
 
 
+def _data_out(data: Any) -> str | None:
+    """The error's data as compact JSON, percent-encoded like the message; None if it has none
+    or it is not JSON (then it stays behind: the code and message still cross)."""
+    if data is None:
+        return None
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        log.warning("ShopError data %r is not JSON; not sent", data)
+        return None
+    return quote(text, safe=_MD_SAFE)
+
+
+def _data_in(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(unquote(text))
+    except ValueError:
+        return None
+
+
 def error_metadata(exc: ShopError) -> tuple[tuple[str, str], ...]:
-    return (
+    md: tuple[tuple[str, str], ...] = (
         (MD_CODE, exc.code.name),
         (MD_MESSAGE, quote(exc.message, safe=_MD_SAFE)),
         (MD_HTTP_STATUS, str(exc.http_status)),
     )
+    data = _data_out(exc.data)
+    return md if data is None else (*md, (MD_DATA, data))
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError, where: str) -> ShopError:
@@ -289,18 +423,19 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, where: str) -> ShopError:
             return ServiceUnavailable(f"{where} timed out")
         return ServiceUnavailable(f"{where} failed: {exc.code().name} {exc.details() or ''}".rstrip())
     message = unquote(md.get(MD_MESSAGE, ""))
+    data = _data_in(md.get(MD_DATA))
     try:
         code = ShopCode[name]
     except KeyError:
         # A newer server's code: keep its name in the message rather than lose it.
-        return ShopError(ShopCode.SHOP_FAIL, f"{name}: {message}")
+        return ShopError(ShopCode.SHOP_FAIL, f"{name}: {message}", data=data)
     if code is ShopCode.SHOP_SERVICE_UNAVAILABLE:
-        return ServiceUnavailable(message or code.message)
+        return ServiceUnavailable(message or code.message).with_data(data)
     try:
         http_status = int(md[MD_HTTP_STATUS])
     except (KeyError, ValueError):
         http_status = None
-    return ShopError(code, message or None, http_status=http_status)
+    return ShopError(code, message or None, http_status=http_status, data=data)
 
 
 # ---- server ----
@@ -333,7 +468,7 @@ def _rpc(service: Service, m: Method, impl: object) -> Callable[[Any, grpc.aio.S
 
 
 async def serve(impls: dict[str, object], host: str = "127.0.0.1", port: int = 0) -> grpc.aio.Server:
-    """Start a server exposing each handler object ("user", "goods", "coupon") over its service.
+    """Start a server exposing each handler object ("user", "goods", "coupon", "order", "pay") over its service.
 
     port 0 picks a free port; the one bound is `server.port`. Stop it with `await server.stop(grace)`.
     """
@@ -485,4 +620,53 @@ class GrpcCouponClient(GrpcClient):
         await self._call("use_coupon", req)
 
 
-CLIENTS: dict[str, type[GrpcClient]] = {"user": GrpcUserClient, "goods": GrpcGoodsClient, "coupon": GrpcCouponClient}
+class GrpcOrderClient(GrpcClient):
+    """contracts.OrderService over gRPC. Placing an order waits on the participants (and may settle a
+    failure): give it a deadline to match. A refusal or failure keeps its data ({"orderId": ...})."""
+
+    service = SERVICES["order"]
+
+    async def confirm_order(self, cmd: PlaceOrder) -> Order:
+        req = _build(lambda: opb.ConfirmOrderRequest(
+            user_id=cmd.user_id, goods_id=cmd.goods_id, goods_number=cmd.goods_number,
+            goods_price=money_out(cmd.goods_price), shipping_fee=money_out(cmd.shipping_fee),
+            order_amount=money_out(cmd.order_amount), address=cmd.address, coupon_id=cmd.coupon_id,
+            money_paid=money_out(cmd.money_paid), consignee=cmd.consignee,
+        ))
+        return order_in(await self._call("confirm_order", req))
+
+    async def find_order(self, order_id: int) -> Order:
+        return order_in(await self._call("find_order", _build(lambda: opb.FindOrderRequest(order_id=order_id))))
+
+    async def cancel_order(self, order_id: int, user_id: int) -> Order:
+        req = _build(lambda: opb.CancelOrderRequest(order_id=order_id, user_id=user_id))
+        return order_in(await self._call("cancel_order", req))
+
+    async def refund_order(self, order_id: int, user_id: int) -> Order:
+        req = _build(lambda: opb.RefundOrderRequest(order_id=order_id, user_id=user_id))
+        return order_in(await self._call("refund_order", req))
+
+
+class GrpcPayClient(GrpcClient):
+    """contracts.PayService over gRPC."""
+
+    service = SERVICES["pay"]
+
+    async def create_payment(self, order_id: int, user_id: int, pay_amount: Decimal) -> Payment:
+        req = _build(lambda: opb.CreatePaymentRequest(
+            order_id=order_id, user_id=user_id, pay_amount=money_out(pay_amount),
+        ))
+        return payment_in(await self._call("create_payment", req))
+
+    async def find_payment(self, pay_id: int) -> Payment:
+        return payment_in(await self._call("find_payment", _build(lambda: opb.FindPaymentRequest(pay_id=pay_id))))
+
+    async def notify(self, n: Notification) -> None:
+        req = _build(lambda: opb.NotifyRequest(timestamp=n.timestamp, nonce=n.nonce, signature=n.signature, body=n.body))
+        await self._call("notify", req)
+
+
+CLIENTS: dict[str, type[GrpcClient]] = {
+    "user": GrpcUserClient, "goods": GrpcGoodsClient, "coupon": GrpcCouponClient,
+    "order": GrpcOrderClient, "pay": GrpcPayClient,
+}
