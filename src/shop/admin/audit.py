@@ -26,6 +26,24 @@ class AuditReport:
         return {"consistent": self.consistent, "violations": self.violations, "pending": self.pending}
 
 
+def ledger_facts(
+    rows: Any, *, entity: str, kind: str, amount: str, put_in: int, take: int, give_back: int, zero: Any = 0,
+) -> dict[str, Any]:
+    """A participant's ledger (goods number log, user money log) as the facts `check` reads:
+    the sum per entity, and per order what was taken and what was given back."""
+    sign = {put_in: 1, take: -1, give_back: 1}
+    ledger: dict[int, Any] = {}
+    taken: dict[int, tuple[int, Any]] = {}
+    returned: dict[int, Any] = {}
+    for r in rows:
+        ledger[r[entity]] = ledger.get(r[entity], zero) + sign[r[kind]] * r[amount]
+        if r[kind] == take:
+            taken[r["order_id"]] = (r[entity], r[amount])
+        elif r[kind] == give_back:
+            returned[r["order_id"]] = r[amount]
+    return {"ledger": ledger, "taken": taken, "returned": returned}
+
+
 def _net(facts: dict[str, Any], order_id: int) -> tuple[int | None, Any]:
     taken = facts["taken"].get(order_id)
     if taken is None:

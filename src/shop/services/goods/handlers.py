@@ -1,6 +1,7 @@
 """The goods service: finding goods, reducing stock for an order, restoring it when the order is cancelled."""
 from typing import Any
 
+from shop.admin.audit import ledger_facts
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
@@ -81,17 +82,9 @@ class GoodsHandlers:
             goods_rows = await uow.fetchall(repo.ALL_GOODS)
             logs = await uow.fetchall(repo.ALL_LOGS)
             seen = await INBOX.keys(uow, TAG_CANCEL)
-        ledger: dict[int, int] = {}
-        taken: dict[int, tuple[int, int]] = {}
-        returned: dict[int, int] = {}
-        sign = {repo.STOCK_IN: 1, repo.REDUCE: -1, repo.RESTORE: 1}
-        for r in logs:
-            ledger[r["goods_id"]] = ledger.get(r["goods_id"], 0) + sign[r["log_type"]] * r["goods_number"]
-            if r["log_type"] == repo.REDUCE:
-                taken[r["order_id"]] = (r["goods_id"], r["goods_number"])
-            elif r["log_type"] == repo.RESTORE:
-                returned[r["order_id"]] = r["goods_number"]
         return {
             "balances": {r["goods_id"]: r["goods_number"] for r in goods_rows},
-            "ledger": ledger, "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
+            "cancels_seen": {int(k) for k in seen},
+            **ledger_facts(logs, entity="goods_id", kind="log_type", amount="goods_number", put_in=repo.STOCK_IN,
+                           take=repo.REDUCE, give_back=repo.RESTORE),
         }

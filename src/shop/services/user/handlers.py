@@ -6,6 +6,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
+from shop.admin.audit import ledger_facts
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
@@ -113,7 +114,18 @@ class UserHandlers:
         await repo.add_score(uow, ev.user_id, -floor_points(Decimal(msg.body["payAmount"])))
 
     async def audit_facts(self) -> dict[str, Any]:
-        return await _audit_facts(self.db)
+        """This service's side of the cross-service invariants (see admin.audit)."""
+        async with self.db.unit_of_work() as uow:
+            users = await uow.fetchall(repo.ALL_USERS)
+            logs = await uow.fetchall(repo.ALL_LOGS)
+            seen = await INBOX.keys(uow, TAG_CANCEL)
+        return {
+            "balances": {r["user_id"]: r["user_money"] for r in users},
+            "scores": {r["user_id"]: r["user_score"] for r in users},
+            "cancels_seen": {int(k) for k in seen},
+            **ledger_facts(logs, entity="user_id", kind="money_log_type", amount="use_money", zero=ZERO,
+                           put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
+        }
 
 
 async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> Decimal:
@@ -128,24 +140,3 @@ async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> Decimal:
         return paid
     return ZERO
 
-
-async def _audit_facts(db: Database) -> dict[str, Any]:
-    async with db.unit_of_work() as uow:
-        users = await uow.fetchall(repo.ALL_USERS)
-        logs = await uow.fetchall(repo.ALL_LOGS)
-        seen = await INBOX.keys(uow, TAG_CANCEL)
-    ledger: dict[int, Decimal] = {}
-    taken: dict[int, tuple[int, Decimal]] = {}
-    returned: dict[int, Decimal] = {}
-    sign = {MoneyLogType.DEPOSIT: 1, MoneyLogType.PAID: -1, MoneyLogType.REFUND: 1}
-    for r in logs:
-        ledger[r["user_id"]] = ledger.get(r["user_id"], ZERO) + sign[MoneyLogType(r["money_log_type"])] * r["use_money"]
-        if r["money_log_type"] == MoneyLogType.PAID:
-            taken[r["order_id"]] = (r["user_id"], r["use_money"])
-        elif r["money_log_type"] == MoneyLogType.REFUND:
-            returned[r["order_id"]] = r["use_money"]
-    return {
-        "balances": {r["user_id"]: r["user_money"] for r in users},
-        "scores": {r["user_id"]: r["user_score"] for r in users},
-        "ledger": ledger, "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
-    }
