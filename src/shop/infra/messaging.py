@@ -265,16 +265,25 @@ class Relay:
         return len(msgs)
 
     async def run(self) -> None:
-        while True:
-            try:
-                n = await self.run_once()
-            except Exception:  # a database or broker hiccup: the rows stay, try again shortly
-                log.exception("relay %s failed; retrying", self.name)
-                n = 0
-            if n:
-                continue
-            self._wake.clear()
-            await _nap(self._wake, self.poll_s)
+        # A database or broker hiccup leaves the rows in place: they are tried again shortly.
+        await poll_forever(self.run_once, self._wake, self.poll_s, f"relay {self.name}")
+
+
+async def poll_forever(step: Callable[[], Awaitable[int]], wake: asyncio.Event, poll_s: float, what: str) -> None:
+    """Run `step` (which returns how much it found to do) again at once while it finds work, and
+    otherwise after `poll_s` or as soon as `wake` is set. The event is cleared before looking, so
+    a wake that comes while `step` runs is not lost."""
+    while True:
+        wake.clear()
+        try:
+            found = await step()
+        except Exception:  # noqa: BLE001 - logged; the loop must outlive any one failure
+            log.exception("%s failed; retrying", what)
+            found = 0
+        if found:
+            await asyncio.sleep(0)  # let what it started run before looking again
+            continue
+        await _nap(wake, poll_s)
 
 
 async def _nap(wake: asyncio.Event, seconds: float) -> None:
@@ -432,17 +441,7 @@ class EmbeddedBroker:
         return started
 
     async def run(self) -> None:
-        while True:
-            try:
-                started = await self.dispatch_once()
-            except Exception:
-                log.exception("dispatcher failed; retrying")
-                started = 0
-            if started:
-                await asyncio.sleep(0)  # let the deliveries run before looking again
-                continue
-            self._wake.clear()
-            await _nap(self._wake, self.poll_s)
+        await poll_forever(self.dispatch_once, self._wake, self.poll_s, "dispatcher")
 
     async def drain(self) -> None:
         if self._tasks:

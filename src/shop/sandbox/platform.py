@@ -27,7 +27,7 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import CENT, fmt
 from shop.infra.db import Query, Row, SqliteDatabase, bind, insert_ignore
-from shop.infra.messaging import _nap
+from shop.infra.messaging import poll_forever
 from shop.infra.signing import Signer
 from shop.sandbox.models import CREATED, PAID, REFUNDED, create_schema, sandbox_trade
 
@@ -282,18 +282,7 @@ class Sandbox:
 
     async def run(self) -> None:
         try:
-            while True:
-                # Cleared before looking, so a pay() that commits after the look still wakes the nap.
-                self._wake.clear()
-                try:
-                    started = await self.dispatch_once()
-                except Exception:
-                    log.exception("sandbox dispatcher failed; retrying")
-                    started = 0
-                if started:
-                    await asyncio.sleep(0)
-                    continue
-                await _nap(self._wake, self.poll_s)
+            await poll_forever(self.dispatch_once, self._wake, self.poll_s, "sandbox dispatcher")
         finally:
             # Sends cut short stay due in the database and go out again after the next start.
             tasks = list(self._tasks)
