@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from shop.app import create_app
 from shop.bootstrap import MODELS, Shop, bootstrap
 from shop.infra.config import SERVICES, Settings
+from shop.infra.db import ensure_databases
 from shop.infra.migrate import upgrade
 from shop.sandbox.notify import http_sender
 
@@ -35,40 +37,11 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
-def _unavailable(what: str, exc: BaseException) -> None:
+def _unavailable(what: str, exc: BaseException | str) -> None:
     msg = f"{what} is not reachable ({exc!r})"
     if IN_CI:
         pytest.fail(f"{msg}; CI must have it", pytrace=False)
     pytest.skip(msg)
-
-
-async def _create_pg_databases(prefix: str) -> dict[str, str]:
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{PG_URL}/postgres")
-    try:
-        for s in SERVICES:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{s}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{prefix}_{s}"')
-    finally:
-        await conn.close()
-    return {s: f"{PG_URL}/{prefix}_{s}" for s in SERVICES}
-
-
-async def _create_mysql_databases(prefix: str) -> dict[str, str]:
-    import asyncmy
-    from sqlalchemy.engine import make_url
-
-    u = make_url(MYSQL_URL)
-    conn = await asyncmy.connect(host=u.host, port=u.port or 3306, user=u.username or "root", password=u.password or "")
-    try:
-        async with conn.cursor() as cur:
-            for s in SERVICES:
-                await cur.execute(f"DROP DATABASE IF EXISTS `{prefix}_{s}`")
-                await cur.execute(f"CREATE DATABASE `{prefix}_{s}` CHARACTER SET utf8mb4")
-    finally:
-        conn.close()
-    return {s: f"{MYSQL_URL}/{prefix}_{s}" for s in SERVICES}
 
 
 _SERVER_URLS: dict[str, dict[str, str]] = {}
@@ -78,11 +51,12 @@ def server_urls(backend: str) -> dict[str, str]:
     """Create the databases and migrate them once per test run and worker."""
     if backend not in _SERVER_URLS:
         prefix = f"shop_test_{os.getpid()}"
-        create = _create_pg_databases if backend == "postgresql" else _create_mysql_databases
+        server = PG_URL if backend == "postgresql" else MYSQL_URL
         try:
-            urls = asyncio.run(create(prefix))
+            ensure_databases(server, [f"{prefix}_{s}" for s in SERVICES], fresh=True)
         except Exception as exc:  # noqa: BLE001
             _unavailable(backend, exc)
+        urls = {s: f"{server}/{prefix}_{s}" for s in SERVICES}
         for s in SERVICES:
             upgrade(s, urls[s])
         _SERVER_URLS[backend] = urls
@@ -112,8 +86,8 @@ def settings(tmp_path: Path, backend: str) -> Settings:
     return make_settings(tmp_path, **{f"{s}_db_url": urls[s] for s in SERVICES})
 
 
-@pytest.fixture
-async def shop(settings: Settings, backend: str) -> AsyncIterator[Shop]:
+@asynccontextmanager
+async def embedded_shop(settings: Settings, backend: str) -> AsyncIterator[Shop]:
     s = bootstrap(settings, run_migrations=backend == "sqlite")
     await s.start()
     if backend != "sqlite":
@@ -124,13 +98,25 @@ async def shop(settings: Settings, backend: str) -> AsyncIterator[Shop]:
         await s.stop()
 
 
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    """HTTP straight into the app (no socket); the shop fixture has started it already."""
+@asynccontextmanager
+async def asgi_client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP straight into the app (no socket); the shop has been started already."""
     app = create_app(shop)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as c:
         # The sandbox's notifications reach this app the same way, through this client.
         shop.sandbox.use_sender(http_sender(c))
+        yield c
+
+
+@pytest.fixture
+async def shop(settings: Settings, backend: str) -> AsyncIterator[Shop]:
+    async with embedded_shop(settings, backend) as s:
+        yield s
+
+
+@pytest.fixture
+async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(shop) as c:
         yield c
 
 

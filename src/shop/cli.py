@@ -1,10 +1,11 @@
-"""The command line: `shop run`, `shop migrate`, `shop audit`."""
+"""The command line: `shop run`, `shop serve ROLE`, `shop cluster up`, `shop migrate`, `shop audit`."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,14 +33,11 @@ def run(
     demo: Annotated[bool, typer.Option("--demo", help="load the demo data and print how to use it")] = False,
 ) -> None:
     """Serve every service and endpoint from one process (embedded mode)."""
-    import uvicorn
-
     from shop.app import create_app
     from shop.bootstrap import bootstrap
     from shop.demo import load_demo, usage
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _logging("shop")
     base = f"http://{host}:{port}"
     # The sandbox notifies this very server unless told otherwise.
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -56,8 +54,98 @@ def run(
     app_ = create_app(shop, on_started=demo_data if demo else None)
     console.print(f"shop serving on {base} (data in {settings.data_dir.resolve()})")
 
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False,
+    _uvicorn(app_, host, port)
+
+
+def _uvicorn(app_: object, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
                 loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11")
+
+
+def _logging(name: str) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@app.command()
+def serve(
+    role: Annotated[str, typer.Argument(help="user, goods, coupon, order, pay, log, web, order-web, pay-web or sandbox")],
+    host: Annotated[str, typer.Option(help="HTTP roles: address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP roles: port to listen on")] = 8000,
+    run_migrations: Annotated[bool, typer.Option("--migrate/--no-migrate",
+                                                 help="service roles: apply the service's migrations first")] = False,
+) -> None:
+    """Run one process of the distributed shop. Configuration from the environment: SHOP_REGISTRY_URL
+    (Zookeeper), SHOP_BROKER_URL (RabbitMQ), SHOP_<SERVICE>_DB_URL, SHOP_SANDBOX_URL, ... (see docs/operations.md)."""
+    from shop.bootstrap import ROLES, WEB_ROLES, bootstrap
+    from shop.infra.config import SERVICES, Settings
+
+    if role not in ROLES or role == "all":
+        console.print(f"[red]unknown role {role!r}[/red]; one of {', '.join(r for r in ROLES if r != 'all')}")
+        raise typer.Exit(2)
+    _logging(os.environ.get("SHOP_PROCESS_NAME", role))
+    settings = Settings()
+    try:
+        shop = bootstrap(settings, role=role, run_migrations=run_migrations)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if role in WEB_ROLES or role == "sandbox":
+        from shop.app import create_app
+
+        _uvicorn(create_app(shop), host, port)
+        return
+    assert role in SERVICES
+    asyncio.run(_serve_until_signalled(shop))
+
+
+async def _serve_until_signalled(shop: object) -> None:
+    """Run a service process until SIGTERM or SIGINT, then stop cleanly: leave the registry first,
+    then finish the calls in flight, then stop relaying and consuming (unacknowledged deliveries
+    go back to their queues)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await shop.start()  # type: ignore[attr-defined]
+    try:
+        await stop.wait()
+    finally:
+        await shop.stop()  # type: ignore[attr-defined]
+
+
+@app.command()
+def cluster(
+    action: Annotated[str, typer.Argument(help="up")],
+    db: Annotated[str, typer.Option(help="postgresql or mysql (MariaDB)")] = "postgresql",
+    port: Annotated[int, typer.Option(help="the front door's port; the sandbox takes the next one")] = 8000,
+    scale: Annotated[str, typer.Option(help="instances per role, e.g. goods=2,order-web=1")] = "",
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="keys, secrets and the sandbox's file")] = Path("./var/cluster"),
+    name: Annotated[str, typer.Option(help="names the databases (NAME_goods, ...), queues and registry root")] = "shop",
+) -> None:
+    """Run the whole distributed shop locally, one process per service, against the local PostgreSQL
+    or MariaDB, RabbitMQ and Zookeeper; restart a process that dies; stop all on Ctrl-C or SIGTERM."""
+    from shop.cluster import ClusterConfig, parse_scale, run_cluster
+
+    if action != "up":
+        console.print(f"[red]unknown action {action!r}[/red]; only: up")
+        raise typer.Exit(2)
+    if db not in ("postgresql", "mysql"):
+        console.print("[red]--db is postgresql or mysql[/red]")
+        raise typer.Exit(2)
+    try:
+        config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir, name=name)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _logging("cluster")
+    raise typer.Exit(asyncio.run(run_cluster(config)))
 
 
 def _has(module: str) -> bool:

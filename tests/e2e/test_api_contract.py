@@ -220,7 +220,7 @@ async def test_admin_endpoints_need_the_admin_token(api, client, scene):
         ("GET", "/admin/messages?state=dead", None),
     ]
     for method, path, body in calls:
-        for headers in ({}, {"Authorization": f"Bearer {ADMIN}x"}, {"Authorization": "Bearer "}, scene.auth,
+        for headers in ({}, {"Authorization": f"Bearer {ADMIN}x"}, {"Authorization": "Bearer"}, scene.auth,
                         {"Authorization": ADMIN}):
             r = await client.request(method, path, json=body, headers=headers)
             failure(r, 401, "SHOP_USER_NOT_AUTHORIZED")

@@ -109,7 +109,9 @@ async def test_the_whole_happy_path_through_the_sandbox(api, shop):
 async def test_the_answer_does_not_wait_for_the_fan_out(api, shop):
     uid, auth, gid, cid, order = await _order(api)
     payment = await _payment(api, auth, order)
-    shop.faults.arm("order.on_pay_paid", "delay", delay_ms=1500)
+    armed = await api.c.post("/admin/faults", json={"point": "order.on_pay_paid", "action": "delay", "delayMs": 1500, "times": 1},
+                             headers=api.admin)
+    assert armed.status_code == 200, armed.text
     raw, headers = _signed(shop, _note(payment))
     t = time.monotonic()
     r = await api.c.post("/pay/callbackPayment", content=raw, headers=headers)

@@ -43,12 +43,12 @@ def faults_router() -> APIRouter:
 
     @r.post("/admin/faults")
     async def arm(body: FaultIn, shop: ShopDep):
-        shop.faults.arm(body.point, body.action, body.times, body.delay_ms)
+        await shop.arm_fault(body.point, body.action, body.times, body.delay_ms)
         return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
 
     @r.delete("/admin/faults")
     async def clear(request: Request, shop: ShopDep):
-        shop.faults.clear()
+        await shop.clear_faults()
         return ok()
 
     return r

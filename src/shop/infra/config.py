@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     # The broker: unset, the embedded one (a SQLite file in the data dir); an amqp:// URL, RabbitMQ.
     broker_url: str | None = None
     broker_prefix: str = "shop"  # names this shop's exchanges and queues on a shared broker
+    # The distributed mode (`shop serve`, `shop cluster up`): the Zookeeper registry ("host:port,...";
+    # unset: the embedded mode, every service in one process), the root of its nodes (Dubbo's), the
+    # address this process's gRPC server listens on (port 0: any free one; it registers the one it
+    # got) and the host it registers (the one others reach it by), and where the sandbox platform is.
+    registry_url: str | None = None
+    registry_root: str = "/dubbo"
+    registry_session_timeout_s: float = Field(default=6.0, ge=1.0)
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = Field(default=0, ge=0, le=65535)
+    advertise_host: str | None = None
+    sandbox_url: str = "http://127.0.0.1:8001"
     # One database URL per service; unset means a SQLite file per service under the data dir.
     user_db_url: str | None = None
     goods_db_url: str | None = None

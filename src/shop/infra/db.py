@@ -421,3 +421,50 @@ def open_database(url: str) -> Database:
     if backend in ("mysql", "mariadb"):
         return MysqlDatabase(url)
     raise ValueError(f"unsupported database URL: {url}")
+
+
+def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False) -> None:
+    """Create the named databases on a PostgreSQL or MySQL/MariaDB server unless they exist (fresh:
+    drop them first). Blocking: call it before the loop starts, or from a thread."""
+    import asyncio
+
+    u = make_url(server_url)
+    backend = u.get_backend_name()
+    for name in names:
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a plain database name: {name!r}")
+
+    async def postgresql() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
+                                     password=u.password, database="postgres")
+        try:
+            for name in names:
+                if fresh:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def mysql() -> None:
+        import asyncmy
+
+        conn = await asyncmy.connect(host=u.host, port=u.port or 3306, user=u.username or "root",
+                                     password=u.password or "")
+        try:
+            async with conn.cursor() as cur:
+                for name in names:
+                    if fresh:
+                        await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                    await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+
+    if backend == "postgresql":
+        asyncio.run(postgresql())
+    elif backend in ("mysql", "mariadb"):
+        asyncio.run(mysql())
+    else:
+        raise ValueError(f"databases are created on PostgreSQL or MySQL/MariaDB, not {backend}")

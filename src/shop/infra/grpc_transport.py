@@ -24,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote, unquote
 
 import grpc
+import orjson
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError, invalid
@@ -467,8 +469,11 @@ def _rpc(service: Service, m: Method, impl: object) -> Callable[[Any, grpc.aio.S
     return rpc
 
 
-async def serve(impls: dict[str, object], host: str = "127.0.0.1", port: int = 0) -> grpc.aio.Server:
-    """Start a server exposing each handler object ("user", "goods", "coupon", "order", "pay") over its service.
+async def serve(
+    impls: dict[str, object], host: str = "127.0.0.1", port: int = 0, *, faults: Any = None,
+) -> grpc.aio.Server:
+    """Start a server exposing each handler object ("user", "goods", "coupon", "order", "pay") over its service,
+    and, given `faults`, the operator's AdminService (ping, fault injection) of this process.
 
     port 0 picks a free port; the one bound is `server.port`. Stop it with `await server.stop(grace)`.
     """
@@ -479,6 +484,8 @@ async def serve(impls: dict[str, object], host: str = "127.0.0.1", port: int = 0
     for name, impl in impls.items():
         service = SERVICES[name]
         service.add_to_server(_servicer(service, impl), server)
+    if faults is not None:
+        server.add_generic_rpc_handlers((_admin_handler(faults),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:  # older grpcio reports a failed bind as port 0 rather than raising
         raise OSError(f"cannot listen on {host}:{port}")
@@ -488,21 +495,91 @@ async def serve(impls: dict[str, object], host: str = "127.0.0.1", port: int = 0
     return server
 
 
+# ---- the operator's service: every process of the distributed shop serves it ----
+#
+# Fault injection is per process (faults live in memory where their points are), so the front door
+# arms a fault in every process through this service. It carries small JSON documents: a schema
+# would add nothing, and it keeps the service out of the public protobuf contract.
+
+ADMIN_SERVICE = "shop.v1.AdminService"
+
+
+def _admin_handler(faults: Any) -> grpc.GenericRpcHandler:
+    async def ping(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+    async def arm_fault(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        try:
+            faults.arm(request["point"], request["action"], request.get("times"), int(request.get("delayMs", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad fault: {exc}")
+        return {}
+
+    async def clear_faults(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        faults.clear()
+        return {}
+
+    def unary(fn: Callable[..., Awaitable[dict[str, Any]]]) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=orjson.loads,
+                                                   response_serializer=orjson.dumps)
+
+    return grpc.method_handlers_generic_handler(ADMIN_SERVICE, {
+        "Ping": unary(ping), "ArmFault": unary(arm_fault), "ClearFaults": unary(clear_faults),
+    })
+
+
+async def admin_call(address: str, method: str, body: dict[str, Any], timeout_s: float = 2.0) -> dict[str, Any]:
+    """One call of a process's AdminService (rare: a channel for the call)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(f"/{ADMIN_SERVICE}/{method}", request_serializer=orjson.dumps,
+                                   response_deserializer=orjson.loads)
+        return await call(body, timeout=timeout_s)
+
+
 # ---- clients ----
 
+class Target(Protocol):
+    """Where a client's calls go: one fixed address, or a registry's live list of providers."""
+
+    async def pick(self) -> str: ...
+
+    def mark_failed(self, address: str) -> None: ...
+
+
+class Fixed:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def pick(self) -> str:
+        return self.address
+
+    def mark_failed(self, address: str) -> None:
+        pass
+
+
 class GrpcClient:
-    """A client of one service at `target` ("host:port"). The channel is opened on first use, on
-    the running loop (a grpc.aio channel belongs to the loop it was made on); `close()` ends it."""
+    """A client of one service. `target` is "host:port", or a Target that picks a provider per call
+    (registry.Discovered: round-robin over the live providers in Zookeeper). A channel per address
+    is opened on first use, on the running loop (a grpc.aio channel belongs to the loop it was made
+    on); `close()` ends them.
+
+    A call that fails without reaching a handler (connection refused or reset: the provider is
+    gone) marks that provider failed, so the next calls go to the others until the registry drops
+    it; a retry-safe call is retried once at once, on the next provider."""
 
     service: Service
 
-    def __init__(self, target: str, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None) -> None:
+    def __init__(self, target: str | Target, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None) -> None:
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive: every call has a deadline")
-        self.target = target
+        self.target: Target = Fixed(target) if isinstance(target, str) else target
         self.deadline_s = deadline_s
-        self._channel = channel
-        self._stub: Any = None if channel is None else self.service.stub(channel)
+        self._stubs: dict[str, Any] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        if channel is not None:
+            assert isinstance(target, str), "a channel goes with a fixed address"
+            self._channels[target] = channel
+            self._stubs[target] = self.service.stub(channel)
 
     async def __aenter__(self) -> Self:
         return self
@@ -511,39 +588,48 @@ class GrpcClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-        self._channel = None
-        self._stub = None
+        channels, self._channels, self._stubs = self._channels, {}, {}
+        for ch in channels.values():
+            await ch.close()
 
-    def _stub_now(self) -> Any:
-        if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = self.service.stub(self._channel)
-        return self._stub
+    def _stub(self, address: str) -> Any:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            stub = self._stubs[address] = self.service.stub(channel)
+        return stub
 
     async def _call(self, name: str, request: Any) -> Any:
         m = self.service.methods[name]
         where = f"{self.service.name}.{name}"
-        call = getattr(self._stub_now(), m.rpc)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
         timeout = self.deadline_s
         attempt = 1
         while True:
+            address = await self.target.pick()
             try:
-                return await call(request, timeout=timeout)
+                return await getattr(self._stub(address), m.rpc)(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 error = error_from_rpc(exc, where)
+                unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not _has_code(exc)
+                if unreachable:
+                    self.target.mark_failed(address)
                 timeout = deadline - loop.time()
                 if m.retry and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
                         and timeout > _MIN_RETRY_BUDGET_S:
-                    log.info("%s unavailable (%s), retrying once", where, exc.details())
+                    log.info("%s unavailable at %s (%s), retrying once", where, address, exc.details())
                     attempt += 1
                     continue
                 raise error from None
             except grpc.RpcError as exc:  # not an AioRpcError: the channel itself failed
+                self.target.mark_failed(address)
                 raise ServiceUnavailable(f"{where} failed: {exc!r}") from None
+
+
+def _has_code(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a handler answered (it puts its ShopCode in the trailing metadata)."""
+    return any(k == MD_CODE for k, _ in (exc.trailing_metadata() or ()))
 
 
 def _build(make: Callable[[], Any]) -> Any:

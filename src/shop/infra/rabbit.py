@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from shop.infra.messaging import Message, Subscription, backoff_ms, consume
 
 log = logging.getLogger("shop.rabbit")
+
+_REPORTS_KEPT = 10_000
 
 PREFIX = "shop"
 
@@ -49,10 +52,13 @@ class RabbitBroker:
         self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
         backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32,
         topology: Iterable[tuple[str, str, Iterable[str]]] = (), prefix: str = PREFIX,
+        report_tags: Iterable[str] = (),
     ) -> None:
         """subscriptions: the groups this process consumes for. topology: every (group, topic,
         tags) of the whole shop, declared by every process, so a message published before its
-        consumer ever started waits in that consumer's queue instead of being dropped."""
+        consumer ever started waits in that consumer's queue instead of being dropped.
+        report_tags: the tags whose handling is reported, so that wait_handled can wait for it
+        (rare ones: the shop waits only for a failed order's cancel)."""
         self.url = url
         self.prefix = prefix  # one shop's exchanges and queues apart from another's on one broker
         self.subscriptions = list(subscriptions)
@@ -69,13 +75,58 @@ class RabbitBroker:
         self._exchanges: dict[str, Any] = {}
         self._consumers: list[tuple[Any, str]] = []
         self._lock = asyncio.Lock()
-        # Deliveries being handled in this process, by (tag, key): what wait_handled waits for.
-        self._inflight: dict[tuple[str, str], int] = {}
+        self.report_tags = frozenset(report_tags)
+        self._notes: AbstractChannel | None = None
+        # (tag, key) -> the groups that reported it handled, recent ones only; and who waits.
+        self._handled: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        self._waiters: dict[tuple[str, str], asyncio.Event] = {}
 
     async def connect(self) -> None:
-        self.conn = await aio_pika.connect_robust(self.url)
+        # Reconnect a second after the broker went away, not aio-pika's default five.
+        self.conn = await aio_pika.connect_robust(self.url, reconnect_interval=1.0)
         self.pub = await self.conn.channel(publisher_confirms=True)
         await self.declare()
+        if self.report_tags:
+            await self._listen_for_reports()
+
+    async def _listen_for_reports(self) -> None:
+        """A consumer group reports each (tag, key) of report_tags it handled to a topic exchange;
+        this process hears them on a private queue. It is how a process waits for work done in
+        other processes without polling their databases: see wait_handled."""
+        assert self.conn is not None
+        self._notes = await self.conn.channel(publisher_confirms=False)
+        ex = await self._notes.declare_exchange(self._reports_exchange(), aio_pika.ExchangeType.TOPIC)
+        q = await self._notes.declare_queue(exclusive=True, auto_delete=True)
+        for tag in self.report_tags:
+            await q.bind(ex, routing_key=tag)
+        await q.consume(self._on_report, no_ack=True)
+
+    def _reports_exchange(self) -> str:
+        return f"{self.prefix}.handled"
+
+    async def _on_report(self, m: AbstractIncomingMessage) -> None:
+        h = m.headers or {}
+        handled = (str(h.get("tag", "")), str(h.get("key", "")))
+        self._handled.setdefault(handled, set()).add(str(h.get("group", "")))
+        self._handled.move_to_end(handled)
+        while len(self._handled) > _REPORTS_KEPT:
+            self._handled.popitem(last=False)
+        waiter = self._waiters.get(handled)
+        if waiter is not None:
+            waiter.set()
+
+    async def _report(self, group: str, msg: Message) -> None:
+        """Best effort, unconfirmed: a lost report only makes a waiter wait its whole timeout."""
+        if self.pub is None or self.conn is None:
+            return
+        try:
+            if self._notes is None:
+                self._notes = await self.conn.channel(publisher_confirms=False)
+            ex = await self._notes.declare_exchange(self._reports_exchange(), aio_pika.ExchangeType.TOPIC)
+            await ex.publish(aio_pika.Message(b"", headers={"group": group, "tag": msg.tag, "key": msg.key}),
+                             routing_key=msg.tag)
+        except Exception as exc:  # noqa: BLE001
+            log.info("could not report %s/%s handled: %r", msg.tag, msg.key, exc)
 
     async def declare(self) -> None:
         assert self.pub is not None
@@ -139,10 +190,10 @@ class RabbitBroker:
         h = m.headers or {}
         msg = Message(str(h.get("topic", sub.topic)), str(h.get("tag", m.routing_key)), str(h.get("key", "")),
                       orjson.loads(m.body), m.message_id or "")
-        inflight = (msg.tag, msg.key)
-        self._inflight[inflight] = self._inflight.get(inflight, 0) + 1
         try:
             await consume(sub, msg, self.faults)
+            if msg.tag in self.report_tags:
+                await self._report(sub.group, msg)
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done
             attempts = int(h.get("attempts", 0)) + 1
             log.warning("%s failed on %s/%s %s (attempt %s): %r", sub.group, msg.topic, msg.tag, msg.key, attempts, exc)
@@ -153,22 +204,23 @@ class RabbitBroker:
             else:
                 out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
                 await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".retry")
-        finally:
-            self._inflight[inflight] -= 1
-            if not self._inflight[inflight]:
-                del self._inflight[inflight]
         await m.ack()
 
     async def wait_handled(self, tag: str, key: str, timeout_s: float) -> None:
-        """Until nothing is queued and no delivery of (tag, key) is being handled here (bounded).
-        Used where this process consumes every group (the shop in one process on RabbitMQ)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        await asyncio.sleep(0.005)
-        while loop.time() < end:
-            if (tag, key) not in self._inflight and await self.pending() == 0:
-                return
-            await asyncio.sleep(0.01)
+        """Until every group that consumes `tag` reported (tag, key) handled, at most timeout_s.
+        The groups may run in other processes; `tag` must be one of report_tags."""
+        groups = {g for g, _, tags in self.topology if tag in tags}
+        handled = (tag, key)
+        event = self._waiters.setdefault(handled, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not groups <= self._handled.get(handled, set()):
+                    event.clear()
+                    await event.wait()
+        except TimeoutError:
+            log.info("%s/%s: not every group reported it handled within %ss", tag, key, timeout_s)
+        finally:
+            self._waiters.pop(handled, None)
 
     # -- operator views ------------------------------------------------------------------------
 

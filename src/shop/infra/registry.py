@@ -143,6 +143,28 @@ class Providers:
         self._closed = True  # the watch stops at its next event
 
 
+class Discovered:
+    """A gRPC client's Target (grpc_transport.Target): the providers of one interface, as the
+    registry knows them now. The view is opened at the first call, on the running loop."""
+
+    def __init__(self, registry: ZkRegistry, interface: str) -> None:
+        self.registry = registry
+        self.interface = interface
+        self._view: Providers | None = None
+
+    async def view(self) -> Providers:
+        if self._view is None:
+            self._view = await self.registry.providers(self.interface)
+        return self._view
+
+    async def pick(self) -> str:
+        return (await self.view()).pick()
+
+    def mark_failed(self, address: str) -> None:
+        if self._view is not None:
+            self._view.mark_failed(address)
+
+
 class ZkRegistry:
     """One Zookeeper session: registers this process's providers and watches others'.
 

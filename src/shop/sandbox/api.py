@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
+from pydantic import Field
 
-from shop.infra.web import IdIn, ok
+from shop.infra.web import Camel, IdIn, MoneyIn, ok
 from shop.sandbox.platform import Sandbox
 
 router = APIRouter(tags=["sandbox"])
@@ -20,6 +21,24 @@ async def get_sandbox(request: Request) -> Sandbox:
 
 
 SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
+
+
+class PrecreateIn(Camel):
+    pay_id: IdIn
+    amount: MoneyIn
+    notify_url: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/sandbox/trades")
+async def precreate(body: PrecreateIn, sandbox: SandboxDep):
+    """The merchant registers a payment (the pay service calls it); again with the same amount is a no-op."""
+    await sandbox.precreate(body.pay_id, body.amount, body.notify_url)
+    return ok(await sandbox.trade_by_pay_id(body.pay_id))
+
+
+@router.get("/sandbox/payments/{pay_id}")
+async def trade_of_payment(pay_id: IdIn, sandbox: SandboxDep):
+    return ok(await sandbox.trade_by_pay_id(pay_id))
 
 
 @router.post("/sandbox/pay/{pay_id}")

@@ -291,6 +291,9 @@ class Sandbox:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def close(self) -> None:
+        await self.db.close()
+
     async def drain(self) -> None:
         """Until the sends in flight have finished (their outcomes recorded)."""
         if self._tasks:

@@ -1,0 +1,3 @@
+from shop.cli import app
+
+app(prog_name="shop")

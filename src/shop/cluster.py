@@ -1,0 +1,240 @@
+"""`shop cluster up`: the whole distributed shop on this machine, one process per service.
+
+What a supervisor (systemd, Kubernetes, docker compose's restart policy) does for a real
+deployment, small enough to read: prepare what the processes share (databases and their
+migrations, the token secret, the sandbox's key pair), start every role as `shop serve ROLE`,
+start again any process that dies (with back-off), and on Ctrl-C or SIGTERM stop them all: each
+leaves the registry, finishes its calls in flight and gives its unacknowledged deliveries back.
+
+Every process of a role gets its own snowflake worker id, so two goods instances never mint one id.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shop.infra.auth import load_or_create_secret
+from shop.infra.config import SERVICES
+from shop.infra.db import ensure_databases
+from shop.infra.migrate import upgrade
+from shop.infra.signing import load_or_create_key_pair
+
+log = logging.getLogger("shop.cluster")
+
+HTTP_ROLES = ("web", "sandbox", "order-web", "pay-web")  # port, port+1, port+2, port+3
+DEFAULT_SCALE = {**{s: 1 for s in SERVICES}, "sandbox": 1, "web": 1, "order-web": 0, "pay-web": 0}
+MAX_INSTANCES = 8
+DB_URLS = {"postgresql": "postgresql://postgres@127.0.0.1:5432", "mysql": "mysql://root@127.0.0.1:3306"}
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+STOP_GRACE_S = 10.0
+
+
+def parse_scale(text: str) -> dict[str, int]:
+    """"goods=2,order-web=1" over the defaults: every service 1 to 8 instances; web and the sandbox
+    exactly one (they own a port); order-web and pay-web 0 or 1."""
+    scale = dict(DEFAULT_SCALE)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        role, _, n = part.partition("=")
+        role = role.strip()
+        if role not in scale:
+            raise ValueError(f"--scale: unknown role {role!r}; one of {', '.join(scale)}")
+        try:
+            count = int(n)
+        except ValueError:
+            raise ValueError(f"--scale: {part!r} is not ROLE=NUMBER") from None
+        low, high = (1, MAX_INSTANCES) if role in SERVICES else (1, 1) if role in ("web", "sandbox") else (0, 1)
+        if not low <= count <= high:
+            raise ValueError(f"--scale: {role} takes {low} to {high} instances, not {count}")
+        scale[role] = count
+    return scale
+
+
+@dataclass
+class ClusterConfig:
+    db: str = "postgresql"
+    port: int = 8000
+    scale: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SCALE))
+    data_dir: Path = Path("./var/cluster")
+    name: str = "shop"  # databases NAME_<service>, queues NAME.<group>, registry root /dubbo (or /NAME)
+    host: str = "127.0.0.1"
+
+    def db_base_url(self) -> str:
+        return os.environ.get(f"SHOP_CLUSTER_{self.db.upper()}_URL", DB_URLS[self.db])
+
+    def db_url(self, service: str) -> str:
+        return f"{self.db_base_url()}/{self.name}_{service}"
+
+    def http_port(self, role: str) -> int:
+        return self.port + HTTP_ROLES.index(role)
+
+    def environment(self, admin_token: str) -> dict[str, str]:
+        """What every process is given, over the environment the cluster itself was started with
+        (so SHOP_FAULTS, the deadlines and the timeouts reach them all)."""
+        env = dict(os.environ)
+        env.setdefault("SHOP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+        env.setdefault("SHOP_REGISTRY_URL", "127.0.0.1:2181")
+        env.setdefault("SHOP_REGISTRY_ROOT", "/dubbo" if self.name == "shop" else f"/{self.name}")
+        env.setdefault("SHOP_BROKER_PREFIX", self.name)
+        env["SHOP_DATA_DIR"] = str(self.data_dir.resolve())
+        env["SHOP_ADMIN_TOKEN"] = admin_token
+        env["SHOP_SANDBOX_URL"] = f"http://{self.host}:{self.http_port('sandbox')}"
+        env["SHOP_PAY_NOTIFY_URL"] = f"http://{self.host}:{self.http_port('web')}/pay/callbackPayment"
+        for s in SERVICES:
+            env[f"SHOP_{s.upper()}_DB_URL"] = self.db_url(s)
+        return env
+
+
+@dataclass
+class Child:
+    """One process slot: a role's n-th instance, started again with the same worker id if it dies."""
+
+    role: str
+    index: int
+    worker_id: int
+    argv: list[str]
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.role if self.index == 0 else f"{self.role}-{self.index + 1}"
+
+    async def spawn(self) -> None:
+        env = dict(self.env, SHOP_WORKER_ID=str(self.worker_id), SHOP_PROCESS_NAME=self.name)
+        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=env)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+
+def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
+    out = []
+    worker = 0
+    for role, count in config.scale.items():
+        for i in range(count):
+            argv = [sys.executable, "-m", "shop", "serve", role]
+            if role in HTTP_ROLES:
+                argv += ["--host", config.host, "--port", str(config.http_port(role))]
+            out.append(Child(role, i, worker, argv, env))
+            worker += 1
+    return out
+
+
+def prepare(config: ClusterConfig) -> str:
+    """Databases, migrations and shared secrets; returns the admin token."""
+    ensure_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
+    for s in SERVICES:
+        upgrade(s, config.db_url(s))
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("SHOP_TOKEN_SECRET"):
+        load_or_create_secret(config.data_dir / "token.secret")  # made once, read by every process
+    load_or_create_key_pair(config.data_dir)
+    return os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+
+
+async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
+    """Until every service process is registered and the HTTP roles answer /healthz."""
+    from shop.infra import grpc_transport as rpc
+    from shop.infra.registry import ZkRegistry
+
+    services = sum(n for r, n in config.scale.items() if r in SERVICES)
+    async with asyncio.timeout(timeout_s):
+        async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"]) as registry:
+            view = await registry.providers(rpc.ADMIN_SERVICE)
+            while len(view.addresses) < services:
+                await asyncio.sleep(0.1)
+        async with httpx.AsyncClient() as http:
+            for role in HTTP_ROLES:
+                if config.scale.get(role):
+                    url = f"http://{config.host}:{config.http_port(role)}/healthz"
+                    while True:
+                        try:
+                            if (await http.get(url, timeout=1.0)).status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        await asyncio.sleep(0.1)
+
+
+async def _supervise(child: Child, stopping: asyncio.Event) -> None:
+    """Start the child again whenever it exits while the cluster is not stopping."""
+    while True:
+        assert child.proc is not None
+        started = time.monotonic()
+        rc = await child.proc.wait()
+        if stopping.is_set():
+            return
+        if time.monotonic() - started > 30:
+            child.restarts = 0  # it ran a good while: a fresh failure, not a crash loop
+        delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+        child.restarts += 1
+        log.warning("%s (pid %d) exited with %s; starting it again in %.1fs", child.name, child.proc.pid, rc, delay)
+        try:
+            async with asyncio.timeout(delay):
+                await stopping.wait()
+            return
+        except TimeoutError:
+            pass
+        await child.spawn()
+
+
+async def _stop_all(kids: list[Child]) -> None:
+    live = [c for c in kids if c.proc is not None and c.proc.returncode is None]
+    for c in live:
+        assert c.proc is not None
+        c.proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(STOP_GRACE_S):
+            await asyncio.gather(*(c.proc.wait() for c in live if c.proc is not None))
+    except TimeoutError:
+        for c in live:
+            if c.proc is not None and c.proc.returncode is None:
+                log.warning("%s did not stop within %.0fs: killing it", c.name, STOP_GRACE_S)
+                c.proc.kill()
+        await asyncio.gather(*(c.proc.wait() for c in live if c.proc is not None))
+
+
+async def run_cluster(config: ClusterConfig) -> int:
+    try:
+        admin_token = await asyncio.to_thread(prepare, config)
+    except Exception as exc:  # noqa: BLE001 - said plainly: a missing server is the usual cause
+        log.error("cannot prepare the %s databases at %s: %r", config.db, config.db_base_url(), exc)
+        return 1
+    env = config.environment(admin_token)
+    kids = children(config, env)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    for c in kids:
+        await c.spawn()
+    supervisors = [asyncio.create_task(_supervise(c, stopping)) for c in kids]
+    ready = asyncio.create_task(wait_ready(config, env))
+    try:
+        done, _ = await asyncio.wait({ready, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done:
+            if ready.exception() is not None:
+                log.error("the cluster did not come up: %r", ready.exception())
+                stopping.set()
+                return 1
+            base = f"http://{config.host}:{config.port}"
+            print(f"shop cluster serving on {base} ({len(kids)} processes, {config.db}); "
+                  f"admin token: {admin_token}", flush=True)
+        await stopping.wait()
+        return 0
+    finally:
+        stopping.set()
+        ready.cancel()
+        await _stop_all(kids)
+        for t in supervisors:
+            t.cancel()
+        await asyncio.gather(*supervisors, ready, return_exceptions=True)
+        log.info("cluster stopped")

@@ -1,0 +1,64 @@
+"""The sandbox platform as the other processes of the distributed shop reach it: over its HTTP API.
+
+The same methods as `Sandbox` (the pay service's PaymentPlatform, and what the front door's
+/sandbox routes call), so neither knows which it has. The platform's refusals come back as the
+ShopErrors they were; a platform that cannot be reached is ServiceUnavailable.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ServiceUnavailable, ShopError
+from shop.common.money import fmt
+
+
+class HttpPlatform:
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            r = await self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"the payment platform at {self.base_url} failed: {exc!r}") from None
+        try:
+            answer = r.json()
+            code, message = answer["code"], answer["message"]
+        except (ValueError, KeyError, TypeError):
+            raise ServiceUnavailable(f"the payment platform answered {r.status_code} without an envelope") from None
+        if r.status_code == 200:
+            return answer["data"]
+        try:
+            shop_code = ShopCode[code]
+        except KeyError:
+            shop_code = ShopCode.SHOP_FAIL
+        if shop_code is ShopCode.SHOP_SERVICE_UNAVAILABLE:
+            raise ServiceUnavailable(message)
+        raise ShopError(shop_code, message, http_status=r.status_code, data=answer.get("data"))
+
+    async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
+        await self._call("POST", "/sandbox/trades", {"payId": str(pay_id), "amount": fmt(amount), "notifyUrl": notify_url})
+
+    async def pay(self, pay_id: int) -> str:
+        return (await self._call("POST", f"/sandbox/pay/{pay_id}"))["tradeNo"]
+
+    async def resend(self, pay_id: int) -> None:
+        await self._call("POST", f"/sandbox/notify/{pay_id}/resend")
+
+    async def refund(self, pay_id: int) -> dict[str, str]:
+        return await self._call("POST", f"/sandbox/refund/{pay_id}")
+
+    async def trade(self, trade_no: str) -> dict[str, str]:
+        return await self._call("GET", f"/sandbox/trades/{quote(trade_no, safe='')}")
+
+    async def trade_by_pay_id(self, pay_id: int) -> dict[str, str]:
+        return await self._call("GET", f"/sandbox/payments/{pay_id}")

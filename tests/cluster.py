@@ -1,0 +1,139 @@
+"""`shop cluster up` as the end-to-end tests drive it: a real process tree on the local PostgreSQL
+or MariaDB, RabbitMQ and Zookeeper, each cluster with its own databases, queues and registry root."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from shop.infra.auth import Tokens
+from shop.infra.config import Settings
+
+TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
+SERVICES_NEEDED = {"Zookeeper": ("127.0.0.1", 2181), "RabbitMQ": ("127.0.0.1", 5672)}
+DB_PORTS = {"postgresql": ("127.0.0.1", 5432), "mysql": ("127.0.0.1", 3306)}
+
+# The same fast clocks as the in-process tests (tests/conftest.make_settings).
+TEST_ENV = {
+    "SHOP_FAULTS": "1", "SHOP_ORDER_CANCEL_AFTER_S": "2", "SHOP_MESSAGE_BACKOFF_MS": "50",
+    "SHOP_MESSAGE_BACKOFF_CAP_MS": "400", "SHOP_MESSAGE_MAX_ATTEMPTS": "4",
+    "SHOP_SANDBOX_NOTIFY_SCHEDULE_S": "0.1,0.2,0.4,0.8", "SHOP_PASSWORD_TIME_COST": "1",
+    "SHOP_PASSWORD_MEMORY_KIB": "1024", "SHOP_TOKEN_SECRET": TOKEN_SECRET,
+    # Zookeeper's minimum with its default tickTime (2 s): a crashed provider is dropped within ~4 s.
+    "SHOP_REGISTRY_SESSION_TIMEOUT_S": "4",
+}
+
+
+def missing_services(db: str) -> list[str]:
+    missing = []
+    for what, address in {**SERVICES_NEEDED, db: DB_PORTS[db]}.items():
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except OSError:
+            missing.append(f"{what} at {address[0]}:{address[1]}")
+    return missing
+
+
+def free_port_pair() -> int:
+    """A port p with p+1 free too (the front door and the sandbox)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two free ports in a row")
+
+
+class Cluster:
+    def __init__(self, db: str, data_dir: Path, *, scale: str = "", admin_token: str = "test-admin-token") -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.scale = scale
+        self.admin_token = admin_token
+        self.name = f"shop_e2e_{os.getpid()}_{db}_{time.monotonic_ns() % 10**6}"
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "cluster.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, **TEST_ENV, "SHOP_ADMIN_TOKEN": admin_token}
+        for key in [k for k in self.env if k.endswith("_DB_URL") or k in ("SHOP_BROKER_URL", "SHOP_REGISTRY_URL",
+                                                                           "SHOP_REGISTRY_ROOT", "SHOP_BROKER_PREFIX")]:
+            del self.env[key]  # the cluster names its own
+        # What a test needs of the shop's configuration: the token secret and the sandbox's keys.
+        self.settings = Settings(data_dir=data_dir, token_secret=TOKEN_SECRET, admin_token=admin_token)
+        self.tokens = Tokens(TOKEN_SECRET, self.settings.token_ttl_s)
+
+    @property
+    def registry_root(self) -> str:
+        return f"/{self.name}"
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "shop", "cluster", "up", "--db", self.db, "--port", str(self.port),
+                "--data-dir", str(self.data_dir), "--name", self.name]
+        if self.scale:
+            argv += ["--scale", self.scale]
+        log = self.log_path.open("ab")
+        # Its own process group: whatever happens to the test, every process of it can be ended.
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        log.close()
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if b"shop cluster serving on" in self.log_path.read_bytes():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"shop cluster up exited with {self.proc.returncode}:\n{self.log_tail()}")
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"shop cluster up was not ready in {timeout_s}s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left behind
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def providers(self, interface: str) -> list[dict[str, str]]:
+        """The registered providers of an interface, read straight from Zookeeper: address and pid."""
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts="127.0.0.1:2181")
+        zk.start(10)
+        try:
+            path = f"{self.registry_root}/{interface}/providers"
+            children = zk.get_children(path) if zk.exists(path) else []
+        finally:
+            zk.stop()
+            zk.close()
+        out = []
+        for child in children:
+            url = urlsplit(unquote(child))
+            q = parse_qs(url.query)
+            out.append({"address": url.netloc, "pid": q.get("pid", [""])[0], "application": q.get("application", [""])[0]})
+        return out
