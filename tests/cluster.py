@@ -39,19 +39,20 @@ def missing_services(db: str) -> list[str]:
     return missing
 
 
-def free_port_pair() -> int:
-    """A port p with p+1 free too (the front door and the sandbox)."""
+def free_ports(n: int = 4) -> int:
+    """A port p with p+1 ... p+n-1 free too (web, sandbox, order-web, pay-web)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + k))
             return port
         except OSError:
             continue
-    raise RuntimeError("no two free ports in a row")
+    raise RuntimeError(f"no {n} free ports in a row")
 
 
 class Cluster:
@@ -61,7 +62,7 @@ class Cluster:
         self.scale = scale
         self.admin_token = admin_token
         self.name = f"shop_e2e_{os.getpid()}_{db}_{time.monotonic_ns() % 10**6}"
-        self.port = free_port_pair()
+        self.port = free_ports()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "cluster.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -40,7 +40,7 @@ def _start(tmp_path_factory: pytest.TempPathFactory, name: str, scale: str = "")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = _start(tmp_path_factory, "cluster-failures", scale="goods=2")
+    c = _start(tmp_path_factory, "cluster-failures", scale="goods=2,order-web=1,pay-web=1")
     yield c
     c.stop()
 
@@ -235,3 +235,22 @@ def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster
     finally:
         if extra.poll() is None:
             extra.kill()
+
+
+async def test_order_web_and_pay_web_serve_their_parts(cluster: Cluster, api: Api) -> None:
+    goods_id, [(uid, auth)] = await _buyers(api, 1, money="100.00", stock=10)
+    order_web, pay_web = f"http://127.0.0.1:{cluster.port + 2}", f"http://127.0.0.1:{cluster.port + 3}"
+    async with httpx.AsyncClient(base_url=order_web, timeout=10) as c:
+        r = await c.post("/order/confirm", json=order_json(uid, goods_id, "10.00"), headers=auth)
+        assert r.status_code == 200, r.text
+        order = r.json()["data"]
+        assert (await c.get(f"/order/{order['orderId']}", headers=auth)).json()["data"] == order
+        assert (await c.get("/user/me", headers=auth)).json()["data"]["userId"] == uid
+        assert (await c.get(f"/admin/goods/{goods_id}", headers=api.admin)).status_code == 404  # not its part
+    async with httpx.AsyncClient(base_url=pay_web, timeout=10) as c:
+        r = await c.post("/pay/createPayment", json={"orderId": order["orderId"], "payAmount": order["payAmount"]},
+                         headers=auth)
+        assert r.status_code == 200, r.text
+        r = await c.post("/pay/callbackPayment", content=b"{}", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.json()["code"].startswith("SHOP_"), r.text  # unsigned: refused
+        assert (await c.post("/order/confirm", json={}, headers=auth)).status_code == 404

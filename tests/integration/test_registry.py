@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal
 from urllib.parse import unquote
 
 import pytest
@@ -206,3 +207,72 @@ async def test_provider_registers_again_after_its_session_is_lost(zk, make: Make
                 break
             await asyncio.sleep(0.1)
     assert await view.wait_for(1, 2.0, exactly=True) == [A]
+
+
+class _Counting:
+    """A handler object that counts the calls it serves."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        target = getattr(self.inner, name)
+
+        async def call(*args: object) -> object:
+            self.calls += 1
+            return await target(*args)
+
+        return call
+
+
+async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path) -> None:
+    from shop.common.ids import IdWorker
+    from shop.infra.db import open_database
+    from shop.infra.grpc_transport import GrpcGoodsClient, serve
+    from shop.infra.migrate import upgrade
+    from shop.infra.registry import Discovered
+    from shop.services.goods.contracts import CreateGoods, ReduceStock
+    from shop.services.goods.handlers import GoodsHandlers
+
+    url = f"sqlite:///{tmp_path / 'goods.db'}"
+    upgrade("goods", url)
+    db = open_database(url)
+    await db.connect()
+    goods = GoodsHandlers(db, IdWorker(1, 1))
+    a, b = _Counting(goods), _Counting(goods)
+    server_a = await serve({"goods": a}, "127.0.0.1", 0)
+    server_b = await serve({"goods": b}, "127.0.0.1", 0)
+    provider, consumer = await make(), await make()
+    iface = "shop.v1.GoodsService"
+    await provider.register(iface, f"127.0.0.1:{server_a.port}")
+    await provider.register(iface, f"127.0.0.1:{server_b.port}")
+    client = GrpcGoodsClient(Discovered(consumer, iface), deadline_s=2.0)
+    try:
+        await (await consumer.providers(iface)).wait_for(2)
+        goods_id = await client.create_goods(CreateGoods("g", 100, Decimal("1.00")))
+        for _ in range(10):
+            await client.find_goods(goods_id)
+        assert a.calls >= 5 and b.calls >= 5, (a.calls, b.calls)  # round-robin over both
+
+        # A dies without leaving the registry (as a crash would): its node stays, calls fail over.
+        await server_a.stop(None)
+        before_b = b.calls
+        for i in range(10):
+            assert (await client.find_goods(goods_id)).goods_id == goods_id  # retry-safe: retried on B
+            await client.reduce_stock(ReduceStock(order_id=1000 + i, goods_id=goods_id, goods_number=1))
+        assert b.calls - before_b == 20
+        # Not retry-safe: at most the first call after the crash fails; then A is skipped.
+        outcomes = []
+        for _ in range(5):
+            try:
+                await client.create_goods(CreateGoods("g", 1, Decimal("1.00")))
+                outcomes.append("ok")
+            except ServiceUnavailable:
+                outcomes.append("unavailable")
+        assert outcomes[1:] == ["ok"] * 4, outcomes
+        assert (await client.find_goods(goods_id)).goods_number == 90
+    finally:
+        await client.close()
+        await server_b.stop(None)
+        await db.close()
