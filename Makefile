@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench cluster clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The distributed mode: one process per service on the local PostgreSQL, RabbitMQ and Zookeeper.
+cluster: $(STAMP)
+	$(BIN)/shop cluster up --demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/orders_http.py

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
 
 from shop.admin.audit import AuditReport, check
 from shop.common.errors import ServiceUnavailable
@@ -33,7 +34,7 @@ from shop.common.ids import IdWorker
 from shop.infra import grpc_transport as rpc
 from shop.infra.auth import Tokens, load_or_create_secret
 from shop.infra.config import SERVICES, Settings
-from shop.infra.db import Database, SqliteDatabase, open_database
+from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
 from shop.infra.faults import Faults
 from shop.infra.messaging import EmbeddedBroker, Inbox, Outbox, Relay, Subscription, broker_metadata
 from shop.infra.migrate import upgrade
@@ -226,13 +227,35 @@ class Shop:
 
 
 def _advertised(host: str) -> str:
-    """The host others reach a server by: the one it listens on, unless that is every interface."""
-    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    """The host others reach a server by: the one it listens on, unless that is every interface;
+    then this machine's (container's) address. SHOP_ADVERTISE_HOST overrides both."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return socket.gethostname()
 
 
 def migrate(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
     for service in services:
         upgrade(service, settings.db_url(service))
+
+
+def prepare(settings: Settings) -> None:
+    """What the processes of a distributed shop share, made once before any starts (`shop prepare`,
+    `shop cluster up`, the compose file's prepare job): each service's database where missing, the
+    migrations, and in the data dir the token secret (unless SHOP_TOKEN_SECRET is set) and the
+    sandbox's key pair. Several processes starting at once would race to make them."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for service in SERVICES:
+        url = make_url(settings.db_url(service))
+        if url.get_backend_name() != "sqlite" and url.database:
+            ensure_databases(url.set(database=None).render_as_string(hide_password=False), [url.database])
+    migrate(settings)
+    if not settings.token_secret:
+        load_or_create_secret(settings.data_dir / "token.secret")
+    load_or_create_key_pair(settings.data_dir)
 
 
 class _Wiring:

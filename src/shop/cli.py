@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(help="shop: an order and payment back end that never loses money, stock or coupons.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
 
@@ -135,6 +135,7 @@ def cluster(
     scale: Annotated[str, typer.Option(help="instances per role, e.g. goods=2,order-web=1")] = "",
     data_dir: Annotated[Path, typer.Option("--data-dir", help="keys, secrets and the sandbox's file")] = Path("./var/cluster"),
     name: Annotated[str, typer.Option(help="names the databases (NAME_goods, ...), queues and registry root")] = "shop",
+    demo: Annotated[bool, typer.Option("--demo", help="load the demo data and print how to use it")] = False,
 ) -> None:
     """Run the whole distributed shop locally, one process per service, against the local PostgreSQL
     or MariaDB, RabbitMQ and Zookeeper; restart a process that dies; stop all on Ctrl-C or SIGTERM."""
@@ -147,7 +148,7 @@ def cluster(
         console.print("[red]--db is postgresql or mysql[/red]")
         raise typer.Exit(2)
     try:
-        config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir, name=name)
+        config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir, name=name, demo=demo)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -173,6 +174,18 @@ def migrate(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     do_migrate(settings)
     console.print("migrated: " + ", ".join(SERVICES))
+
+
+@app.command()
+def prepare(
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+) -> None:
+    """Before the processes of a distributed shop start: create each service's database where it is
+    missing, apply the migrations, and make the shared token secret and the sandbox's key pair."""
+    from shop.bootstrap import prepare as do_prepare
+
+    do_prepare(_settings(data_dir))
+    console.print("prepared: databases, migrations, secrets")
 
 
 @app.command()

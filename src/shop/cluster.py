@@ -22,11 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from shop.infra.auth import load_or_create_secret
-from shop.infra.config import SERVICES
-from shop.infra.db import ensure_databases
-from shop.infra.migrate import upgrade
-from shop.infra.signing import load_or_create_key_pair
+from shop.infra.config import SERVICES, Settings
 
 log = logging.getLogger("shop.cluster")
 
@@ -66,6 +62,7 @@ class ClusterConfig:
     data_dir: Path = Path("./var/cluster")
     name: str = "shop"  # databases NAME_<service>, queues NAME.<group>, registry root /dubbo (or /NAME)
     host: str = "127.0.0.1"
+    demo: bool = False
 
     def db_base_url(self) -> str:
         return os.environ.get(f"SHOP_CLUSTER_{self.db.upper()}_URL", DB_URLS[self.db])
@@ -129,14 +126,10 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
 
 
 def prepare(config: ClusterConfig) -> str:
-    """Databases, migrations and shared secrets; returns the admin token."""
-    ensure_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
-    for s in SERVICES:
-        upgrade(s, config.db_url(s))
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("SHOP_TOKEN_SECRET"):
-        load_or_create_secret(config.data_dir / "token.secret")  # made once, read by every process
-    load_or_create_key_pair(config.data_dir)
+    """Databases, migrations and shared secrets (bootstrap.prepare); returns the admin token."""
+    from shop.bootstrap import prepare as prepare_shop
+
+    prepare_shop(Settings(data_dir=config.data_dir, **{f"{s}_db_url": config.db_url(s) for s in SERVICES}))
     return os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
 
 
@@ -202,6 +195,20 @@ async def _stop_all(kids: list[Child]) -> None:
         await asyncio.gather(*(c.proc.wait() for c in live if c.proc is not None))
 
 
+async def _load_demo(env: dict[str, str], base: str, admin_token: str) -> None:
+    """The demo data, through the services themselves (as the front door would create it)."""
+    from shop.bootstrap import bootstrap
+    from shop.demo import load_demo, usage
+
+    os.environ.update(env)
+    shop = bootstrap(Settings(), role="web", run_migrations=False)
+    await shop.start()
+    try:
+        print(usage(base, await load_demo(shop), admin_token), flush=True)
+    finally:
+        await shop.stop()
+
+
 async def run_cluster(config: ClusterConfig) -> int:
     try:
         admin_token = await asyncio.to_thread(prepare, config)
@@ -228,6 +235,8 @@ async def run_cluster(config: ClusterConfig) -> int:
             base = f"http://{config.host}:{config.port}"
             print(f"shop cluster serving on {base} ({len(kids)} processes, {config.db}); "
                   f"admin token: {admin_token}", flush=True)
+            if config.demo:
+                await _load_demo(env, base, admin_token)
         await stopping.wait()
         return 0
     finally:

@@ -458,7 +458,10 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False) 
                 for name in names:
                     if fresh:
                         await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-                    await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+                    # Looked up first: IF NOT EXISTS on one that exists raises a warning asyncmy prints.
+                    await cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+                    if not await cur.fetchone():
+                        await cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         finally:
             conn.close()
 

@@ -1,0 +1,90 @@
+"""The deployment files agree with the code: docker-compose.yml runs the roles `shop serve` knows,
+with settings `Settings` reads, each id-minting process with its own worker id; and the
+supervisor's scale and environment rules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shop.bootstrap import ROLES
+from shop.cluster import DEFAULT_SCALE, ClusterConfig, parse_scale
+from shop.infra.config import SERVICES, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = {f"SHOP_{name.upper()}" for name in Settings.model_fields}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_every_role_with_known_settings() -> None:
+    services = _compose()["services"]
+    roles: dict[str, list[str]] = {}
+    worker_ids = []
+    for name, svc in services.items():
+        command = svc.get("command")
+        if svc.get("image") != "shop:latest":
+            continue
+        assert command[0] in ("serve", "prepare"), (name, command)
+        env = svc["environment"]
+        unknown = {k for k in env if k.startswith("SHOP_")} - FIELDS
+        assert not unknown, (name, unknown)
+        if command[0] == "serve":
+            assert command[1] in ROLES and command[1] != "all", (name, command)
+            roles.setdefault(command[1], []).append(name)
+            worker_ids.append(int(env["SHOP_WORKER_ID"]))
+            if command[1] in ("web", "sandbox", "order-web", "pay-web"):
+                assert "--port" in command and "--host" in command, (name, command)
+    assert set(SERVICES) | {"web", "sandbox"} <= set(roles), roles
+    assert len(roles["goods"]) == 2  # the failover the issue asks for, as in `--scale goods=2`
+    assert len(worker_ids) == len(set(worker_ids)), worker_ids  # two processes never mint one id
+    assert all(0 <= w <= 31 for w in worker_ids)
+    # The notify URL and the sandbox URL point at the services that serve them.
+    env = services["pay"]["environment"]
+    assert env["SHOP_PAY_NOTIFY_URL"].startswith("http://web:8000/")
+    assert env["SHOP_SANDBOX_URL"] == "http://sandbox:8001"
+    assert "8001" in services["sandbox"]["command"]
+
+
+def test_compose_has_a_three_node_zookeeper_ensemble_and_no_secrets() -> None:
+    services = _compose()["services"]
+    zks = [n for n, s in services.items() if str(s.get("image", "")).startswith("zookeeper")]
+    assert len(zks) == 3
+    assert {str(services[n]["environment"]["ZOO_MY_ID"]) for n in zks} == {"1", "2", "3"}
+    env = services["web"]["environment"]
+    assert env["SHOP_REGISTRY_URL"] == ",".join(f"{n}:2181" for n in zks)
+    assert env["SHOP_ADMIN_TOKEN"].startswith("${") and env["SHOP_TOKEN_SECRET"].startswith("${")
+
+
+def test_dockerfile_runs_the_shop_command() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["shop"]' in text and "FROM python:3.11" in text
+
+
+def test_scale_defaults_and_overrides() -> None:
+    assert parse_scale("") == DEFAULT_SCALE
+    assert parse_scale("goods=2, order-web=1")["goods"] == 2
+    assert parse_scale("goods=2,order-web=1")["order-web"] == 1
+
+
+@pytest.mark.parametrize("text", ["shoes=2", "goods", "goods=x", "goods=0", "goods=9", "web=2", "sandbox=0",
+                                  "pay-web=2"])
+def test_scale_refusals(text: str) -> None:
+    with pytest.raises(ValueError, match="--scale"):
+        parse_scale(text)
+
+
+def test_cluster_environment_is_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SHOP_REGISTRY_ROOT", raising=False)
+    env = ClusterConfig(db="mysql", port=9000, data_dir=tmp_path, name="x").environment("token")
+    shop_keys = {k for k in env if k.startswith("SHOP_")}
+    assert shop_keys <= FIELDS, shop_keys - FIELDS
+    assert env["SHOP_GOODS_DB_URL"].endswith("/x_goods") and env["SHOP_GOODS_DB_URL"].startswith("mysql://")
+    assert env["SHOP_SANDBOX_URL"] == "http://127.0.0.1:9001"
+    assert env["SHOP_PAY_NOTIFY_URL"] == "http://127.0.0.1:9000/pay/callbackPayment"
+    assert env["SHOP_REGISTRY_ROOT"] == "/x" and env["SHOP_BROKER_PREFIX"] == "x"
+    # The default cluster registers where Dubbo's tooling looks.
+    assert ClusterConfig(name="shop", data_dir=tmp_path).environment("t")["SHOP_REGISTRY_ROOT"] == "/dubbo"
