@@ -248,6 +248,15 @@ class PooledDatabase(Database):
 
 # --- PostgreSQL through asyncpg ---------------------------------------------------------------
 
+async def _end_transaction(conn: Any) -> None:
+    """What a connection needs before it goes back to the pool. asyncpg's default reset sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release: a round
+    trip per unit of work, for session state we never create (no SET, LISTEN, advisory locks or
+    cursors). Only a transaction left open (a unit of work cut short) is ended."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class PostgresDatabase(PooledDatabase):
     dialect = "postgresql"
 
@@ -263,6 +272,7 @@ class PostgresDatabase(PooledDatabase):
             database=u.database,
             min_size=1,
             max_size=self.pool_size,
+            reset=_end_transaction,
         )
 
     async def close(self) -> None:
