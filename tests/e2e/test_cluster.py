@@ -123,6 +123,7 @@ async def test_a_killed_goods_instance_is_failed_over(cluster: Cluster, api: Api
     late = [r for r in results if r[0] > killed_at + 5.0]
     assert late and all(r[1] == 200 for r in late), [r[1] for r in late if r[1] != 200]
     assert len(ok) > 20, len(ok)
+    print(f"goods failover: {len(ok)} orders succeeded, {len(failed)} failed, {len(late)} after the window")
 
     # The supervisor started the instance again: two goods providers, the victim not among them.
     end = time.monotonic() + 20
@@ -254,3 +255,22 @@ async def test_order_web_and_pay_web_serve_their_parts(cluster: Cluster, api: Ap
         r = await c.post("/pay/callbackPayment", content=b"{}", headers={"Content-Type": "application/json"})
         assert r.status_code == 401 and r.json()["code"].startswith("SHOP_"), r.text  # unsigned: refused
         assert (await c.post("/order/confirm", json={}, headers=auth)).status_code == 404
+
+
+def test_sigterm_stops_every_process_and_leaves_the_registry(cluster: Cluster) -> None:
+    # Last in this module: it stops the module's cluster. A process killed by an earlier test
+    # stays registered until its session expires (4 s): wait for the live seven.
+    end = time.monotonic() + 15
+    while len(pids := {int(p["pid"]) for p in cluster.providers(ADMIN_SERVICE)}) != 7 and time.monotonic() < end:
+        time.sleep(0.2)
+    assert len(pids) == 7, pids  # user, goods x2, coupon, order, pay, log
+    assert cluster.stop() == 0
+    assert cluster.providers(ADMIN_SERVICE) == []
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    assert not alive, alive

@@ -16,7 +16,8 @@ The same rules as `LocalClient` (infra/rpc.py), over a wire:
   three steps of an order (reduce_stock, use_coupon, change_money), whose ledger rows are keyed by
   the order so a repeat finds the first one's row, and pay's notify, a compare-and-set on the
   payment. create_* and confirm_order make a new id each time, and cancel/refund_order change an
-  order's state (a repeat after a lost reply would be refused): never retried.
+  order's state (a repeat after a lost reply would be refused): never retried, unless the channel
+  could not connect at all (the request never left; a provider that crashed and is still registered).
   A retry spends what is left of the same deadline, so a caller never waits longer than it asked.
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ MD_DATA = "shop-data"
 
 # A retry is only worth making if this much of the deadline is left.
 _MIN_RETRY_BUDGET_S = 0.05
+_NOT_CONNECTED = "failed to connect to all addresses"
 
 
 # ---- values on the wire ----
@@ -615,8 +617,11 @@ class GrpcClient:
                 unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not _has_code(exc)
                 if unreachable:
                     self.target.mark_failed(address)
+                # gRPC core's words when the channel could not connect at all: the request never
+                # left this process, so even a call that is not safe to repeat may go elsewhere.
+                never_sent = unreachable and _NOT_CONNECTED in (exc.details() or "")
                 timeout = deadline - loop.time()
-                if m.retry and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
+                if (m.retry or never_sent) and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
                         and timeout > _MIN_RETRY_BUDGET_S:
                     log.info("%s unavailable at %s (%s), retrying once", where, address, exc.details())
                     attempt += 1
