@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from shop.cluster import ClusterConfig
 from shop.infra.auth import Tokens
 from shop.infra.config import Settings
 
@@ -73,6 +74,9 @@ class Cluster:
         # What a test needs of the shop's configuration: the token secret and the sandbox's keys.
         self.settings = Settings(data_dir=data_dir, token_secret=TOKEN_SECRET, admin_token=admin_token)
         self.tokens = Tokens(TOKEN_SECRET, self.settings.token_ttl_s)
+
+    def db_url(self, service: str) -> str:
+        return ClusterConfig(db=self.db, name=self.name).db_url(service)
 
     @property
     def registry_root(self) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ HTTP_ROLES = ("web", "sandbox", "order-web", "pay-web")  # port, port+1, port+2,
 DEFAULT_SCALE = {**{s: 1 for s in SERVICES}, "sandbox": 1, "web": 1, "order-web": 0, "pay-web": 0}
 MAX_INSTANCES = 8
 DB_URLS = {"postgresql": "postgresql://postgres@127.0.0.1:5432", "mysql": "mysql://root@127.0.0.1:3306"}
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 10.0
 
@@ -209,7 +211,36 @@ async def _load_demo(env: dict[str, str], base: str, admin_token: str) -> None:
         await shop.stop()
 
 
+def unreachable(config: ClusterConfig, env: dict[str, str]) -> list[str]:
+    """The servers the cluster needs that do not accept a connection, said plainly up front rather
+    than as processes that keep dying."""
+    from sqlalchemy.engine import make_url
+
+    db = make_url(config.db_base_url())
+    broker = make_url(env["SHOP_BROKER_URL"].replace("amqp://", "postgresql://", 1))
+    wanted = {f"the {config.db} server": (db.host or "127.0.0.1", db.port or DEFAULT_PORTS[config.db]),
+              "RabbitMQ": (broker.host or "127.0.0.1", broker.port or 5672)}
+    for i, hostport in enumerate(env["SHOP_REGISTRY_URL"].split("/")[0].split(",")):
+        host, _, port = hostport.strip().rpartition(":")
+        wanted[f"Zookeeper {i + 1}"] = (host or "127.0.0.1", int(port or 2181))
+    missing = []
+    for what, (host, port) in wanted.items():
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError as exc:
+            missing.append(f"{what} at {host}:{port} ({exc.strerror or exc})")
+    # One Zookeeper of an ensemble is enough to start.
+    zks = [m for m in missing if m.startswith("Zookeeper")]
+    if len(zks) < sum(1 for w in wanted if w.startswith("Zookeeper")):
+        missing = [m for m in missing if not m.startswith("Zookeeper")]
+    return missing
+
+
 async def run_cluster(config: ClusterConfig) -> int:
+    missing = unreachable(config, config.environment(""))
+    if missing:
+        log.error("shop cluster needs these servers, which do not answer: %s", "; ".join(missing))
+        return 1
     try:
         admin_token = await asyncio.to_thread(prepare, config)
     except Exception as exc:  # noqa: BLE001 - said plainly: a missing server is the usual cause

@@ -1,4 +1,5 @@
-"""The distributed shop under failure, as `shop cluster up` runs it (PostgreSQL, RabbitMQ, Zookeeper):
+"""The distributed shop under failure, as `shop cluster up` runs it (on PostgreSQL and on MariaDB,
+with RabbitMQ and Zookeeper):
 
 - one of two goods instances is SIGKILLed during a stream of orders: the callers fail over, orders
   keep succeeding after the failover window, the supervisor starts the instance again, and the
@@ -29,18 +30,14 @@ GOODS = "shop.v1.GoodsService"
 ADMIN_SERVICE = "shop.v1.AdminService"
 
 
-def _start(tmp_path_factory: pytest.TempPathFactory, name: str, scale: str = "") -> Cluster:
-    missing = missing_services("postgresql")
+@pytest.fixture(scope="module", params=["postgresql", "mysql"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    missing = missing_services(request.param)
     if missing:
         _unavailable("the distributed shop's servers", ", ".join(missing))
-    cluster = Cluster("postgresql", tmp_path_factory.mktemp(name), scale=scale)
-    cluster.start()
-    return cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = _start(tmp_path_factory, "cluster-failures", scale="goods=2,order-web=1,pay-web=1")
+    c = Cluster(request.param, tmp_path_factory.mktemp(f"failures-{request.param}"),
+                scale="goods=2,order-web=1,pay-web=1")
+    c.start()
     yield c
     c.stop()
 
@@ -214,7 +211,7 @@ def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster
         "SHOP_REGISTRY_URL": "127.0.0.1:2181", "SHOP_REGISTRY_ROOT": cluster.registry_root,
         "SHOP_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "SHOP_BROKER_PREFIX": cluster.name,
         "SHOP_DATA_DIR": str(cluster.data_dir), "SHOP_WORKER_ID": "30",
-        "SHOP_GOODS_DB_URL": f"postgresql://postgres@127.0.0.1:5432/{cluster.name}_goods",
+        "SHOP_GOODS_DB_URL": cluster.db_url("goods"),
     })
     extra = subprocess.Popen([sys.executable, "-m", "shop", "serve", "goods"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

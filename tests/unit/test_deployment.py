@@ -88,3 +88,19 @@ def test_cluster_environment_is_settings(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert env["SHOP_REGISTRY_ROOT"] == "/x" and env["SHOP_BROKER_PREFIX"] == "x"
     # The default cluster registers where Dubbo's tooling looks.
     assert ClusterConfig(name="shop", data_dir=tmp_path).environment("t")["SHOP_REGISTRY_ROOT"] == "/dubbo"
+
+
+def test_cluster_names_the_servers_that_do_not_answer(tmp_path: Path) -> None:
+    import socket
+
+    from shop.cluster import unreachable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    config = ClusterConfig(db="postgresql", data_dir=tmp_path)
+    env = {"SHOP_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{dead}/",
+           "SHOP_REGISTRY_URL": f"127.0.0.1:{dead},127.0.0.1:{dead}"}
+    missing = " ".join(unreachable(config, env))
+    assert f"RabbitMQ at 127.0.0.1:{dead}" in missing
+    assert f"Zookeeper 1 at 127.0.0.1:{dead}" in missing and f"Zookeeper 2 at 127.0.0.1:{dead}" in missing
