@@ -382,6 +382,7 @@ class _Wiring:
                 s.broker_url, subs, self.faults, max_attempts=s.message_max_attempts,
                 backoff_base_ms=s.message_backoff_ms, backoff_cap_ms=s.message_backoff_cap_ms,
                 prefix=s.broker_prefix, topology=TOPOLOGY, report_tags=SETTLE_TAGS,
+                listen_for_reports="order" in self.local,
             )
         broker_db = SqliteDatabase(str(s.broker_path()))
         broker_metadata.create_all(_sync_engine(broker_db.path))

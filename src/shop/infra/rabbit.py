@@ -52,13 +52,14 @@ class RabbitBroker:
         self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
         backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32,
         topology: Iterable[tuple[str, str, Iterable[str]]] = (), prefix: str = PREFIX,
-        report_tags: Iterable[str] = (),
+        report_tags: Iterable[str] = (), listen_for_reports: bool = False,
     ) -> None:
         """subscriptions: the groups this process consumes for. topology: every (group, topic,
         tags) of the whole shop, declared by every process, so a message published before its
         consumer ever started waits in that consumer's queue instead of being dropped.
         report_tags: the tags whose handling is reported, so that wait_handled can wait for it
-        (rare ones: the shop waits only for a failed order's cancel)."""
+        (rare ones: the shop waits only for a failed order's cancel); listen_for_reports: this
+        process waits (the order service), so it hears the reports."""
         self.url = url
         self.prefix = prefix  # one shop's exchanges and queues apart from another's on one broker
         self.subscriptions = list(subscriptions)
@@ -76,6 +77,7 @@ class RabbitBroker:
         self._consumers: list[tuple[Any, str]] = []
         self._lock = asyncio.Lock()
         self.report_tags = frozenset(report_tags)
+        self.listen_for_reports = listen_for_reports
         self._notes: AbstractChannel | None = None
         # (tag, key) -> the groups that reported it handled, recent ones only; and who waits.
         self._handled: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
@@ -86,7 +88,7 @@ class RabbitBroker:
         self.conn = await aio_pika.connect_robust(self.url, reconnect_interval=1.0)
         self.pub = await self.conn.channel(publisher_confirms=True)
         await self.declare()
-        if self.report_tags:
+        if self.report_tags and self.listen_for_reports:
             await self._listen_for_reports()
 
     async def _listen_for_reports(self) -> None:
