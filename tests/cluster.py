@@ -2,6 +2,7 @@
 or MariaDB, RabbitMQ and Zookeeper, each cluster with its own databases, queues and registry root."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from kazoo.exceptions import NoNodeError
 
 from shop.cluster import ClusterConfig
 from shop.infra.auth import Tokens
@@ -117,6 +120,29 @@ class Cluster:
             pass
         self.proc.wait()
         return self.proc.returncode
+
+    def clean_up(self) -> None:
+        """Remove what the cluster left on the shared servers: its queues and exchanges (quorum
+        queues by the hundred slow RabbitMQ down for everyone), registry root and databases."""
+        from kazoo.client import KazooClient
+
+        from shop.bootstrap import TOPOLOGY
+        from shop.infra.config import SERVICES
+        from shop.infra.db import drop_databases
+        from shop.infra.rabbit import delete_topology
+
+        asyncio.run(delete_topology("amqp://guest:guest@127.0.0.1:5672/", self.name, TOPOLOGY))
+        zk = KazooClient(hosts="127.0.0.1:2181")
+        zk.start(10)
+        try:
+            zk.delete(self.registry_root, recursive=True)
+        except NoNodeError:
+            pass
+        finally:
+            zk.stop()
+            zk.close()
+        base = ClusterConfig(db=self.db, name=self.name).db_base_url()
+        drop_databases(base, [f"{self.name}_{s}" for s in SERVICES])
 
     def log_tail(self, lines: int = 60) -> str:
         try:

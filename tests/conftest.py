@@ -17,7 +17,7 @@ import pytest
 from shop.app import create_app
 from shop.bootstrap import MODELS, Shop, bootstrap
 from shop.infra.config import SERVICES, Settings
-from shop.infra.db import ensure_databases
+from shop.infra.db import drop_databases, ensure_databases
 from shop.infra.migrate import upgrade
 from shop.sandbox.notify import http_sender
 
@@ -118,6 +118,16 @@ async def shop(settings: Settings, backend: str) -> AsyncIterator[Shop]:
 async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(shop) as c:
         yield c
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the databases this run created (a shared server would otherwise collect them)."""
+    for backend, urls in _SERVER_URLS.items():
+        server = PG_URL if backend == "postgresql" else MYSQL_URL
+        try:
+            drop_databases(server, [u.rsplit("/", 1)[1] for u in urls.values()])
+        except Exception as exc:  # noqa: BLE001 - the run's verdict stands; say what was left
+            print(f"\ncould not drop the {backend} test databases: {exc!r}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

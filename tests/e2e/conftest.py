@@ -34,9 +34,13 @@ def mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     try:
         cluster.start()
     except RuntimeError as exc:
+        cluster.clean_up()
         pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.stop()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.clean_up()
 
 
 @pytest.fixture

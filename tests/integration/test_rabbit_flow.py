@@ -1,15 +1,14 @@
 """The whole shop on PostgreSQL and RabbitMQ (one process): the saga, its compensations and the
 payment fan-out go through real exchanges and queues, exactly as on the embedded broker."""
-import contextlib
 import os
 
-import aio_pika
 import pytest
 
 from shop.bootstrap import bootstrap
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.config import SERVICES
+from shop.infra.rabbit import delete_topology
 from shop.services.order.domain import OrderStatus, PayStatus
 from tests.conftest import _unavailable, make_settings, server_urls, truncate
 from tests.integration.test_payment_flow import _paid_order
@@ -37,15 +36,7 @@ async def shop(tmp_path, pg_urls):
         yield s
     finally:
         await s.stop()
-        conn = await aio_pika.connect(URL)  # a plain connection: the shop's robust one is closed
-        async with conn:
-            ch = await conn.channel()
-            for group, topic, _ in s.broker.topology:
-                for suffix in ("", ".retry", ".dead"):
-                    with contextlib.suppress(Exception):
-                        await ch.queue_delete(f"{prefix}.{group}{suffix}")
-                with contextlib.suppress(Exception):
-                    await ch.exchange_delete(f"{prefix}.{topic}")
+        await delete_topology(URL, prefix, s.broker.topology)
 
 
 async def test_the_original_scenario_and_a_failure_on_rabbitmq(shop):

@@ -431,7 +431,12 @@ def open_database(url: str) -> Database:
     raise ValueError(f"unsupported database URL: {url}")
 
 
-def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False) -> None:
+def drop_databases(server_url: str, names: list[str]) -> None:
+    """Drop the named databases where they exist. Blocking, like ensure_databases."""
+    ensure_databases(server_url, names, fresh=True, create=False)
+
+
+def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False, create: bool = True) -> None:
     """Create the named databases on a PostgreSQL or MySQL/MariaDB server unless they exist (fresh:
     drop them first). Blocking: call it before the loop starts, or from a thread."""
     import asyncio
@@ -451,7 +456,7 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False) 
             for name in names:
                 if fresh:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                if create and not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
                     await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
@@ -468,7 +473,7 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False) 
                         await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
                     # Looked up first: IF NOT EXISTS on one that exists raises a warning asyncmy prints.
                     await cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
-                    if not await cur.fetchone():
+                    if create and not await cur.fetchone():
                         await cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         finally:
             conn.close()

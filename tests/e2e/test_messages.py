@@ -1,0 +1,77 @@
+"""Dead messages over HTTP, in every mode: a consumer that keeps failing parks the message dead
+(listed by /admin/messages, reported by the audit); once it is fixed, a replay settles it."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN
+from tests.support import Api, order_json
+
+
+@pytest.fixture
+def api(client) -> Api:
+    return Api(client, ADMIN)
+
+
+async def _until(check, timeout_s: float = 20.0) -> Any:
+    end = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value or time.monotonic() > end:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def _arm(api: Api, point: str, times: int | None = None) -> None:
+    r = await api.c.post("/admin/faults", json={"point": point, "action": "error", "times": times}, headers=api.admin)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it(api: Api) -> None:
+    name = f"dead-{os.urandom(4).hex()}"
+    uid = await api.create_user(name, "100.00")
+    auth = await api.login(name)
+    gid = await api.create_goods("10.00", 5)
+    try:
+        await _arm(api, "goods.on_order_cancel")  # the goods service cannot undo anything
+        await _arm(api, "order.after_reduce_stock", times=1)  # and this order fails after taking stock
+        r = await api.confirm(auth, order_json(uid, gid, "10.00"))
+        assert r.status_code == 503, r.text
+        order_id = r.json()["data"]["orderId"]
+
+        async def parked() -> dict[str, Any] | None:
+            dead = await api.get("/admin/messages?state=dead")
+            return next((d for d in dead if d["key"] == order_id), None)
+
+        message = await _until(parked)
+        assert message is not None, "the cancel was never parked dead"
+        assert message["tag"] == "cancel" and message["group"] == "goods-order-group", message
+        assert message["attempts"] == 4 and "injected fault" in (message["lastError"] or ""), message
+        assert (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 4  # not given back
+        audit = await api.get("/admin/audit")
+        assert not audit["consistent"] and any(order_id in v and "dead" in v for v in audit["violations"]), audit
+    finally:
+        r = await api.c.delete("/admin/faults", headers=api.admin)
+        assert r.status_code == 200, r.text
+
+    r = await api.c.post(f"/admin/messages/{message['id']}/replay", headers=api.admin)
+    assert r.status_code == 200 and r.json()["data"] == {"id": message["id"], "state": "ready"}, r.text
+
+    async def given_back() -> bool:
+        return (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 5 and await parked() is None
+
+    assert await _until(given_back)
+
+    async def quiet() -> dict[str, Any] | None:
+        a = await api.get("/admin/audit")
+        return a if a["pending"] == 0 and a["consistent"] else None
+
+    assert await _until(quiet) == {"consistent": True, "violations": [], "pending": 0}
+    # Replayed once: it is no longer there to replay.
+    r = await api.c.post(f"/admin/messages/{message['id']}/replay", headers=api.admin)
+    assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text
