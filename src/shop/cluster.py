@@ -110,8 +110,19 @@ class Child:
 
     async def spawn(self) -> None:
         env = dict(self.env, SHOP_WORKER_ID=str(self.worker_id), SHOP_PROCESS_NAME=self.name)
-        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=env)
+        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=env, preexec_fn=_die_with_parent)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before it starts: on Linux it gets SIGTERM when the supervisor dies, even
+    by SIGKILL, so no orphan keeps serving (and registering) on its own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's own stop is all there is
+        pass
 
 
 def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:

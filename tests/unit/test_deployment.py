@@ -104,3 +104,15 @@ def test_cluster_names_the_servers_that_do_not_answer(tmp_path: Path) -> None:
     missing = " ".join(unreachable(config, env))
     assert f"RabbitMQ at 127.0.0.1:{dead}" in missing
     assert f"Zookeeper 1 at 127.0.0.1:{dead}" in missing and f"Zookeeper 2 at 127.0.0.1:{dead}" in missing
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "bogus"], ["serve", "all"], ["cluster", "down"], ["cluster", "up", "--db", "sqlite"],
+    ["cluster", "up", "--scale", "web=2"],
+])
+def test_cli_refuses_what_it_cannot_run(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "shop", *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
