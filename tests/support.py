@@ -80,6 +80,17 @@ async def quiet(shop: Shop, timeout_s: float = 15.0) -> dict[str, Any]:
         await asyncio.sleep(0.05)
 
 
+async def until(check: Any, timeout_s: float = 10.0) -> Any:
+    """check()'s first truthy value, or its last value once timeout_s has passed."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        value = await check()
+        if value or loop.time() > end:
+            return value
+        await asyncio.sleep(0.05)
+
+
 async def state(shop: Shop, w: World) -> tuple[int, Decimal, int | None]:
     """(stock, balance, coupon is_used) for a world."""
     g = await shop.goods.find_goods(w.goods_id)

@@ -2,29 +2,18 @@
 (listed by /admin/messages, reported by the audit); once it is fixed, a replay settles it."""
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import ADMIN
-from tests.support import Api, order_json
+from tests.support import Api, order_json, until
 
 
 @pytest.fixture
 def api(client) -> Api:
     return Api(client, ADMIN)
-
-
-async def _until(check, timeout_s: float = 20.0) -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value or time.monotonic() > end:
-            return value
-        await asyncio.sleep(0.1)
 
 
 async def _arm(api: Api, point: str, times: int | None = None) -> None:
@@ -48,7 +37,7 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
             dead = await api.get("/admin/messages?state=dead")
             return next((d for d in dead if d["key"] == order_id), None)
 
-        message = await _until(parked)
+        message = await until(parked, 20.0)
         assert message is not None, "the cancel was never parked dead"
         assert message["tag"] == "cancel" and message["group"] == "goods-order-group", message
         assert message["attempts"] == 4 and "injected fault" in (message["lastError"] or ""), message
@@ -65,13 +54,13 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
     async def given_back() -> bool:
         return (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 5 and await parked() is None
 
-    assert await _until(given_back)
+    assert await until(given_back, 20.0)
 
     async def quiet() -> dict[str, Any] | None:
         a = await api.get("/admin/audit")
         return a if a["pending"] == 0 and a["consistent"] else None
 
-    assert await _until(quiet) == {"consistent": True, "violations": [], "pending": 0}
+    assert await until(quiet, 20.0) == {"consistent": True, "violations": [], "pending": 0}
     # Replayed once: it is no longer there to replay.
     r = await api.c.post(f"/admin/messages/{message['id']}/replay", headers=api.admin)
     assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text

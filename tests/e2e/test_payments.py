@@ -11,7 +11,7 @@ import pytest
 from shop.bootstrap import bootstrap
 from shop.infra.signing import Signer
 from tests.conftest import ADMIN, make_settings
-from tests.support import Api, order_json
+from tests.support import Api, order_json, until
 
 
 async def _buyer(api: Api, money: str = "100.00", stock: int = 10, price: str = "5000.00"):
@@ -37,20 +37,11 @@ async def _payment(api: Api, auth, order) -> dict:
     return r.json()["data"]
 
 
-async def _wait(check, timeout_s: float = 10.0):
-    end = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value or time.monotonic() > end:
-            return value
-        await asyncio.sleep(0.05)
-
-
 async def _quiet_audit(api: Api) -> dict:
     async def done():
         a = await api.get("/admin/audit")
         return a if a["pending"] == 0 else None
-    return await _wait(done) or await api.get("/admin/audit")
+    return await until(done) or await api.get("/admin/audit")
 
 
 def _signed(shop, body: dict, *, ts: int | None = None, key=None) -> tuple[bytes, dict]:
@@ -86,7 +77,7 @@ async def test_the_whole_happy_path_through_the_sandbox(api, shop):
     async def paid():
         o = await api.get(f"/admin/orders/{order['orderId']}")
         return o if o["payStatus"] == 2 else None
-    o = await _wait(paid)
+    o = await until(paid)
     assert o and o["payTime"] and o["orderStatus"] == 1
     report = await _quiet_audit(api)
     assert report == {"consistent": True, "violations": [], "pending": 0}
@@ -123,7 +114,7 @@ async def test_the_answer_does_not_wait_for_the_fan_out(api, shop):
 
     async def paid():
         return (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 2
-    assert await _wait(paid)
+    assert await until(paid)
     assert (await _quiet_audit(api))["consistent"]
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
 
@@ -193,7 +184,7 @@ async def test_create_payment_refusals(api, shop):
     await api.c.post(f"/sandbox/pay/{payment['payId']}")
     async def paid():
         return (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 2
-    assert await _wait(paid)
+    assert await until(paid)
     r = await api.c.post("/pay/createPayment", json={"orderId": order["orderId"], "payAmount": "4800.00"}, headers=auth)
     assert (r.status_code, r.json()["code"]) == (409, "SHOP_ORDER_PAY_STATUS_IS_PAY")
     r = await api.c.get(f"/pay/{payment['payId']}", headers=other)
@@ -231,7 +222,7 @@ async def test_a_paid_order_cannot_be_cancelled_but_can_be_refunded(api, shop):
     trade_no = (await api.c.post(f"/sandbox/pay/{payment['payId']}")).json()["data"]["tradeNo"]
     async def paid():
         return (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 2
-    assert await _wait(paid)
+    assert await until(paid)
     await _quiet_audit(api)
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
     r = await api.c.post(f"/order/{order['orderId']}/cancel", headers=auth)
@@ -260,7 +251,7 @@ async def test_a_late_payment_is_refunded_and_earns_nothing(api, shop):
 
     async def refunded():
         return (await api.get(f"/sandbox/trades/{trade_no}"))["state"] == "REFUNDED"
-    assert await _wait(refunded)
+    assert await until(refunded)
     report = await _quiet_audit(api)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     o = await api.get(f"/admin/orders/{order['orderId']}")
@@ -290,7 +281,7 @@ async def test_an_unpaid_order_is_cancelled_at_its_payment_timeout(tmp_path):
 
             async def cancelled():
                 return (await api.get(f"/admin/orders/{order['orderId']}"))["orderStatus"] == 2
-            assert await _wait(cancelled, 6)
+            assert await until(cancelled, 6)
             assert time.monotonic() - start < 1.0 + 2.5
             report = await _quiet_audit(api)
             assert report == {"consistent": True, "violations": [], "pending": 0}
