@@ -290,3 +290,16 @@ async def test_an_unpaid_order_is_cancelled_at_its_payment_timeout(tmp_path):
             assert (await api.get(f"/admin/coupons/{cid}"))["isUsed"] == 0
     finally:
         await shop.stop()
+
+
+async def test_the_platforms_refusals_reach_the_customer_as_they_were(api, shop):
+    # In the distributed shop these cross from the sandbox process through the front door.
+    r = await api.c.post("/sandbox/pay/123456789")
+    assert r.status_code == 404 and r.json()["code"] == "SHOP_PAYMENT_NOT_FOUND", r.text
+    r = await api.c.get("/sandbox/trades/no-such-trade")
+    assert r.status_code == 404 and r.json()["code"] == "SHOP_PAYMENT_NOT_FOUND", r.text
+    uid, auth, gid, cid, order = await _order(api)
+    payment = await _payment(api, auth, order)
+    r = await api.c.post(f"/sandbox/notify/{payment['payId']}/resend")  # not paid yet: nothing to resend
+    assert r.status_code == 409 and r.json()["code"] == "SHOP_FAIL" and "not PAID" in r.json()["message"], r.text
+    assert (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 0

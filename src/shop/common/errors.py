@@ -33,3 +33,15 @@ class ServiceUnavailable(ShopError):
 
 def invalid(message: str) -> ShopError:
     return ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, message)
+
+
+def from_wire(name: str, message: str, *, http_status: int | None = None, data: Any = None) -> ShopError:
+    """The ShopError another process sent as its code's name (over gRPC, or in an HTTP envelope)."""
+    try:
+        code = ShopCode[name]
+    except KeyError:
+        # A newer peer's code: keep its name in the message rather than lose it.
+        return ShopError(ShopCode.SHOP_FAIL, f"{name}: {message}", data=data)
+    if code is ShopCode.SHOP_SERVICE_UNAVAILABLE:
+        return ServiceUnavailable(message or code.message).with_data(data)
+    return ShopError(code, message or None, http_status=http_status, data=data)

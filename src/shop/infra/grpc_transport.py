@@ -38,7 +38,7 @@ import grpc
 import orjson
 
 from shop.common.codes import ShopCode
-from shop.common.errors import ServiceUnavailable, ShopError, invalid
+from shop.common.errors import ServiceUnavailable, ShopError, from_wire, invalid
 from shop.rpc.v1 import orders_pb2 as opb
 from shop.rpc.v1 import orders_pb2_grpc as opb_grpc
 from shop.rpc.v1 import participants_pb2 as pb
@@ -426,20 +426,11 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, where: str) -> ShopError:
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return ServiceUnavailable(f"{where} timed out")
         return ServiceUnavailable(f"{where} failed: {exc.code().name} {exc.details() or ''}".rstrip())
-    message = unquote(md.get(MD_MESSAGE, ""))
-    data = _data_in(md.get(MD_DATA))
-    try:
-        code = ShopCode[name]
-    except KeyError:
-        # A newer server's code: keep its name in the message rather than lose it.
-        return ShopError(ShopCode.SHOP_FAIL, f"{name}: {message}", data=data)
-    if code is ShopCode.SHOP_SERVICE_UNAVAILABLE:
-        return ServiceUnavailable(message or code.message).with_data(data)
     try:
         http_status = int(md[MD_HTTP_STATUS])
     except (KeyError, ValueError):
         http_status = None
-    return ShopError(code, message or None, http_status=http_status, data=data)
+    return from_wire(name, unquote(md.get(MD_MESSAGE, "")), http_status=http_status, data=_data_in(md.get(MD_DATA)))
 
 
 # ---- server ----

@@ -12,8 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shop.common.codes import ShopCode
-from shop.common.errors import ServiceUnavailable, ShopError
+from shop.common.errors import ServiceUnavailable, from_wire
 from shop.common.money import fmt
 
 
@@ -37,13 +36,7 @@ class HttpPlatform:
             raise ServiceUnavailable(f"the payment platform answered {r.status_code} without an envelope") from None
         if r.status_code == 200:
             return answer["data"]
-        try:
-            shop_code = ShopCode[code]
-        except KeyError:
-            shop_code = ShopCode.SHOP_FAIL
-        if shop_code is ShopCode.SHOP_SERVICE_UNAVAILABLE:
-            raise ServiceUnavailable(message)
-        raise ShopError(shop_code, message, http_status=r.status_code, data=answer.get("data"))
+        raise from_wire(str(code), str(message), http_status=r.status_code, data=answer.get("data"))
 
     async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
         await self._call("POST", "/sandbox/trades", {"payId": str(pay_id), "amount": fmt(amount), "notifyUrl": notify_url})
