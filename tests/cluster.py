@@ -14,13 +14,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from kazoo.exceptions import NoNodeError
 
-from shop.cluster import ClusterConfig
+from shop.cluster import ClusterConfig, unreachable
 from shop.infra.auth import Tokens
 from shop.infra.config import Settings
 
 TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
-SERVICES_NEEDED = {"Zookeeper": ("127.0.0.1", 2181), "RabbitMQ": ("127.0.0.1", 5672)}
-DB_PORTS = {"postgresql": ("127.0.0.1", 5432), "mysql": ("127.0.0.1", 3306)}
 
 # The same fast clocks as the in-process tests (tests/conftest.make_settings).
 TEST_ENV = {
@@ -31,16 +29,6 @@ TEST_ENV = {
     # Zookeeper's minimum with its default tickTime (2 s): a crashed provider is dropped within ~4 s.
     "SHOP_REGISTRY_SESSION_TIMEOUT_S": "4",
 }
-
-
-def missing_services(db: str) -> list[str]:
-    missing = []
-    for what, address in {**SERVICES_NEEDED, db: DB_PORTS[db]}.items():
-        try:
-            socket.create_connection(address, timeout=1).close()
-        except OSError:
-            missing.append(f"{what} at {address[0]}:{address[1]}")
-    return missing
 
 
 def free_ports(n: int = 4) -> int:
@@ -67,6 +55,7 @@ class Cluster:
         self.admin_token = admin_token
         self.name = f"shop_e2e_{os.getpid()}_{db}_{time.monotonic_ns() % 10**6}"
         self.port = free_ports()
+        self.config = ClusterConfig(db=db, port=self.port, data_dir=data_dir, name=self.name)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "cluster.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -78,12 +67,17 @@ class Cluster:
         self.settings = Settings(data_dir=data_dir, token_secret=TOKEN_SECRET, admin_token=admin_token)
         self.tokens = Tokens(TOKEN_SECRET, self.settings.token_ttl_s)
 
-    def db_url(self, service: str) -> str:
-        return ClusterConfig(db=self.db, name=self.name).db_url(service)
+    def process_env(self) -> dict[str, str]:
+        """What `shop cluster up` gives each of its processes (a test starts one more with it)."""
+        return self.config.environment(self.admin_token, base=self.env)
+
+    def missing(self) -> list[str]:
+        """The servers this cluster needs that do not answer (the check `shop cluster up` makes)."""
+        return unreachable(self.config, self.process_env())
 
     @property
     def registry_root(self) -> str:
-        return f"/{self.name}"
+        return self.process_env()["SHOP_REGISTRY_ROOT"]
 
     def start(self, timeout_s: float = 120.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,8 +125,9 @@ class Cluster:
         from shop.infra.db import drop_databases
         from shop.infra.rabbit import delete_topology
 
-        asyncio.run(delete_topology("amqp://guest:guest@127.0.0.1:5672/", self.name, TOPOLOGY))
-        zk = KazooClient(hosts="127.0.0.1:2181")
+        env = self.process_env()
+        asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
+        zk = KazooClient(hosts=env["SHOP_REGISTRY_URL"])
         zk.start(10)
         try:
             zk.delete(self.registry_root, recursive=True)
@@ -141,8 +136,7 @@ class Cluster:
         finally:
             zk.stop()
             zk.close()
-        base = ClusterConfig(db=self.db, name=self.name).db_base_url()
-        drop_databases(base, [f"{self.name}_{s}" for s in SERVICES])
+        drop_databases(self.config.db_base_url(), [f"{self.name}_{s}" for s in SERVICES])
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -154,7 +148,7 @@ class Cluster:
         """The registered providers of an interface, read straight from Zookeeper: address and pid."""
         from kazoo.client import KazooClient
 
-        zk = KazooClient(hosts="127.0.0.1:2181")
+        zk = KazooClient(hosts=self.process_env()["SHOP_REGISTRY_URL"])
         zk.start(10)
         try:
             path = f"{self.registry_root}/{interface}/providers"

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,10 +76,10 @@ class ClusterConfig:
     def http_port(self, role: str) -> int:
         return self.port + HTTP_ROLES.index(role)
 
-    def environment(self, admin_token: str) -> dict[str, str]:
+    def environment(self, admin_token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """What every process is given, over the environment the cluster itself was started with
-        (so SHOP_FAULTS, the deadlines and the timeouts reach them all)."""
-        env = dict(os.environ)
+        (`base`, default this process's; so SHOP_FAULTS, the deadlines and the timeouts reach them all)."""
+        env = dict(os.environ if base is None else base)
         env.setdefault("SHOP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
         env.setdefault("SHOP_REGISTRY_URL", "127.0.0.1:2181")
         env.setdefault("SHOP_REGISTRY_ROOT", "/dubbo" if self.name == "shop" else f"/{self.name}")

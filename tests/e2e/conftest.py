@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shop.infra.config import Settings
-from tests.cluster import Cluster, missing_services
+from tests.cluster import Cluster
 from tests.conftest import _unavailable, asgi_client, embedded_shop
 
 MODES = ["embedded", "cluster-postgresql", "cluster-mysql"]
@@ -27,10 +27,10 @@ def mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield None
         return
     db = request.param.removeprefix("cluster-")
-    missing = missing_services(db)
+    cluster = Cluster(db, tmp_path_factory.mktemp(request.param))
+    missing = cluster.missing()
     if missing:
         _unavailable("the distributed shop's servers", ", ".join(missing))
-    cluster = Cluster(db, tmp_path_factory.mktemp(request.param))
     try:
         cluster.start()
     except RuntimeError as exc:

@@ -22,7 +22,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.cluster import Cluster, missing_services
+from tests.cluster import Cluster
 from tests.conftest import _unavailable
 from tests.support import Api, order_json
 
@@ -40,11 +40,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    missing = missing_services(request.param)
-    if missing:
-        _unavailable("the distributed shop's servers", ", ".join(missing))
     c = Cluster(request.param, tmp_path_factory.mktemp(f"failures-{request.param}"),
                 scale="goods=2,order-web=1,pay-web=1")
+    missing = c.missing()
+    if missing:
+        _unavailable("the distributed shop's servers", ", ".join(missing))
     try:
         c.start()
         yield c
@@ -220,13 +220,7 @@ async def test_the_order_service_killed_mid_order_converges(cluster: Cluster, ap
 
 
 def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster) -> None:
-    env = {k: v for k, v in cluster.env.items()}
-    env.update({
-        "SHOP_REGISTRY_URL": "127.0.0.1:2181", "SHOP_REGISTRY_ROOT": cluster.registry_root,
-        "SHOP_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "SHOP_BROKER_PREFIX": cluster.name,
-        "SHOP_DATA_DIR": str(cluster.data_dir), "SHOP_WORKER_ID": "30",
-        "SHOP_GOODS_DB_URL": cluster.db_url("goods"),
-    })
+    env = {**cluster.process_env(), "SHOP_WORKER_ID": "30"}
     extra = subprocess.Popen([sys.executable, "-m", "shop", "serve", "goods"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
