@@ -164,17 +164,23 @@ async def test_rabbitmq_restarted_mid_stream_loses_nothing(cluster: Cluster, api
     async def restart_soon() -> None:
         await asyncio.sleep(1.0)
         await rabbitmqctl("stop_app")
-        # While the broker is down, some orders fail after their stock was taken: their cancels
-        # wait in the order service's outbox.
-        armed = await api.c.post("/admin/faults", headers=api.admin,
-                                 json={"point": "order.after_reduce_stock", "action": "error", "times": 4})
-        assert armed.status_code == 200, armed.text
-        await asyncio.sleep(1.0)
-        await rabbitmqctl("start_app")
+        # The broker is shared by the whole run (and by CI after this session): whatever happens
+        # here, it is started again.
+        try:
+            # While the broker is down, some orders fail after their stock was taken: their
+            # cancels wait in the order service's outbox.
+            armed = await api.c.post("/admin/faults", headers=api.admin,
+                                     json={"point": "order.after_reduce_stock", "action": "error", "times": 4})
+            assert armed.status_code == 200, armed.text
+            await asyncio.sleep(1.0)
+        finally:
+            await asyncio.shield(rabbitmqctl("start_app"))
 
     restarter = asyncio.create_task(restart_soon())
-    results = await _stream(api, goods_id, buyers, seconds=7.0, pay=True)
-    await restarter
+    try:
+        results = await _stream(api, goods_id, buyers, seconds=7.0, pay=True)
+    finally:
+        await restarter
 
     confirmed = [r[2] for r in results if r[1] == 200]
     failed = [r for r in results if r[1] != 200]
