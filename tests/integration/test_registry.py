@@ -243,10 +243,12 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     a, b = _Counting(goods), _Counting(goods)
     server_a = await serve({"goods": a}, "127.0.0.1", 0)
     server_b = await serve({"goods": b}, "127.0.0.1", 0)
+    server_c = None
     provider, consumer = await make(), await make()
     iface = "shop.v1.GoodsService"
-    await provider.register(iface, f"127.0.0.1:{server_a.port}")
-    await provider.register(iface, f"127.0.0.1:{server_b.port}")
+    addr_a, addr_b = f"127.0.0.1:{server_a.port}", f"127.0.0.1:{server_b.port}"
+    node_a = await provider.register(iface, addr_a)
+    await provider.register(iface, addr_b)
     client = GrpcGoodsClient(Discovered(consumer, iface), deadline_s=2.0)
     try:
         await (await consumer.providers(iface)).wait_for(2)
@@ -273,7 +275,24 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         finally:
             await other.close()
         assert (await client.find_goods(goods_id)).goods_number == 90
+
+        # A comes back on a new port (a restart) and its old node goes: the client's channel to the
+        # old address is closed when it first opens one to the new address.
+        assert client.open_addresses == sorted([addr_a, addr_b])
+        c = _Counting(goods)
+        server_c = await serve({"goods": c}, "127.0.0.1", 0)
+        addr_c = f"127.0.0.1:{server_c.port}"
+        await provider.deregister(node_a)
+        await provider.register(iface, addr_c)
+        await (await consumer.providers(iface)).wait_for(2, exactly=True)
+        assert sorted((await consumer.providers(iface)).addresses) == sorted([addr_b, addr_c])
+        for _ in range(4):
+            await client.find_goods(goods_id)
+        assert c.calls >= 2
+        assert client.open_addresses == sorted([addr_b, addr_c])
     finally:
         await client.close()
         await server_b.stop(None)
+        if server_c is not None:
+            await server_c.stop(None)
         await db.close()

@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -538,6 +538,10 @@ class Target(Protocol):
 
     def mark_failed(self, address: str) -> None: ...
 
+    def live(self) -> Collection[str] | None:
+        """The addresses that may still be picked, or None when that is not known."""
+        ...
+
 
 class Fixed:
     def __init__(self, address: str) -> None:
@@ -549,6 +553,9 @@ class Fixed:
     def mark_failed(self, address: str) -> None:
         pass
 
+    def live(self) -> Collection[str] | None:
+        return None
+
 
 class GrpcClient:
     """A client of one service. `target` is "host:port", or a Target that picks a provider per call
@@ -558,7 +565,11 @@ class GrpcClient:
 
     A call that fails without reaching a handler (connection refused or reset: the provider is
     gone) marks that provider failed, so the next calls go to the others until the registry drops
-    it; a retry-safe call is retried once at once, on the next provider."""
+    it; a retry-safe call is retried once at once, on the next provider.
+
+    A provider restarted on a new port is a new address. When a call first needs a channel to an
+    address, the channels to addresses the target no longer lists are closed (after their calls in
+    flight, within one deadline), so a long-lived client keeps only the channels it can use."""
 
     service: Service
 
@@ -569,6 +580,7 @@ class GrpcClient:
         self.deadline_s = deadline_s
         self._stubs: dict[str, Any] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # channels being closed after their calls
         if channel is not None:
             assert isinstance(target, str), "a channel goes with a fixed address"
             self._channels[target] = channel
@@ -584,13 +596,36 @@ class GrpcClient:
         channels, self._channels, self._stubs = self._channels, {}, {}
         for ch in channels.values():
             await ch.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _stub(self, address: str) -> Any:
         stub = self._stubs.get(address)
         if stub is None:
+            self._prune()
             channel = self._channels[address] = grpc.aio.insecure_channel(address)
             stub = self._stubs[address] = self.service.stub(channel)
         return stub
+
+    def _prune(self) -> None:
+        """Close the channels to addresses the target no longer lists. Done only when a new
+        channel opens: that is when providers have changed, and it keeps the hot path a lookup."""
+        live = self.target.live()
+        if live is None:
+            return
+        for address in [a for a in self._channels if a not in live]:
+            channel = self._channels.pop(address)
+            self._stubs.pop(address, None)
+            # A provider that stops cleanly leaves the registry first and then finishes its calls:
+            # ours to it may still be in flight, so they get up to one deadline to end.
+            task = asyncio.get_running_loop().create_task(channel.close(grace=self.deadline_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_addresses(self) -> list[str]:
+        """The addresses this client holds a channel to, sorted."""
+        return sorted(self._channels)
 
     async def _call(self, name: str, request: Any) -> Any:
         m = self.service.methods[name]

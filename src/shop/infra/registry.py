@@ -164,6 +164,9 @@ class Discovered:
         if self._view is not None:
             self._view.mark_failed(address)
 
+    def live(self) -> list[str] | None:
+        return None if self._view is None else self._view.addresses
+
 
 class ZkRegistry:
     """One Zookeeper session: registers this process's providers and watches others'.
