@@ -54,7 +54,7 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
     async def given_back() -> bool:
         return (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 5 and await parked() is None
 
-    assert await until(given_back, 20.0)
+    assert await until(given_back, 20.0), (await api.get(f"/admin/goods/{gid}"), await api.get("/admin/messages?state=dead"))
 
     async def quiet() -> dict[str, Any] | None:
         a = await api.get("/admin/audit")
@@ -63,4 +63,12 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
     assert await until(quiet, 20.0) == {"consistent": True, "violations": [], "pending": 0}
     # Replayed once: it is no longer there to replay.
     r = await api.c.post(f"/admin/messages/{message['id']}/replay", headers=api.admin)
+    assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text
+
+
+# Ids no broker of ours lists: each is a 404, on the embedded broker and on RabbitMQ alike (where an
+# id names a consumer group; one that is no group of ours once got a 500).
+@pytest.mark.parametrize("bad", ["1", "no-group:1", "goods-order-group:nope", "%F1%B8%A9%B4%C3%99%18P%3D", "x" * 201])
+async def test_replaying_an_unknown_message_is_a_404(api: Api, bad: str) -> None:
+    r = await api.c.post(f"/admin/messages/{bad}/replay", headers=api.admin)
     assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text

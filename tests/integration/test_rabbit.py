@@ -145,6 +145,9 @@ async def test_a_message_that_keeps_failing_is_parked_dead_and_can_be_replayed(e
     assert await _until(lambda: rec.done == ["9"])
     assert await br.dead() == []
     assert not await br.replay(dead[0]["id"])
+    # An id naming no group of ours is simply not there; no queue is declared for it.
+    for bad in ("nogroup:1", "\U000f8a74é\x18P=:x", "", ":", dead[0]["id"].split(":")[0] + ":nope"):
+        assert not await br.replay(bad), bad
 
 
 async def test_an_unacknowledged_delivery_comes_back_after_its_consumer_dies(env):

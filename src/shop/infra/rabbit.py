@@ -253,6 +253,10 @@ class RabbitBroker:
     async def replay(self, dead_id: str) -> bool:
         """Send one parked message back to its group's queue, attempts reset."""
         group, _, message_id = dead_id.partition(":")
+        # Only a group of ours has a dead queue. Declaring one for any other name would create a
+        # stray queue on the broker (or fail on a name AMQP refuses), so anything else is unknown.
+        if group not in {g for g, _, _ in self.topology}:
+            return False
         async with self._lock:
             ch = await self._channel()
             try:
