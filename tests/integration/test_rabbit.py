@@ -150,6 +150,34 @@ async def test_a_message_that_keeps_failing_is_parked_dead_and_can_be_replayed(e
         assert not await br.replay(bad), bad
 
 
+async def test_a_message_parked_twice_is_listed_once_and_replayed_whole(env):
+    # At least once: the same message may arrive (and fail, and be parked) twice.
+    run, broker = env
+    rec = Recorder(fail_first=100)
+    br = await broker({"coupon": rec}, max_attempts=2)
+    msg = Message(f"t{run}", "cancel", "7", {"orderId": "7"})
+    await br.publish(msg)
+    await br.publish(msg)
+    assert await _until(lambda: rec.calls >= 4)
+    dead: list = []
+    for _ in range(100):
+        dead = await br.dead()
+        if dead and await br.pending() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert [d["key"] for d in dead] == ["7"], dead
+    rec.fail_first = 0
+    assert await br.replay(dead[0]["id"])
+    assert await _until(lambda: rec.done == ["7"])
+    assert await _until(lambda: rec.calls >= 5)
+    for _ in range(100):
+        if await br.pending() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert rec.done == ["7"]  # both copies came back; the inbox kept the second from working
+    assert await br.dead() == []
+
+
 async def test_an_unacknowledged_delivery_comes_back_after_its_consumer_dies(env):
     run, broker = env
     started, release = asyncio.Event(), asyncio.Event()

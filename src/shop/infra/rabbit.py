@@ -227,8 +227,10 @@ class RabbitBroker:
     # -- operator views ------------------------------------------------------------------------
 
     async def dead(self) -> list[dict[str, Any]]:
-        """Every parked message, left in place (fetched, then returned to its queue)."""
+        """Every parked message, left in place (fetched, then returned to its queue). Delivery is
+        at least once, so one message may be parked twice: it is listed once, by its id."""
         out: list[dict[str, Any]] = []
+        seen: set[str] = set()
         async with self._lock:
             ch = await self._channel()
             try:
@@ -238,8 +240,12 @@ class RabbitBroker:
                     while (m := await q.get(no_ack=False, fail=False)) is not None:
                         held.append(m)
                         h = m.headers or {}
+                        dead_id = f"{group}:{m.message_id}"
+                        if dead_id in seen:
+                            continue
+                        seen.add(dead_id)
                         out.append({
-                            "id": f"{group}:{m.message_id}", "msgId": m.message_id, "group": group,
+                            "id": dead_id, "msgId": m.message_id, "group": group,
                             "topic": h.get("topic"), "tag": h.get("tag"), "key": h.get("key"),
                             "body": orjson.loads(m.body), "attempts": h.get("attempts"), "lastError": h.get("error"),
                             "state": "dead",
@@ -251,7 +257,8 @@ class RabbitBroker:
         return out
 
     async def replay(self, dead_id: str) -> bool:
-        """Send one parked message back to its group's queue, attempts reset."""
+        """Send a parked message back to its group's queue, attempts reset. Every parked copy of
+        it goes (a duplicate delivery parks twice); the group's inbox lets only one do the work."""
         group, _, message_id = dead_id.partition(":")
         # Only a group of ours has a dead queue. Declaring one for any other name would create a
         # stray queue on the broker (or fail on a name AMQP refuses), so anything else is unknown.
@@ -263,7 +270,7 @@ class RabbitBroker:
                 q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
                 held, found = [], False
                 while (m := await q.get(no_ack=False, fail=False)) is not None:
-                    if not found and m.message_id == message_id:
+                    if m.message_id == message_id:
                         h = dict(m.headers or {})
                         h["attempts"] = 0
                         await ch.default_exchange.publish(
