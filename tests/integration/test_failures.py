@@ -1,14 +1,19 @@
 """Every failure path of the saga: injected errors, duplicated and late messages, barriers, dead letters."""
 import asyncio
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
+from shop.common.clock import now_ms
 from shop.common.errors import ShopError
+from shop.infra.db import Query
+from shop.infra.messaging import Message
 from shop.services.coupon.contracts import UseCoupon
 from shop.services.goods.contracts import ReduceStock
 from shop.services.order.contracts import OrderCancelled
-from shop.services.order.domain import OrderStatus
+from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.user.contracts import ChangeMoney, MoneyLogType
 from tests.support import D, place, quiet, state, world
 
@@ -163,6 +168,30 @@ async def test_a_confirmed_order_is_never_cancelled_by_its_deadline(shop):
     assert (await quiet(shop))["consistent"]
 
 
+@pytest.mark.all_backends
+async def test_a_cancel_read_before_its_order_was_confirmed_does_not_leave(shop):
+    """The relay read the armed cancel as due (the order's deadline had passed); before it acted,
+    the order was confirmed after all and the row re-armed for the payment timeout. Acting on the
+    copy it read would cancel a confirmed order at once: the relay acts on the row as it is now."""
+    w = await world(shop, money="100.00", price="10.00", coupon=None)
+    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="5.00"))
+    assert order.order_status == OrderStatus.CONFIRMED and order.pay_status == PayStatus.UNPAID
+    relay = next(r for r in shop.relays if r.name == "order")
+    async with shop.dbs["order"].unit_of_work(readonly=True) as uow:
+        [row] = await uow.fetchall(Query(sa.select(relay.outbox.table)))
+    assert row["msg_tag"] == "cancel" and row["due_at"] > now_ms() + 60_000  # re-armed: the payment timeout
+    stale = Message(row["msg_topic"], row["msg_tag"], row["msg_key"], orjson.loads(row["msg_body"]), row["id"])
+
+    await relay.send(stale)
+
+    assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
+    async with shop.dbs["order"].unit_of_work(readonly=True) as uow:
+        [after] = await uow.fetchall(Query(sa.select(relay.outbox.table)))
+    assert after["due_at"] == row["due_at"]  # still armed for the payment timeout
+    assert (await quiet(shop))["consistent"]
+    assert await state(shop, w) == (9, D("95.00"), None)  # nothing given back
+
+
 async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
     """The guard: if a deadline races the payment, a paid order's cancel never leaves."""
     w = await world(shop, money="100.00", price="10.00", coupon=None)
@@ -179,3 +208,4 @@ async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
     assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
     assert await state(shop, w) == (9, D("80.00"), None)
     assert await shop.broker.pending() == 0
+

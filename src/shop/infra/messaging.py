@@ -79,7 +79,7 @@ class Outbox:
     """Statements on one service's outbox table."""
 
     def __init__(self, table: sa.Table, group: str) -> None:
-        t = table
+        t = self.table = table
         self.group = group
         self._add = Query(
             sa.insert(t).values(
@@ -94,6 +94,11 @@ class Outbox:
             sa.update(t)
             .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
             .values(due_at=sa.bindparam("due_at"))
+        )
+        self._claim = Query(
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("id"), t.c.due_at <= sa.bindparam("now"))
+            .values(due_at=sa.bindparam("lease_until"))
         )
         self._delete_by_key = Query(
             sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
@@ -129,6 +134,13 @@ class Outbox:
     async def set_due(self, uow: UnitOfWork, tag: str, key: str, due_at_ms: int) -> int:
         """Re-arm (or fire now) the message with this tag and key: a deadline moved."""
         return await uow.execute(self._due_by_key, tag=tag, key=key, due_at=due_at_ms)
+
+    async def claim(self, uow: UnitOfWork, msg_id: str, lease_ms: int) -> bool:
+        """Take a due row for sending: only if it is still due (not re-armed, not removed, not
+        taken by another relay since it was read), and not due again until the lease ends, so a
+        relay that dies before sending it leaves it for a later pass."""
+        now = now_ms()
+        return await uow.execute(self._claim, id=msg_id, now=now, lease_until=now + lease_ms) == 1
 
     async def disarm(self, uow: UnitOfWork, tag: str, key: str) -> int:
         return await uow.execute(self._delete_by_key, tag=tag, key=key)
@@ -233,7 +245,7 @@ class Relay:
 
     def __init__(
         self, name: str, db: Database, outbox: Outbox, broker: Broker, guards: dict[str, Guard] | None = None,
-        poll_s: float = 0.25,
+        poll_s: float = 0.25, lease_s: float = 10.0,
     ) -> None:
         self.name = name
         self.db = db
@@ -241,6 +253,7 @@ class Relay:
         self.broker = broker
         self.guards = guards or {}
         self.poll_s = poll_s
+        self.lease_ms = int(lease_s * 1000)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -249,20 +262,31 @@ class Relay:
     async def run_once(self) -> int:
         msgs = await self.outbox.due(self.db)
         for msg in msgs:
-            guard = self.guards.get(msg.tag)
-            if guard is not None:
-                async with self.db.unit_of_work() as uow:
-                    keep = await guard(uow, msg)
-                    if not keep:
-                        await self.outbox.delete(uow, msg.msg_id)
-                    await uow.commit()
-                if not keep:
-                    continue
-            await self.broker.publish(msg)
-            async with self.db.unit_of_work() as uow:
-                await self.outbox.delete(uow, msg.msg_id)
-                await uow.commit()
+            await self.send(msg)
         return len(msgs)
+
+    async def send(self, msg: Message) -> None:
+        """Send one row read as due by outbox.due(), some time ago."""
+        guard = self.guards.get(msg.tag)
+        if guard is not None:
+            async with self.db.unit_of_work() as uow:
+                keep = await guard(uow, msg)
+                # The guard acts on what the row says now, not on what was read: an order
+                # confirmed just after its deadline has re-armed the row for the payment timeout,
+                # and another instance's relay may have taken it. The claim comes after the
+                # guard's compare-and-set so that every transaction here locks the order row
+                # before its outbox row (as confirming does): no deadlock between the two.
+                if not await self.outbox.claim(uow, msg.msg_id, self.lease_ms):
+                    return  # rolled back: the guard's change with it
+                if not keep:
+                    await self.outbox.delete(uow, msg.msg_id)
+                await uow.commit()
+            if not keep:
+                return
+        await self.broker.publish(msg)
+        async with self.db.unit_of_work() as uow:
+            await self.outbox.delete(uow, msg.msg_id)
+            await uow.commit()
 
     async def run(self) -> None:
         # A database or broker hiccup leaves the rows in place: they are tried again shortly.
