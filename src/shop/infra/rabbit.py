@@ -47,6 +47,11 @@ def queue_name(group: str, prefix: str = PREFIX) -> str:
     return f"{prefix}.{group}"
 
 
+def reports_exchange_name(prefix: str = PREFIX) -> str:
+    """Where consumer groups report what they handled (see RabbitBroker.wait_handled)."""
+    return f"{prefix}.handled"
+
+
 class RabbitBroker:
     def __init__(
         self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
@@ -79,6 +84,7 @@ class RabbitBroker:
         self.report_tags = frozenset(report_tags)
         self.listen_for_reports = listen_for_reports
         self._notes: AbstractChannel | None = None
+        self._reports: Any = None  # the reports exchange (given report_tags), declared at connect
         # (tag, key) -> the groups that reported it handled, recent ones only; and who waits.
         self._handled: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
         self._waiters: dict[tuple[str, str], asyncio.Event] = {}
@@ -88,23 +94,25 @@ class RabbitBroker:
         self.conn = await aio_pika.connect_robust(self.url, reconnect_interval=1.0)
         self.pub = await self.conn.channel(publisher_confirms=True)
         await self.declare()
-        if self.report_tags and self.listen_for_reports:
-            await self._listen_for_reports()
+        if self.report_tags:
+            # Declared once here and kept (the robust channel declares it again after a
+            # reconnection): a report goes out for every handled cancel, and a declaration is a
+            # round trip to the broker.
+            self._notes = await self.conn.channel(publisher_confirms=False)
+            self._reports = await self._notes.declare_exchange(reports_exchange_name(self.prefix),
+                                                               aio_pika.ExchangeType.TOPIC)
+            if self.listen_for_reports:
+                await self._listen_for_reports()
 
     async def _listen_for_reports(self) -> None:
         """A consumer group reports each (tag, key) of report_tags it handled to a topic exchange;
         this process hears them on a private queue. It is how a process waits for work done in
         other processes without polling their databases: see wait_handled."""
-        assert self.conn is not None
-        self._notes = await self.conn.channel(publisher_confirms=False)
-        ex = await self._notes.declare_exchange(self._reports_exchange(), aio_pika.ExchangeType.TOPIC)
+        assert self._notes is not None
         q = await self._notes.declare_queue(exclusive=True, auto_delete=True)
         for tag in self.report_tags:
-            await q.bind(ex, routing_key=tag)
+            await q.bind(self._reports, routing_key=tag)
         await q.consume(self._on_report, no_ack=True)
-
-    def _reports_exchange(self) -> str:
-        return f"{self.prefix}.handled"
 
     async def _on_report(self, m: AbstractIncomingMessage) -> None:
         h = m.headers or {}
@@ -119,13 +127,10 @@ class RabbitBroker:
 
     async def _report(self, group: str, msg: Message) -> None:
         """Best effort, unconfirmed: a lost report only makes a waiter wait its whole timeout."""
-        if self.pub is None or self.conn is None:
+        if self._reports is None:
             return
         try:
-            if self._notes is None:
-                self._notes = await self.conn.channel(publisher_confirms=False)
-            ex = await self._notes.declare_exchange(self._reports_exchange(), aio_pika.ExchangeType.TOPIC)
-            await ex.publish(aio_pika.Message(b"", headers={"group": group, "tag": msg.tag, "key": msg.key}),
+            await self._reports.publish(aio_pika.Message(b"", headers={"group": group, "tag": msg.tag, "key": msg.key}),
                              routing_key=msg.tag)
         except Exception as exc:  # noqa: BLE001
             log.info("could not report %s/%s handled: %r", msg.tag, msg.key, exc)
@@ -315,6 +320,7 @@ class RabbitBroker:
         if self.conn is not None:
             await self.conn.close()
             self.conn = None
+        self._notes = self._reports = None
 
 
 async def delete_topology(url: str, prefix: str, topology: Iterable[tuple[str, str, Iterable[str]]]) -> None:
@@ -329,4 +335,4 @@ async def delete_topology(url: str, prefix: str, topology: Iterable[tuple[str, s
                          queue_name(group, prefix) + ".dead"):
                 await ch.queue_delete(name)
             await ch.exchange_delete(exchange_name(topic, prefix))
-        await ch.exchange_delete(f"{prefix}.handled")
+        await ch.exchange_delete(reports_exchange_name(prefix))
