@@ -1,0 +1,11 @@
+"""Databases: the ports (base), one adapter per engine, and opening them by URL (servers)."""
+from shop.infra.db.base import Database, PooledDatabase, Query, Row, UnitOfWork, bind, insert_ignore
+from shop.infra.db.mysql import MysqlDatabase
+from shop.infra.db.postgres import PostgresDatabase
+from shop.infra.db.servers import drop_databases, ensure_databases, open_database
+from shop.infra.db.sqlite import SqliteDatabase
+
+__all__ = [
+    "Database", "MysqlDatabase", "PooledDatabase", "PostgresDatabase", "Query", "Row", "SqliteDatabase",
+    "UnitOfWork", "bind", "drop_databases", "ensure_databases", "insert_ignore", "open_database",
+]

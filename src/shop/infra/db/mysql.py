@@ -1,0 +1,94 @@
+"""MySQL / MariaDB through asyncmy."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
+
+class MysqlDatabase(PooledDatabase):
+    dialect = "mysql"
+
+    async def connect(self) -> None:
+        import asyncmy
+
+        u = make_url(self.url)
+        self.pool = await asyncmy.create_pool(
+            host=u.host or "127.0.0.1",
+            port=u.port or 3306,
+            user=u.username or "root",
+            password=u.password or "",
+            database=u.database,
+            minsize=1,
+            maxsize=self.pool_size,
+            autocommit=False,
+            charset="utf8mb4",
+            # Same semantics as PostgreSQL's default; conditional updates and unique keys do the rest.
+            init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            await self.pool.wait_closed()
+            self.pool = None
+
+    def unit_of_work(self, readonly: bool = False) -> MysqlUnitOfWork:
+        # A read runs in the implicit transaction its first statement opens; exit rolls it back.
+        return MysqlUnitOfWork(self)
+
+
+class MysqlUnitOfWork(UnitOfWork):
+    dialect = "mysql"
+
+    def __init__(self, db: MysqlDatabase) -> None:
+        self.db = db
+        self.conn: Any = None
+        self._open = False
+
+    async def __aenter__(self) -> MysqlUnitOfWork:
+        # No BEGIN: with autocommit off the first statement opens the transaction by itself, and
+        # commit() or the rollback on exit ends it, so a connection goes back to the pool with none
+        # open. That spares a round trip per unit of work.
+        self.conn = await self.db.pool.acquire()
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._open:
+                await self.conn.rollback()
+        finally:
+            self.db.pool.release(self.conn)
+
+    async def _cursor(self, q: Query, params: Mapping[str, Any]) -> Any:
+        from asyncmy.cursors import DictCursor
+
+        sql, args = q.args("mysql", params)
+        cur = self.conn.cursor(DictCursor)
+        await cur.execute(sql, args)
+        return cur
+
+    async def execute(self, q: Query, **params: Any) -> int:
+        cur = await self._cursor(q, params)
+        n = cur.rowcount
+        await cur.close()
+        return n
+
+    async def fetchone(self, q: Query, **params: Any) -> Row | None:
+        cur = await self._cursor(q, params)
+        row = await cur.fetchone()
+        await cur.close()
+        return row
+
+    async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
+        cur = await self._cursor(q, params)
+        rows = await cur.fetchall()
+        await cur.close()
+        return rows
+
+    async def commit(self) -> None:
+        await self.conn.commit()
+        self._open = False

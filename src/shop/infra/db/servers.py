@@ -1,0 +1,77 @@
+"""Opening a service's database by URL, and making or dropping databases on a server."""
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.engine import make_url
+
+from shop.infra.db.base import Database
+from shop.infra.db.mysql import MysqlDatabase
+from shop.infra.db.postgres import PostgresDatabase
+from shop.infra.db.sqlite import SqliteDatabase
+
+
+def open_database(url: str) -> Database:
+    """sqlite:///path, postgresql://user@host/db, mysql://root@host/db (driver suffixes allowed)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SqliteDatabase(make_url(url).database or ":memory:")
+    if backend == "postgresql":
+        return PostgresDatabase(url)
+    if backend in ("mysql", "mariadb"):
+        return MysqlDatabase(url)
+    raise ValueError(f"unsupported database URL: {url}")
+
+
+def drop_databases(server_url: str, names: list[str]) -> None:
+    """Drop the named databases where they exist. Blocking, like ensure_databases."""
+    ensure_databases(server_url, names, fresh=True, create=False)
+
+
+def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False, create: bool = True) -> None:
+    """Create the named databases on a PostgreSQL or MySQL/MariaDB server unless they exist (fresh:
+    drop them first). Blocking: call it before the loop starts, or from a thread."""
+
+    u = make_url(server_url)
+    backend = u.get_backend_name()
+    for name in names:
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a plain database name: {name!r}")
+
+    async def postgresql() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
+                                     password=u.password, database="postgres")
+        try:
+            for name in names:
+                if fresh:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                if create and not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def mysql() -> None:
+        import asyncmy
+
+        conn = await asyncmy.connect(host=u.host, port=u.port or 3306, user=u.username or "root",
+                                     password=u.password or "")
+        try:
+            async with conn.cursor() as cur:
+                for name in names:
+                    if fresh:
+                        await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                    # Looked up first: IF NOT EXISTS on one that exists raises a warning asyncmy prints.
+                    await cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+                    if create and not await cur.fetchone():
+                        await cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+
+    if backend == "postgresql":
+        asyncio.run(postgresql())
+    elif backend in ("mysql", "mariadb"):
+        asyncio.run(mysql())
+    else:
+        raise ValueError(f"databases are created on PostgreSQL or MySQL/MariaDB, not {backend}")
