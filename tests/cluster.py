@@ -120,7 +120,7 @@ class Cluster:
         queues by the hundred slow RabbitMQ down for everyone), registry root and databases."""
         from kazoo.client import KazooClient
 
-        from shop.bootstrap import TOPOLOGY
+        from shop.services.catalog import TOPOLOGY
         from shop.infra.config import SERVICES
         from shop.infra.db import drop_databases
         from shop.infra.rabbit import delete_topology

@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from shop.app import create_app
-from shop.bootstrap import MODELS, Shop, bootstrap
+from shop.bootstrap import bootstrap
+from shop.runtime import Shop
+from shop.services.catalog import PARTS
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import drop_databases, ensure_databases
 from shop.infra.migrate import upgrade
@@ -65,10 +67,10 @@ def server_urls(backend: str) -> dict[str, str]:
 
 async def truncate(shop: Shop) -> None:
     for s in SERVICES:
-        async with shop.dbs[s].unit_of_work() as uow:
+        async with shop.runtime.dbs[s].unit_of_work() as uow:
             from shop.infra.db import Query
 
-            for table in reversed(MODELS[s].metadata.sorted_tables):
+            for table in reversed(PARTS[s].metadata.sorted_tables):
                 await uow.execute(Query(table.delete()))
             await uow.commit()
 

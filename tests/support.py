@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from shop.bootstrap import Shop
+from shop.common.ids import IdWorker
+from shop.runtime import Shop
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods
 from shop.services.order.contracts import PlaceOrder
@@ -27,6 +28,8 @@ class World:
 
 
 _names = iter(range(10**9))
+# Ids for orders a test makes up (a worker id the shops under test do not use).
+new_id = IdWorker(31, 31).next_id
 
 
 async def world(
@@ -74,7 +77,7 @@ async def quiet(shop: Shop, timeout_s: float = 15.0) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s
     while True:
-        report = await shop.audit()
+        report = await shop.operator.audit()
         if report.pending == 0 or loop.time() > end:
             return report.json()
         await asyncio.sleep(0.05)

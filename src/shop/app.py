@@ -1,32 +1,46 @@
-"""The FastAPI application: every service's REST endpoints over one wired shop."""
+"""The FastAPI applications: every service's REST endpoints over one wired shop, and the payment
+platform stand-in on its own (the sandbox role)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from shop.admin import api as admin_api
-from shop.bootstrap import Shop
+from shop.infra.config import Settings
 from shop.infra.web import install_error_handlers, ok
+from shop.runtime import Shop
+from shop.sandbox import api as sandbox_api
 from shop.services.coupon import api as coupon_api
 from shop.services.goods import api as goods_api
-from shop.sandbox import api as sandbox_api
 from shop.services.order import api as order_api
 from shop.services.pay import api as pay_api
 from shop.services.user import api as user_api
 
-
 # What each HTTP role serves. "all" and "web" serve all of API.md; order-web and pay-web are the
-# original's two web applications; sandbox is the payment platform stand-in on its own.
+# original's two web applications.
 ROUTERS: dict[str, tuple[APIRouter, ...]] = {
     "all": (user_api.router, goods_api.router, coupon_api.router, order_api.router, pay_api.router,
             sandbox_api.router, admin_api.router),
     "order-web": (user_api.router, order_api.router),
     "pay-web": (pay_api.router,),
-    "sandbox": (sandbox_api.router,),
 }
 ROUTERS["web"] = ROUTERS["all"]
+
+
+def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> FastAPI:
+    app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan,
+                  description="Order and payment back end: see API.md for the contract.")
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz():
+        return ok()
+
+    return app
 
 
 def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
@@ -40,18 +54,38 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         finally:
             await shop.stop()
 
-    app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan,
-                  description="Order and payment back end: see API.md for the contract.")
-    app.state.shop = shop
-    app.state.sandbox = shop.sandbox
-    install_error_handlers(app)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz():
-        return ok()
-
+    app = _app(lifespan)
+    # What the routes depend on (infra.deps.from_state): each asks only for what it uses.
+    s = app.state
+    s.tokens, s.admin_token, s.operator, s.sandbox = shop.tokens, shop.admin_token, shop.operator, shop.sandbox
+    s.users, s.goods, s.coupons, s.orders, s.pay, s.log = shop.users, shop.goods, shop.coupons, shop.orders, \
+        shop.pay, shop.log
     for r in ROUTERS[shop.role]:
         app.include_router(r)
     if shop.settings.faults and admin_api.router in ROUTERS[shop.role]:
         app.include_router(admin_api.faults_router())
+    return app
+
+
+def create_sandbox_app(settings: Settings) -> FastAPI:
+    """The sandbox role: the payment platform stand-in, its notifier running beside it."""
+    from shop.bootstrap import sandbox_platform
+
+    sandbox, http = sandbox_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(sandbox.run(), name="sandbox")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sandbox.close()
+            await http.aclose()
+
+    app = _app(lifespan)
+    app.state.sandbox = sandbox
+    app.include_router(sandbox_api.router)
     return app

@@ -7,10 +7,13 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from shop.runtime import Shop
 
 app = typer.Typer(help="shop: an order and payment back end that never loses money, stock or coupons.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -91,12 +94,17 @@ def serve(
         raise typer.Exit(2)
     _logging(os.environ.get("SHOP_PROCESS_NAME", role))
     settings = Settings()
+    if role == "sandbox":
+        from shop.app import create_sandbox_app
+
+        _uvicorn(create_sandbox_app(settings), host, port)
+        return
     try:
         shop = bootstrap(settings, role=role, run_migrations=run_migrations)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    if role in WEB_ROLES or role == "sandbox":
+    if role in WEB_ROLES:
         from shop.app import create_app
 
         _uvicorn(create_app(shop), host, port)
@@ -112,7 +120,7 @@ def serve(
         asyncio.run(_serve_until_signalled(shop))
 
 
-async def _serve_until_signalled(shop: object) -> None:
+async def _serve_until_signalled(shop: Shop) -> None:
     """Run a service process until SIGTERM or SIGINT, then stop cleanly: leave the registry first,
     then finish the calls in flight, then stop relaying and consuming (unacknowledged deliveries
     go back to their queues)."""
@@ -120,11 +128,11 @@ async def _serve_until_signalled(shop: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await shop.start()  # type: ignore[attr-defined]
+    await shop.start()
     try:
         await stop.wait()
     finally:
-        await shop.stop()  # type: ignore[attr-defined]
+        await shop.stop()
 
 
 @app.command()
@@ -197,11 +205,11 @@ def audit(
 
     async def go() -> dict:
         shop = bootstrap(_settings(data_dir))
-        await shop.connect()
+        await shop.runtime.connect()
         try:
-            return (await shop.audit()).json()
+            return (await shop.operator.audit()).json()
         finally:
-            await shop.close()
+            await shop.runtime.close()
 
     report = asyncio.run(go())
     print(json.dumps(report, ensure_ascii=False, indent=2))

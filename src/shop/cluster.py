@@ -149,13 +149,13 @@ def prepare(config: ClusterConfig) -> str:
 
 async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
     """Until every service process is registered and the HTTP roles answer /healthz."""
-    from shop.infra import grpc_transport as rpc
+    from shop.infra.rpc.admin import ADMIN_SERVICE
     from shop.infra.registry import ZkRegistry
 
     services = sum(n for r, n in config.scale.items() if r in SERVICES)
     async with asyncio.timeout(timeout_s):
         async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"]) as registry:
-            view = await registry.providers(rpc.ADMIN_SERVICE)
+            view = await registry.providers(ADMIN_SERVICE)
             while len(view.addresses) < services:
                 await asyncio.sleep(0.1)
         async with httpx.AsyncClient() as http:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from shop.bootstrap import Shop
+from shop.runtime import Shop
 from shop.common.errors import ShopError
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods

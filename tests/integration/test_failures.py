@@ -15,7 +15,7 @@ from shop.services.goods.contracts import ReduceStock
 from shop.services.order.contracts import OrderCancelled
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.user.contracts import ChangeMoney, MoneyLogType
-from tests.support import D, place, quiet, state, world
+from tests.support import D, new_id, place, quiet, state, world
 
 ORDER_POINTS = [
     "order.after_pre_order",
@@ -27,7 +27,7 @@ ORDER_POINTS = [
 
 
 async def _only_order(shop):
-    orders = (await shop.handlers["order"].audit_facts())["orders"]
+    orders = (await shop.orders.audit_facts()).orders
     assert len(orders) == 1
     return next(iter(orders.values()))
 
@@ -61,7 +61,7 @@ async def test_a_failing_compensation_is_retried_until_it_succeeds(shop, point):
     report = await quiet(shop)
     assert report["consistent"], report
     assert await state(shop, w) == (10, D("100.00"), 0)
-    assert await shop.broker.dead() == []
+    assert await shop.runtime.broker.dead() == []
 
 
 async def test_a_compensation_that_keeps_failing_is_parked_dead_then_replayed(shop):
@@ -71,22 +71,22 @@ async def test_a_compensation_that_keeps_failing_is_parked_dead_then_replayed(sh
     with pytest.raises(ShopError):
         await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="10.00"))
     for _ in range(100):
-        dead = await shop.broker.dead()
+        dead = await shop.runtime.broker.dead()
         if dead:
             break
         await asyncio.sleep(0.05)
     assert len(dead) == 1 and dead[0]["group"] == "goods-order-group"
     assert dead[0]["attempts"] == shop.settings.message_max_attempts
-    report = (await shop.audit()).json()
+    report = (await shop.operator.audit()).json()
     assert not report["consistent"]  # stock still out for a cancelled order: an operator must act
     assert (await shop.goods.find_goods(w.goods_id)).goods_number == 9
     assert (await shop.users.find_user(w.user_id)).user_money == D("100.00")  # the other groups did their part
     shop.faults.clear()
-    assert await shop.broker.replay(int(dead[0]["id"]))
+    assert await shop.runtime.broker.replay(int(dead[0]["id"]))
     report = await quiet(shop)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.goods.find_goods(w.goods_id)).goods_number == 10
-    assert not await shop.broker.replay(int(dead[0]["id"]))  # nothing left to replay
+    assert not await shop.runtime.broker.replay(int(dead[0]["id"]))  # nothing left to replay
 
 
 @pytest.mark.all_backends
@@ -99,8 +99,8 @@ async def test_a_duplicated_cancel_message_changes_nothing(shop):
     await quiet(shop)
     cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 1, w.coupon_id, D("100.00")).to_message()
     for _ in range(3):  # a redelivery of the same message, and a new message for the same order
-        await shop.broker.publish(cancel)
-        await shop.broker.publish(OrderCancelled.from_message(cancel).to_message())
+        await shop.runtime.broker.publish(cancel)
+        await shop.runtime.broker.publish(OrderCancelled.from_message(cancel).to_message())
     report = await quiet(shop)
     assert report["consistent"], report
     assert await state(shop, w) == (10, D("100.00"), 0)
@@ -110,9 +110,9 @@ async def test_a_duplicated_cancel_message_changes_nothing(shop):
 async def test_a_cancel_for_a_step_that_never_ran_blocks_the_late_step(shop):
     """Null compensation and hanging: the cancel arrives first, the participant's step later."""
     w = await world(shop, money="100.00", coupon="100.00")
-    order_id = shop.ids.next_id()
+    order_id = new_id()
     cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 2, w.coupon_id, D("50.00")).to_message()
-    await shop.broker.publish(cancel)
+    await shop.runtime.broker.publish(cancel)
     await quiet(shop)
     assert await state(shop, w) == (10, D("100.00"), 0)  # nothing was taken, nothing given
     with pytest.raises(ShopError) as e:
@@ -128,7 +128,7 @@ async def test_a_cancel_for_a_step_that_never_ran_blocks_the_late_step(shop):
 @pytest.mark.all_backends
 async def test_participant_steps_are_idempotent_per_order(shop):
     w = await world(shop, money="100.00", coupon="100.00")
-    order_id = shop.ids.next_id()
+    order_id = new_id()
     for _ in range(3):
         await shop.goods.reduce_stock(ReduceStock(order_id, w.goods_id, 2))
         await shop.coupons.use_coupon(UseCoupon(w.coupon_id, w.user_id, order_id))
@@ -136,8 +136,8 @@ async def test_participant_steps_are_idempotent_per_order(shop):
     assert await state(shop, w) == (8, D("70.00"), 1)
     # Their compensation, twice through different messages: given back once.
     cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 2, w.coupon_id, D("30.00"))
-    await shop.broker.publish(cancel.to_message())
-    await shop.broker.publish(cancel.to_message())
+    await shop.runtime.broker.publish(cancel.to_message())
+    await shop.runtime.broker.publish(cancel.to_message())
     await quiet(shop)
     assert await state(shop, w) == (10, D("100.00"), 0)
 
@@ -176,8 +176,8 @@ async def test_a_cancel_read_before_its_order_was_confirmed_does_not_leave(shop)
     w = await world(shop, money="100.00", price="10.00", coupon=None)
     order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="5.00"))
     assert order.order_status == OrderStatus.CONFIRMED and order.pay_status == PayStatus.UNPAID
-    relay = next(r for r in shop.relays if r.name == "order")
-    async with shop.dbs["order"].unit_of_work(readonly=True) as uow:
+    relay = next(r for r in shop.runtime.relays if r.name == "order")
+    async with shop.runtime.dbs["order"].unit_of_work(readonly=True) as uow:
         [row] = await uow.fetchall(Query(sa.select(relay.outbox.table)))
     assert row["msg_tag"] == "cancel" and row["due_at"] > now_ms() + 60_000  # re-armed: the payment timeout
     stale = Message(row["msg_topic"], row["msg_tag"], row["msg_key"], orjson.loads(row["msg_body"]), row["id"])
@@ -185,7 +185,7 @@ async def test_a_cancel_read_before_its_order_was_confirmed_does_not_leave(shop)
     await relay.send(stale)
 
     assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
-    async with shop.dbs["order"].unit_of_work(readonly=True) as uow:
+    async with shop.runtime.dbs["order"].unit_of_work(readonly=True) as uow:
         [after] = await uow.fetchall(Query(sa.select(relay.outbox.table)))
     assert after["due_at"] == row["due_at"]  # still armed for the payment timeout
     assert (await quiet(shop))["consistent"]
@@ -199,13 +199,13 @@ async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
     order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="20.00"))
     assert order.pay_status == 2
     msg = OrderCancelled(order.order_id, w.user_id, w.goods_id, 1, None, D("20.00")).to_message()
-    order_db = shop.dbs["order"]
-    outbox = shop.relays[3].outbox
+    order_db = shop.runtime.dbs["order"]
+    outbox = next(r for r in shop.runtime.relays if r.name == "order").outbox
     async with order_db.unit_of_work() as uow:
         await outbox.add(uow, msg)  # as if the disarm had not happened
         await uow.commit()
     await quiet(shop)
     assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
     assert await state(shop, w) == (9, D("80.00"), None)
-    assert await shop.broker.pending() == 0
+    assert await shop.runtime.broker.pending() == 0
 

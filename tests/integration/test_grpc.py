@@ -20,13 +20,14 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, open_database
-from shop.infra.grpc_transport import (
-    MD_CODE,
-    GrpcCouponClient,
-    GrpcGoodsClient,
-    GrpcUserClient,
-    serve,
-)
+from shop.infra.rpc.errors import MD_CODE
+from shop.infra.rpc.server import serve
+from shop.services.coupon import rpc as coupon_rpc
+from shop.services.coupon.rpc import CouponClient as GrpcCouponClient
+from shop.services.goods import rpc as goods_rpc
+from shop.services.goods.rpc import GoodsClient as GrpcGoodsClient
+from shop.services.user import rpc as user_rpc
+from shop.services.user.rpc import UserClient as GrpcUserClient
 from shop.infra.migrate import upgrade
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
@@ -64,7 +65,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Participants]:
         "goods": GoodsHandlers(dbs["goods"], ids),
         "coupon": CouponHandlers(dbs["coupon"], ids),
     }
-    server = await serve(handlers, "127.0.0.1", 0)
+    rpcs = {"user": user_rpc.SERVICE, "goods": goods_rpc.SERVICE, "coupon": coupon_rpc.SERVICE}
+    server = await serve([(rpcs[s], h) for s, h in handlers.items()], "127.0.0.1", 0)
     p = Participants(handlers, server, f"127.0.0.1:{server.port}")
     try:
         yield p
@@ -196,7 +198,7 @@ class Slow:
 
 async def test_a_slow_server_is_unavailable_after_the_deadline(net: Participants) -> None:
     goods_id = await net.goods.create_goods(CreateGoods("slow", 1, Decimal("1.00")))
-    server = await serve({"goods": Slow(net.handlers["goods"], 3.0)}, "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, Slow(net.handlers["goods"], 3.0))], "127.0.0.1", 0)
     try:
         async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=0.4) as goods:
             started = time.monotonic()
@@ -231,7 +233,7 @@ class Flaky:
 
 async def test_only_idempotent_calls_are_retried_once() -> None:
     flaky = Flaky()
-    server = await serve({"goods": flaky}, "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, flaky)], "127.0.0.1", 0)
     try:
         async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
             with pytest.raises(ServiceUnavailable, match="the database is away"):
@@ -252,7 +254,7 @@ class Refusing:
 
 async def test_a_shop_error_keeps_its_message_and_http_status() -> None:
     """Metadata is ASCII only: the message is percent-encoded on the way and decoded back."""
-    server = await serve({"goods": Refusing()}, "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, Refusing())], "127.0.0.1", 0)
     try:
         async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
             with pytest.raises(ShopError) as info:

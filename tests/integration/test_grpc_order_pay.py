@@ -12,16 +12,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from shop.bootstrap import Shop, bootstrap
+from shop.bootstrap import bootstrap
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
-from shop.infra.grpc_transport import (
-    MD_CODE,
-    MD_DATA,
-    GrpcOrderClient,
-    GrpcPayClient,
-    serve,
-)
+from shop.infra.rpc.errors import MD_CODE, MD_DATA
+from shop.infra.rpc.server import serve
+from shop.runtime import Shop
+from shop.services.order import rpc as order_rpc
+from shop.services.order.rpc import OrderClient as GrpcOrderClient
+from shop.services.pay import rpc as pay_rpc
+from shop.services.pay.rpc import PayClient as GrpcPayClient
 from shop.rpc.v1 import orders_pb2 as opb
 from shop.rpc.v1 import orders_pb2_grpc as opb_grpc
 from shop.services.order.domain import OrderStatus, PayStatus
@@ -47,7 +47,7 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
     shop = bootstrap(make_settings(tmp_path))
     await shop.start()
     try:
-        server = await serve({"order": shop.handlers["order"], "pay": shop.handlers["pay"]}, "127.0.0.1", 0)
+        server = await serve([(order_rpc.SERVICE, shop.orders), (pay_rpc.SERVICE, shop.pay)], "127.0.0.1", 0)
         target = f"127.0.0.1:{server.port}"
         n = Net(shop, server, target, GrpcOrderClient(target, DEADLINE_S), GrpcPayClient(target, DEADLINE_S))
         try:
@@ -84,7 +84,7 @@ async def test_the_original_scenario_over_the_wire(net: Net) -> None:
     assert await state(net.shop, w) == (9, D("0.00"), 1)
 
     found = await net.orders.find_order(order.order_id)
-    assert found == await net.shop.handlers["order"].find_order(order.order_id)
+    assert found == await net.shop.orders.find_order(order.order_id)
     assert found.pay_amount == D("4800.00") and found.coupon_paid == D("100.00") and found.money_paid == D("100.00")
     await expect_code(ShopCode.SHOP_ORDER_NO_EXIST, net.orders.find_order(12345))
 
@@ -94,7 +94,7 @@ async def test_a_rejection_crosses_with_its_code_and_changes_nothing(net: Net) -
     cmd = place(w.user_id, w.goods_id, D("4999.00"), coupon_id=w.coupon_id, money_paid="100.00")
     await expect_code(ShopCode.SHOP_GOODS_PRICE_INVALID, net.orders.confirm_order(cmd))
     assert await state(net.shop, w) == (10, D("100.00"), 0)
-    assert (await net.shop.handlers["order"].audit_facts())["orders"] == {}
+    assert (await net.shop.orders.audit_facts()).orders == {}
 
 
 async def test_an_injected_failure_crosses_as_unavailable_with_the_order_id(net: Net) -> None:
@@ -165,7 +165,7 @@ async def test_payments_over_the_wire(net: Net) -> None:
     assert str(first.pay_amount) == "4800.00" and first.trade_no is None and first.paid_time is None
 
     found = await net.pay.find_payment(first.pay_id)
-    assert found == await net.shop.handlers["pay"].find_payment(first.pay_id)
+    assert found == await net.shop.pay.find_payment(first.pay_id)
     await expect_code(ShopCode.SHOP_PAYMENT_NOT_FOUND, net.pay.find_payment(12345))
     await expect_code(
         ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, net.pay.create_payment(order.order_id, w.user_id, Decimal("4799.99"))
@@ -220,7 +220,7 @@ class Flaky:
 
 async def test_only_idempotent_calls_are_retried_once() -> None:
     flaky = Flaky()
-    server = await serve({"order": flaky, "pay": flaky}, "127.0.0.1", 0)
+    server = await serve([(order_rpc.SERVICE, flaky), (pay_rpc.SERVICE, flaky)], "127.0.0.1", 0)
     target = f"127.0.0.1:{server.port}"
     try:
         async with GrpcOrderClient(target, 3.0) as orders, GrpcPayClient(target, 3.0) as pay:

@@ -43,7 +43,7 @@ async def test_paid_once_with_points_and_one_log_row(shop):
     assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.orders.find_order(order.order_id)).pay_status == PayStatus.PAID
     assert (await shop.users.find_user(w.user_id)).user_score == 4800
-    assert len(await shop.handlers["log"].pay_log(order.order_id)) == 1
+    assert len(await shop.log.pay_log(order.order_id)) == 1
     assert (await shop.pay.find_payment(payment.pay_id)).trade_no == trade_no
 
 

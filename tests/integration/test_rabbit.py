@@ -52,15 +52,15 @@ async def env(tmp_path):
             db, inbox = _db(tmp_path, f"{g}-{len(made)}")
             subs.append(Subscription(group=f"t{run}-{g}", service=g, topic=f"t{run}", db=db, inbox=inbox,
                                      handlers={"cancel": rec, "paid": rec}))
-        b = RabbitBroker(URL, subs if consume else [], Faults(), max_attempts=max_attempts, backoff_base_ms=100,
-                         backoff_cap_ms=300, topology=[(s.group, s.topic, s.handlers) for s in subs])
+        b = RabbitBroker(URL, [(s.group, s.topic, tuple(s.handlers)) for s in subs], Faults(),
+                         max_attempts=max_attempts, backoff_base_ms=100, backoff_cap_ms=300)
         try:
             await b.connect()
         except Exception as exc:  # noqa: BLE001
             _unavailable("RabbitMQ", exc)
         made.append(b)
         if consume:
-            tasks.append(asyncio.create_task(b.run()))
+            tasks.append(asyncio.create_task(b.run(subs)))
         return b
 
     yield run, broker

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from shop.bootstrap import bootstrap
+from shop.services.catalog import TOPOLOGY
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.config import SERVICES
@@ -36,7 +37,7 @@ async def shop(tmp_path, pg_urls):
         yield s
     finally:
         await s.stop()
-        await delete_topology(URL, prefix, s.broker.topology)
+        await delete_topology(URL, prefix, TOPOLOGY)
 
 
 async def test_the_original_scenario_and_a_failure_on_rabbitmq(shop):
@@ -71,7 +72,7 @@ async def test_payment_fan_out_and_refund_on_rabbitmq(shop):
     report = await quiet(shop)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.users.find_user(w.user_id)).user_score == 4800
-    assert len(await shop.handlers["log"].pay_log(order.order_id)) == 1
+    assert len(await shop.log.pay_log(order.order_id)) == 1
     assert (await shop.orders.refund_order(order.order_id, w.user_id)).order_status == OrderStatus.REFUNDED
     report = await quiet(shop)
     assert report == {"consistent": True, "violations": [], "pending": 0}

@@ -229,7 +229,9 @@ class _Counting:
 async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path) -> None:
     from shop.common.ids import IdWorker
     from shop.infra.db import open_database
-    from shop.infra.grpc_transport import GrpcGoodsClient, serve
+    from shop.infra.rpc.server import serve
+    from shop.services.goods import rpc as goods_rpc
+    from shop.services.goods.rpc import GoodsClient as GrpcGoodsClient
     from shop.infra.migrate import upgrade
     from shop.infra.registry import Discovered
     from shop.services.goods.contracts import CreateGoods, ReduceStock
@@ -241,8 +243,8 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     await db.connect()
     goods = GoodsHandlers(db, IdWorker(1, 1))
     a, b = _Counting(goods), _Counting(goods)
-    server_a = await serve({"goods": a}, "127.0.0.1", 0)
-    server_b = await serve({"goods": b}, "127.0.0.1", 0)
+    server_a = await serve([(goods_rpc.SERVICE, a)], "127.0.0.1", 0)
+    server_b = await serve([(goods_rpc.SERVICE, b)], "127.0.0.1", 0)
     server_c = None
     provider, consumer = await make(), await make()
     iface = "shop.v1.GoodsService"
@@ -280,7 +282,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         # old address is closed when it first opens one to the new address.
         assert client.open_addresses == sorted([addr_a, addr_b])
         c = _Counting(goods)
-        server_c = await serve({"goods": c}, "127.0.0.1", 0)
+        server_c = await serve([(goods_rpc.SERVICE, c)], "127.0.0.1", 0)
         addr_c = f"127.0.0.1:{server_c.port}"
         await provider.deregister(node_a)
         await provider.register(iface, addr_c)

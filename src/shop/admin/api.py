@@ -1,15 +1,17 @@
 """REST: the operator's audit, dead messages and fault injection."""
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.infra.deps import AdminDep, ShopDep
+from shop.admin.operator import Operator
+from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, ok
 
 router = APIRouter(tags=["admin"], dependencies=[AdminDep])
+OperatorDep = Annotated[Operator, from_state("operator")]
 
 
 class FaultIn(Camel):
@@ -20,19 +22,19 @@ class FaultIn(Camel):
 
 
 @router.get("/admin/audit")
-async def audit(shop: ShopDep):
-    return ok((await shop.audit()).json())
+async def audit(operator: OperatorDep):
+    return ok((await operator.audit()).json())
 
 
 @router.get("/admin/messages")
-async def messages(shop: ShopDep, state: Literal["dead"] = Query("dead")):
-    return ok(await shop.broker.dead())
+async def messages(operator: OperatorDep, state: Literal["dead"] = Query("dead")):
+    return ok(await operator.dead())
 
 
 @router.post("/admin/messages/{message_id}/replay")
-async def replay(message_id: str, shop: ShopDep):
+async def replay(message_id: str, operator: OperatorDep):
     # An id as GET /admin/messages lists it: a number on the embedded broker, group:msgId on RabbitMQ.
-    if len(message_id) > 200 or not await shop.broker.replay(message_id):
+    if len(message_id) > 200 or not await operator.replay(message_id):
         raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead message with that id")
     return ok({"id": message_id, "state": "ready"})
 
@@ -42,13 +44,13 @@ def faults_router() -> APIRouter:
     r = APIRouter(tags=["admin"], dependencies=[AdminDep])
 
     @r.post("/admin/faults")
-    async def arm(body: FaultIn, shop: ShopDep):
-        await shop.arm_fault(body.point, body.action, body.times, body.delay_ms)
+    async def arm(body: FaultIn, operator: OperatorDep):
+        await operator.arm_fault(body.point, body.action, body.times, body.delay_ms)
         return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
 
     @r.delete("/admin/faults")
-    async def clear(request: Request, shop: ShopDep):
-        await shop.clear_faults()
+    async def clear(operator: OperatorDep):
+        await operator.clear_faults()
         return ok()
 
     return r

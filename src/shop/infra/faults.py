@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from shop.common.errors import ServiceUnavailable
 
 ACTIONS = ("error", "crash", "delay")
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,3 +53,39 @@ class Faults:
             raise ServiceUnavailable(f"injected fault at {point}")
         elif fault.action == "crash":
             os._exit(86)
+
+
+class _Faulty:
+    """An object whose named coroutine methods hit fault points before and after they run."""
+
+    def __init__(self, inner: object, faults: Faults, before: Mapping[str, Sequence[str]],
+                 after: Mapping[str, Sequence[str]]) -> None:
+        self._inner = inner
+        self._faults = faults
+        self._before = before
+        self._after = after
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        before, after = self._before.get(name, ()), self._after.get(name, ())
+        if not (before or after):
+            return target
+        faults = self._faults
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            for point in before:
+                await faults.hit(point)
+            result = await target(*args, **kwargs)
+            for point in after:
+                await faults.hit(point)
+            return result
+
+        setattr(self, name, call)  # bind once; later calls skip __getattr__
+        return call
+
+
+def with_faults(inner: T, faults: Faults, *, before: Mapping[str, Sequence[str]],
+                after: Mapping[str, Sequence[str]]) -> T:
+    """`inner`, with fault points hit before and after the named methods: how a caller's steps are
+    made to fail, crash or stall for tests and drills, without hooks in the caller's code."""
+    return cast(T, _Faulty(inner, faults, before, after))

@@ -23,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from shop.infra.messaging import Message, Subscription, backoff_ms, consume
+from shop.infra.faults import Faults
+from shop.infra.messaging import Binding, Message, Subscription, backoff_ms, consume
 
 log = logging.getLogger("shop.rabbit")
 
@@ -54,28 +55,24 @@ def reports_exchange_name(prefix: str = PREFIX) -> str:
 
 class RabbitBroker:
     def __init__(
-        self, url: str, subscriptions: Iterable[Subscription], faults: Any, *, max_attempts: int = 5,
-        backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32,
-        topology: Iterable[tuple[str, str, Iterable[str]]] = (), prefix: str = PREFIX,
+        self, url: str, topology: Iterable[Binding], faults: Faults, *, max_attempts: int = 5,
+        backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32, prefix: str = PREFIX,
         report_tags: Iterable[str] = (), listen_for_reports: bool = False,
     ) -> None:
-        """subscriptions: the groups this process consumes for. topology: every (group, topic,
-        tags) of the whole shop, declared by every process, so a message published before its
-        consumer ever started waits in that consumer's queue instead of being dropped.
+        """topology: every (group, topic, tags) of the whole shop, declared by every process, so a
+        message published before its consumer ever started waits in that consumer's queue instead
+        of being dropped; run() is handed the groups this process consumes for.
         report_tags: the tags whose handling is reported, so that wait_handled can wait for it
         (rare ones: the shop waits only for a failed order's cancel); listen_for_reports: this
         process waits (the order service), so it hears the reports."""
         self.url = url
         self.prefix = prefix  # one shop's exchanges and queues apart from another's on one broker
-        self.subscriptions = list(subscriptions)
         self.faults = faults
         self.max_attempts = max_attempts
         self.backoff_base_ms = backoff_base_ms
         self.backoff_cap_ms = backoff_cap_ms
         self.prefetch = prefetch
-        self.topology = [(g, t, tuple(tags)) for g, t, tags in topology] or [
-            (s.group, s.topic, tuple(s.handlers)) for s in self.subscriptions
-        ]
+        self.topology = list(topology)
         self.conn: AbstractRobustConnection | None = None
         self.pub: AbstractChannel | None = None
         self._exchanges: dict[str, Any] = {}
@@ -176,10 +173,10 @@ class RabbitBroker:
     async def drain(self) -> None:  # unacknowledged deliveries go back to their queues on close
         pass
 
-    async def run(self) -> None:
-        """Consume every subscribed group until cancelled."""
+    async def run(self, subscriptions: Sequence[Subscription]) -> None:
+        """Consume these groups until cancelled."""
         assert self.conn is not None
-        for sub in self.subscriptions:
+        for sub in subscriptions:
             ch = await self.conn.channel(publisher_confirms=True)
             await ch.set_qos(prefetch_count=self.prefetch)
             q = await ch.declare_queue(queue_name(sub.group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"})
@@ -323,7 +320,7 @@ class RabbitBroker:
         self._notes = self._reports = None
 
 
-async def delete_topology(url: str, prefix: str, topology: Iterable[tuple[str, str, Iterable[str]]]) -> None:
+async def delete_topology(url: str, prefix: str, topology: Iterable[Binding]) -> None:
     """Remove one shop's queues and exchanges from a broker: for a shop taken down for good, and
     for tests, whose shops each have a prefix of their own. Quorum queues are not free on the
     broker (each is a replicated log): left behind by the hundred, they slow every declaration."""

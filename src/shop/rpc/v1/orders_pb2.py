@@ -22,37 +22,38 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shop/v1/orders.proto\x12\x07shop.v1\"\xe8\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x14\n\x0corder_status\x18\x03 \x01(\x05\x12\x12\n\npay_status\x18\x04 \x01(\x05\x12\x17\n\x0fshipping_status\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x16\n\tconsignee\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08goods_id\x18\x08 \x01(\x03\x12\x14\n\x0cgoods_number\x18\t \x01(\x03\x12\x13\n\x0bgoods_price\x18\n \x01(\t\x12\x14\n\x0cgoods_amount\x18\x0b \x01(\t\x12\x14\n\x0cshipping_fee\x18\x0c \x01(\t\x12\x14\n\x0corder_amount\x18\r \x01(\t\x12\x16\n\tcoupon_id\x18\x0e \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0b\x63oupon_paid\x18\x0f \x01(\t\x12\x12\n\nmoney_paid\x18\x10 \x01(\t\x12\x12\n\npay_amount\x18\x11 \x01(\t\x12\x10\n\x08\x61\x64\x64_time\x18\x12 \x01(\t\x12\x19\n\x0c\x63onfirm_time\x18\x13 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08pay_time\x18\x14 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_consigneeB\x0c\n\n_coupon_idB\x0f\n\r_confirm_timeB\x0b\n\t_pay_time\"\x80\x02\n\x13\x43onfirmOrderRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08goods_id\x18\x02 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x03 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x04 \x01(\t\x12\x14\n\x0cshipping_fee\x18\x05 \x01(\t\x12\x14\n\x0corder_amount\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x16\n\tcoupon_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmoney_paid\x18\t \x01(\t\x12\x16\n\tconsignee\x18\n \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_coupon_idB\x0c\n\n_consignee\"$\n\x10\x46indOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"7\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"7\n\x12RefundOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"\xc0\x01\n\x07Payment\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x0f\n\x07is_paid\x18\x05 \x01(\x05\x12\x15\n\x08trade_no\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tpaid_time\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bis_refunded\x18\x08 \x01(\x05\x42\x0b\n\t_trade_noB\x0c\n\n_paid_time\"M\n\x14\x43reatePaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x12\n\npay_amount\x18\x03 \x01(\t\"$\n\x12\x46indPaymentRequest\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\"\x87\x01\n\rNotifyRequest\x12\x16\n\ttimestamp\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05nonce\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsignature\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x42\x0c\n\n_timestampB\x08\n\x06_nonceB\x0c\n\n_signature\"\r\n\x0bNotifyReply2\xfc\x01\n\x0cOrderService\x12<\n\x0c\x43onfirmOrder\x12\x1c.shop.v1.ConfirmOrderRequest\x1a\x0e.shop.v1.Order\x12\x36\n\tFindOrder\x12\x19.shop.v1.FindOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0b\x43\x61ncelOrder\x12\x1b.shop.v1.CancelOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0bRefundOrder\x12\x1b.shop.v1.RefundOrderRequest\x1a\x0e.shop.v1.Order2\xc4\x01\n\nPayService\x12@\n\rCreatePayment\x12\x1d.shop.v1.CreatePaymentRequest\x1a\x10.shop.v1.Payment\x12<\n\x0b\x46indPayment\x12\x1b.shop.v1.FindPaymentRequest\x1a\x10.shop.v1.Payment\x12\x36\n\x06Notify\x12\x16.shop.v1.NotifyRequest\x1a\x14.shop.v1.NotifyReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shop/v1/orders.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"\xe8\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x14\n\x0corder_status\x18\x03 \x01(\x05\x12\x12\n\npay_status\x18\x04 \x01(\x05\x12\x17\n\x0fshipping_status\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x16\n\tconsignee\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08goods_id\x18\x08 \x01(\x03\x12\x14\n\x0cgoods_number\x18\t \x01(\x03\x12\x13\n\x0bgoods_price\x18\n \x01(\t\x12\x14\n\x0cgoods_amount\x18\x0b \x01(\t\x12\x14\n\x0cshipping_fee\x18\x0c \x01(\t\x12\x14\n\x0corder_amount\x18\r \x01(\t\x12\x16\n\tcoupon_id\x18\x0e \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0b\x63oupon_paid\x18\x0f \x01(\t\x12\x12\n\nmoney_paid\x18\x10 \x01(\t\x12\x12\n\npay_amount\x18\x11 \x01(\t\x12\x10\n\x08\x61\x64\x64_time\x18\x12 \x01(\t\x12\x19\n\x0c\x63onfirm_time\x18\x13 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08pay_time\x18\x14 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_consigneeB\x0c\n\n_coupon_idB\x0f\n\r_confirm_timeB\x0b\n\t_pay_time\"\x80\x02\n\x13\x43onfirmOrderRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08goods_id\x18\x02 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x03 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x04 \x01(\t\x12\x14\n\x0cshipping_fee\x18\x05 \x01(\t\x12\x14\n\x0corder_amount\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x16\n\tcoupon_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmoney_paid\x18\t \x01(\t\x12\x16\n\tconsignee\x18\n \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_coupon_idB\x0c\n\n_consignee\"$\n\x10\x46indOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"7\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"7\n\x12RefundOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"\xc0\x01\n\x07Payment\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x0f\n\x07is_paid\x18\x05 \x01(\x05\x12\x15\n\x08trade_no\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tpaid_time\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bis_refunded\x18\x08 \x01(\x05\x42\x0b\n\t_trade_noB\x0c\n\n_paid_time\"M\n\x14\x43reatePaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x12\n\npay_amount\x18\x03 \x01(\t\"$\n\x12\x46indPaymentRequest\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\"\x87\x01\n\rNotifyRequest\x12\x16\n\ttimestamp\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05nonce\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsignature\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x42\x0c\n\n_timestampB\x08\n\x06_nonceB\x0c\n\n_signature\"\r\n\x0bNotifyReply2\xc0\x02\n\x0cOrderService\x12<\n\x0c\x43onfirmOrder\x12\x1c.shop.v1.ConfirmOrderRequest\x1a\x0e.shop.v1.Order\x12\x36\n\tFindOrder\x12\x19.shop.v1.FindOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0b\x43\x61ncelOrder\x12\x1b.shop.v1.CancelOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0bRefundOrder\x12\x1b.shop.v1.RefundOrderRequest\x1a\x0e.shop.v1.Order\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply2\x88\x02\n\nPayService\x12@\n\rCreatePayment\x12\x1d.shop.v1.CreatePaymentRequest\x1a\x10.shop.v1.Payment\x12<\n\x0b\x46indPayment\x12\x1b.shop.v1.FindPaymentRequest\x1a\x10.shop.v1.Payment\x12\x36\n\x06Notify\x12\x16.shop.v1.NotifyRequest\x1a\x14.shop.v1.NotifyReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDER']._serialized_start=34
-  _globals['_ORDER']._serialized_end=522
-  _globals['_CONFIRMORDERREQUEST']._serialized_start=525
-  _globals['_CONFIRMORDERREQUEST']._serialized_end=781
-  _globals['_FINDORDERREQUEST']._serialized_start=783
-  _globals['_FINDORDERREQUEST']._serialized_end=819
-  _globals['_CANCELORDERREQUEST']._serialized_start=821
-  _globals['_CANCELORDERREQUEST']._serialized_end=876
-  _globals['_REFUNDORDERREQUEST']._serialized_start=878
-  _globals['_REFUNDORDERREQUEST']._serialized_end=933
-  _globals['_PAYMENT']._serialized_start=936
-  _globals['_PAYMENT']._serialized_end=1128
-  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1130
-  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1207
-  _globals['_FINDPAYMENTREQUEST']._serialized_start=1209
-  _globals['_FINDPAYMENTREQUEST']._serialized_end=1245
-  _globals['_NOTIFYREQUEST']._serialized_start=1248
-  _globals['_NOTIFYREQUEST']._serialized_end=1383
-  _globals['_NOTIFYREPLY']._serialized_start=1385
-  _globals['_NOTIFYREPLY']._serialized_end=1398
-  _globals['_ORDERSERVICE']._serialized_start=1401
-  _globals['_ORDERSERVICE']._serialized_end=1653
-  _globals['_PAYSERVICE']._serialized_start=1656
-  _globals['_PAYSERVICE']._serialized_end=1852
+  _globals['_ORDER']._serialized_start=55
+  _globals['_ORDER']._serialized_end=543
+  _globals['_CONFIRMORDERREQUEST']._serialized_start=546
+  _globals['_CONFIRMORDERREQUEST']._serialized_end=802
+  _globals['_FINDORDERREQUEST']._serialized_start=804
+  _globals['_FINDORDERREQUEST']._serialized_end=840
+  _globals['_CANCELORDERREQUEST']._serialized_start=842
+  _globals['_CANCELORDERREQUEST']._serialized_end=897
+  _globals['_REFUNDORDERREQUEST']._serialized_start=899
+  _globals['_REFUNDORDERREQUEST']._serialized_end=954
+  _globals['_PAYMENT']._serialized_start=957
+  _globals['_PAYMENT']._serialized_end=1149
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1151
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1228
+  _globals['_FINDPAYMENTREQUEST']._serialized_start=1230
+  _globals['_FINDPAYMENTREQUEST']._serialized_end=1266
+  _globals['_NOTIFYREQUEST']._serialized_start=1269
+  _globals['_NOTIFYREQUEST']._serialized_end=1404
+  _globals['_NOTIFYREPLY']._serialized_start=1406
+  _globals['_NOTIFYREPLY']._serialized_end=1419
+  _globals['_ORDERSERVICE']._serialized_start=1422
+  _globals['_ORDERSERVICE']._serialized_end=1742
+  _globals['_PAYSERVICE']._serialized_start=1745
+  _globals['_PAYSERVICE']._serialized_end=2009
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 from shop.rpc.v1 import orders_pb2 as shop_dot_v1_dot_orders__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -54,6 +55,11 @@ class OrderServiceStub:
                 request_serializer=shop_dot_v1_dot_orders__pb2.RefundOrderRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_orders__pb2.Order.FromString,
                 _registered_method=True)
+        self.AuditFacts = channel.unary_unary(
+                '/shop.v1.OrderService/AuditFacts',
+                request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -85,6 +91,12 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +119,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.RefundOrder,
                     request_deserializer=shop_dot_v1_dot_orders__pb2.RefundOrderRequest.FromString,
                     response_serializer=shop_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'AuditFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditFacts,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +244,33 @@ class OrderService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AuditFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.OrderService/AuditFacts',
+            shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PayServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -251,6 +295,11 @@ class PayServiceStub:
                 '/shop.v1.PayService/Notify',
                 request_serializer=shop_dot_v1_dot_orders__pb2.NotifyRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_orders__pb2.NotifyReply.FromString,
+                _registered_method=True)
+        self.AuditFacts = channel.unary_unary(
+                '/shop.v1.PayService/AuditFacts',
+                request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
 
 
@@ -277,6 +326,12 @@ class PayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +349,11 @@ def add_PayServiceServicer_to_server(servicer, server):
                     servicer.Notify,
                     request_deserializer=shop_dot_v1_dot_orders__pb2.NotifyRequest.FromString,
                     response_serializer=shop_dot_v1_dot_orders__pb2.NotifyReply.SerializeToString,
+            ),
+            'AuditFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditFacts,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -377,6 +437,33 @@ class PayService:
             '/shop.v1.PayService/Notify',
             shop_dot_v1_dot_orders__pb2.NotifyRequest.SerializeToString,
             shop_dot_v1_dot_orders__pb2.NotifyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.PayService/AuditFacts',
+            shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
             options,
             channel_credentials,
             insecure,

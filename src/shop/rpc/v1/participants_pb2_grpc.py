@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 from shop.rpc.v1 import participants_pb2 as shop_dot_v1_dot_participants__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -54,6 +55,11 @@ class UserServiceStub:
                 request_serializer=shop_dot_v1_dot_participants__pb2.LoginRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_participants__pb2.User.FromString,
                 _registered_method=True)
+        self.AuditFacts = channel.unary_unary(
+                '/shop.v1.UserService/AuditFacts',
+                request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -85,6 +91,12 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +119,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=shop_dot_v1_dot_participants__pb2.LoginRequest.FromString,
                     response_serializer=shop_dot_v1_dot_participants__pb2.User.SerializeToString,
+            ),
+            'AuditFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditFacts,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +244,33 @@ class UserService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AuditFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.UserService/AuditFacts',
+            shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class GoodsServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -251,6 +295,11 @@ class GoodsServiceStub:
                 '/shop.v1.GoodsService/CreateGoods',
                 request_serializer=shop_dot_v1_dot_participants__pb2.CreateGoodsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_participants__pb2.CreateGoodsReply.FromString,
+                _registered_method=True)
+        self.AuditFacts = channel.unary_unary(
+                '/shop.v1.GoodsService/AuditFacts',
+                request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
 
 
@@ -277,6 +326,12 @@ class GoodsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GoodsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +349,11 @@ def add_GoodsServiceServicer_to_server(servicer, server):
                     servicer.CreateGoods,
                     request_deserializer=shop_dot_v1_dot_participants__pb2.CreateGoodsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_participants__pb2.CreateGoodsReply.SerializeToString,
+            ),
+            'AuditFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditFacts,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +447,33 @@ class GoodsService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AuditFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.GoodsService/AuditFacts',
+            shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CouponServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -411,6 +498,11 @@ class CouponServiceStub:
                 '/shop.v1.CouponService/CreateCoupon',
                 request_serializer=shop_dot_v1_dot_participants__pb2.CreateCouponRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_participants__pb2.CreateCouponReply.FromString,
+                _registered_method=True)
+        self.AuditFacts = channel.unary_unary(
+                '/shop.v1.CouponService/AuditFacts',
+                request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
 
 
@@ -437,6 +529,12 @@ class CouponServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CouponServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -454,6 +552,11 @@ def add_CouponServiceServicer_to_server(servicer, server):
                     servicer.CreateCoupon,
                     request_deserializer=shop_dot_v1_dot_participants__pb2.CreateCouponRequest.FromString,
                     response_serializer=shop_dot_v1_dot_participants__pb2.CreateCouponReply.SerializeToString,
+            ),
+            'AuditFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditFacts,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +640,33 @@ class CouponService:
             '/shop.v1.CouponService/CreateCoupon',
             shop_dot_v1_dot_participants__pb2.CreateCouponRequest.SerializeToString,
             shop_dot_v1_dot_participants__pb2.CreateCouponReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.CouponService/AuditFacts',
+            shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,15 +1,17 @@
 """REST: the operator's coupon endpoints."""
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from shop.common.clock import iso
 from shop.common.money import fmt
-from shop.infra.deps import AdminDep, ShopDep
+from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, IdIn, MoneyIn, ok
-from shop.services.coupon.contracts import Coupon, CreateCoupon
+from shop.services.coupon.contracts import Coupon, CouponService, CreateCoupon
+from shop.services.user.api import UsersDep
 
 router = APIRouter()
+CouponsDep = Annotated[CouponService, from_state("coupons")]
 
 
 class CreateCouponIn(Camel):
@@ -25,12 +27,12 @@ def coupon_json(c: Coupon) -> dict[str, Any]:
 
 
 @router.post("/admin/coupons", tags=["admin"], dependencies=[AdminDep])
-async def create_coupon(body: CreateCouponIn, shop: ShopDep):
-    await shop.users.find_user(body.user_id)  # a coupon belongs to a real user
-    coupon_id = await shop.coupons.create_coupon(CreateCoupon(body.user_id, body.coupon_price))
+async def create_coupon(body: CreateCouponIn, users: UsersDep, coupons: CouponsDep):
+    await users.find_user(body.user_id)  # a coupon belongs to a real user
+    coupon_id = await coupons.create_coupon(CreateCoupon(body.user_id, body.coupon_price))
     return ok({"couponId": str(coupon_id)})
 
 
 @router.get("/admin/coupons/{coupon_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_coupon(coupon_id: IdIn, shop: ShopDep):
-    return ok(coupon_json(await shop.coupons.find_coupon(coupon_id)))
+async def get_coupon(coupon_id: IdIn, coupons: CouponsDep):
+    return ok(coupon_json(await coupons.find_coupon(coupon_id)))

@@ -6,11 +6,11 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.messaging import Inbox, Message
+from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
 from shop.services.coupon.contracts import Coupon, CreateCoupon, UseCoupon
 from shop.services.coupon.models import inbox
-from shop.services.order.contracts import TAG_CANCEL, OrderCancelled
+from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
 
 INBOX = Inbox(inbox)
 
@@ -82,3 +82,8 @@ class CouponHandlers:
             "coupons": {r["coupon_id"]: (r["is_used"], r["order_id"]) for r in coupons},
             "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
         }
+
+
+CONSUMES = (
+    Consumes("coupon", ORDER_TOPIC, {TAG_CANCEL: CouponHandlers.on_order_cancel, TAG_REFUND: CouponHandlers.on_order_cancel}),
+)

@@ -1,16 +1,17 @@
 """REST: the goods, for shoppers (read) and operators."""
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field, StrictInt
 
 from shop.common.clock import iso
 from shop.common.money import fmt
-from shop.infra.deps import AdminDep, ShopDep
+from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, IdIn, MoneyIn, ok
-from shop.services.goods.contracts import CreateGoods, Goods
+from shop.services.goods.contracts import CreateGoods, Goods, GoodsService
 
 router = APIRouter()
+GoodsDep = Annotated[GoodsService, from_state("goods")]
 
 
 class CreateGoodsIn(Camel):
@@ -28,18 +29,18 @@ def goods_json(g: Goods) -> dict[str, Any]:
 
 
 @router.get("/goods/{goods_id}", tags=["goods"])
-async def get_goods_public(goods_id: IdIn, shop: ShopDep):
-    return ok(goods_json(await shop.goods.find_goods(goods_id)))
+async def get_goods_public(goods_id: IdIn, goods: GoodsDep):
+    return ok(goods_json(await goods.find_goods(goods_id)))
 
 
 @router.post("/admin/goods", tags=["admin"], dependencies=[AdminDep])
-async def create_goods(body: CreateGoodsIn, shop: ShopDep):
-    goods_id = await shop.goods.create_goods(
+async def create_goods(body: CreateGoodsIn, goods: GoodsDep):
+    goods_id = await goods.create_goods(
         CreateGoods(body.goods_name, body.goods_number, body.goods_price, body.goods_desc)
     )
     return ok({"goodsId": str(goods_id)})
 
 
 @router.get("/admin/goods/{goods_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_goods(goods_id: IdIn, shop: ShopDep):
-    return ok(goods_json(await shop.goods.find_goods(goods_id)))
+async def get_goods(goods_id: IdIn, goods: GoodsDep):
+    return ok(goods_json(await goods.find_goods(goods_id)))

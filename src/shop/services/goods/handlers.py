@@ -7,11 +7,11 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.messaging import Inbox, Message
+from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
 from shop.services.goods.contracts import CreateGoods, Goods, ReduceStock
 from shop.services.goods.models import inbox
-from shop.services.order.contracts import TAG_CANCEL, OrderCancelled
+from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
 
 INBOX = Inbox(inbox)
 
@@ -88,3 +88,8 @@ class GoodsHandlers:
             **ledger_facts(logs, entity="goods_id", kind="log_type", amount="goods_number", put_in=repo.STOCK_IN,
                            take=repo.REDUCE, give_back=repo.RESTORE),
         }
+
+
+CONSUMES = (
+    Consumes("goods", ORDER_TOPIC, {TAG_CANCEL: GoodsHandlers.on_order_cancel, TAG_REFUND: GoodsHandlers.on_order_cancel}),
+)

@@ -1,12 +1,10 @@
 """The log service: records every payment accepted for an order, once."""
-from typing import Any
-
-from shop.common.clock import iso, utcnow
-from shop.common.money import fmt
+from shop.common.clock import utcnow
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.messaging import Message
+from shop.infra.messaging import Consumes, Message
 from shop.services.log import repository as repo
-from shop.services.order.contracts import OrderPaid
+from shop.services.log.contracts import LogFacts, PayLogEntry
+from shop.services.order.contracts import ORDER_TOPIC, TAG_PAID, OrderPaid
 
 
 class LogHandlers:
@@ -18,17 +16,17 @@ class LogHandlers:
         await repo.insert(uow, order_id=ev.order_id, pay_id=ev.pay_id, user_id=ev.user_id, pay_amount=ev.pay_amount,
                           log_time=utcnow())
 
-    async def pay_log(self, order_id: int) -> list[dict[str, Any]]:
+    async def pay_log(self, order_id: int) -> list[PayLogEntry]:
         rows = await self.db.fetchall(repo.FOR_ORDER, order_id=order_id)
-        return [
-            {"orderId": str(r["order_id"]), "payId": str(r["pay_id"]), "userId": str(r["user_id"]),
-             "payAmount": fmt(r["pay_amount"]), "logTime": iso(r["log_time"])}
-            for r in rows
-        ]
+        return [PayLogEntry(order_id=r["order_id"], pay_id=r["pay_id"], user_id=r["user_id"],
+                            pay_amount=r["pay_amount"], log_time=r["log_time"]) for r in rows]
 
-    async def audit_facts(self) -> dict[str, Any]:
+    async def audit_facts(self) -> LogFacts:
         rows = await self.db.fetchall(repo.ALL)
         logged: dict[int, int] = {}
         for r in rows:
             logged[r["order_id"]] = logged.get(r["order_id"], 0) + 1
-        return {"logged": logged}
+        return LogFacts(logged=logged)
+
+
+CONSUMES = (Consumes("log", ORDER_TOPIC, {TAG_PAID: LogHandlers.on_order_paid}),)

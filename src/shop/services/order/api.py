@@ -1,16 +1,17 @@
 """REST (order-web): placing and reading orders."""
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field, StrictInt
 
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
-from shop.infra.deps import AdminDep, ShopDep, UserIdDep, forbid_unless
+from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
 from shop.infra.web import Camel, IdIn, MoneyIn, SignedMoneyIn, ok
-from shop.services.order.contracts import Order, PlaceOrder
+from shop.services.order.contracts import Order, OrderService, PlaceOrder
 
 router = APIRouter()
+OrdersDep = Annotated[OrderService, from_state("orders")]
 
 
 class TradeOrderIn(Camel):
@@ -43,9 +44,9 @@ def order_json(o: Order) -> dict[str, Any]:
 
 
 @router.post("/order/confirm", tags=["orders"])
-async def confirm(body: TradeOrderIn, user_id: UserIdDep, shop: ShopDep):
+async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep):
     forbid_unless(body.user_id, user_id)
-    order = await shop.orders.confirm_order(
+    order = await orders.confirm_order(
         PlaceOrder(
             user_id=body.user_id, goods_id=body.goods_id, goods_number=body.goods_number,
             goods_price=body.goods_price, shipping_fee=body.shipping_fee, order_amount=body.order_amount,
@@ -56,22 +57,22 @@ async def confirm(body: TradeOrderIn, user_id: UserIdDep, shop: ShopDep):
 
 
 @router.get("/order/{order_id}", tags=["orders"])
-async def get_order(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
-    order = await shop.orders.find_order(order_id)
+async def get_order(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+    order = await orders.find_order(order_id)
     forbid_unless(order.user_id, user_id)
     return ok(order_json(order))
 
 
 @router.post("/order/{order_id}/cancel", tags=["orders"])
-async def cancel(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
-    return ok(order_json(await shop.orders.cancel_order(order_id, user_id)))
+async def cancel(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+    return ok(order_json(await orders.cancel_order(order_id, user_id)))
 
 
 @router.post("/order/{order_id}/refund", tags=["orders"])
-async def refund(order_id: IdIn, user_id: UserIdDep, shop: ShopDep):
-    return ok(order_json(await shop.orders.refund_order(order_id, user_id)))
+async def refund(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+    return ok(order_json(await orders.refund_order(order_id, user_id)))
 
 
 @router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep])
-async def admin_get_order(order_id: IdIn, shop: ShopDep):
-    return ok(order_json(await shop.orders.find_order(order_id)))
+async def admin_get_order(order_id: IdIn, orders: OrdersDep):
+    return ok(order_json(await orders.find_order(order_id)))

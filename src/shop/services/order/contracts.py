@@ -122,6 +122,14 @@ def refund_payment_message(order_id: int, pay_id: int) -> Message:
     return Message(ORDER_TOPIC, TAG_REFUND_PAYMENT, str(order_id), {"orderId": str(order_id), "payId": str(pay_id)})
 
 
+@dataclass(frozen=True)
+class OrderFacts:
+    """The order service's side of the audit: every order, and its messages not yet sent."""
+
+    orders: dict[int, Order]
+    outbox_due: int
+
+
 class OrderService(Protocol):
     async def confirm_order(self, cmd: PlaceOrder) -> Order: ...
 
@@ -130,3 +138,5 @@ class OrderService(Protocol):
     async def cancel_order(self, order_id: int, user_id: int) -> Order: ...
 
     async def refund_order(self, order_id: int, user_id: int) -> Order: ...
+
+    async def audit_facts(self) -> OrderFacts: ...

@@ -19,18 +19,16 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.faults import Faults
-from shop.infra.messaging import Message, Outbox
-from shop.services.coupon.contracts import CouponService, UseCoupon
-from shop.services.goods.contracts import GoodsService, ReduceStock
+from shop.infra.messaging import Consumes, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
-    TAG_CANCEL, Order, OrderCancelled, OrderPaid, PlaceOrder, refund_message, refund_payment_message,
+    ORDER_TOPIC, TAG_CANCEL, Order, OrderCancelled, OrderFacts, OrderPaid, PlaceOrder, refund_message,
+    refund_payment_message,
 )
 from shop.services.order.domain import OrderStatus, PayStatus
-from shop.services.pay.contracts import PaymentPaid
-from shop.services.user.contracts import ChangeMoney, MoneyLogType, UserService
+from shop.services.order.participants import Participants
+from shop.services.pay.contracts import PAY_TOPIC, TAG_PAID, PaymentPaid
 
 log = logging.getLogger("shop.order")
 
@@ -43,21 +41,17 @@ def _order(row: Any) -> Order:
 
 class OrderHandlers:
     def __init__(
-        self, db: Database, ids: IdWorker, outbox: Outbox, *, users: UserService, goods: GoodsService,
-        coupons: CouponService, faults: Faults, cancel_after_s: float, pay_timeout_s: float = 1800.0,
-        settle: Settle | None = None,
+        self, db: Database, ids: IdWorker, outbox: Outbox, *, participants: Participants, settle: Settle,
+        cancel_after_s: float, pay_timeout_s: float = 1800.0,
     ) -> None:
         self.db = db
         self.ids = ids
         self.outbox = outbox
-        self.users = users
-        self.goods = goods
-        self.coupons = coupons
-        self.faults = faults
-        self.cancel_after_s = cancel_after_s
-        self.pay_timeout_s = pay_timeout_s
+        self.participants = participants
         # Waits (bounded) for a failed order's compensation, so the caller sees it undone.
         self.settle = settle
+        self.cancel_after_s = cancel_after_s
+        self.pay_timeout_s = pay_timeout_s
 
     async def find_order(self, order_id: int) -> Order:
         async with self.db.unit_of_work(readonly=True) as uow:
@@ -77,18 +71,9 @@ class OrderHandlers:
             await self.outbox.add(uow, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
             await uow.commit()
         try:
-            await self.faults.hit("order.after_pre_order")
-            await self.goods.reduce_stock(ReduceStock(order.order_id, cmd.goods_id, cmd.goods_number))
-            await self.faults.hit("order.after_reduce_stock")
-            if cmd.coupon_id is not None:
-                await self.coupons.use_coupon(UseCoupon(cmd.coupon_id, cmd.user_id, order.order_id))
-            await self.faults.hit("order.after_use_coupon")
-            if pricing.money_paid > 0:
-                await self.users.change_money(
-                    ChangeMoney(cmd.user_id, order.order_id, pricing.money_paid, MoneyLogType.PAID)
-                )
-            await self.faults.hit("order.after_reduce_money")
-            await self.faults.hit("order.before_confirm")
+            await self.participants.reduce_stock(order)
+            await self.participants.use_coupon(order)
+            await self.participants.pay_from_balance(order)
             confirm_time = utcnow()
             async with self.db.unit_of_work() as uow:
                 if pricing.pay_amount == 0:  # coupon and balance paid it all: nothing left to time out
@@ -118,13 +103,13 @@ class OrderHandlers:
                         "pay_time": confirm_time if paid else None})
 
     async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
-        user = await self.users.find_user(cmd.user_id)
-        goods = await self.goods.find_goods(cmd.goods_id)
+        user = await self.participants.find_user(cmd.user_id)
+        goods = await self.participants.find_goods(cmd.goods_id)
         goods_amount, fee, order_amount = domain.check_goods(
             goods_price=goods.goods_price, stock=goods.goods_number, client_price=cmd.goods_price,
             goods_number=cmd.goods_number, client_shipping_fee=cmd.shipping_fee, client_order_amount=cmd.order_amount,
         )
-        coupon = await self.coupons.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
+        coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
         return domain.check_payment(
             user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
             money_paid=cmd.money_paid, user_money=user.user_money,
@@ -152,8 +137,7 @@ class OrderHandlers:
         except Exception:  # our own database failed: the armed message still comes due at the deadline
             log.exception("could not cancel order %s now; its deadline will", order_id)
             return
-        if self.settle is not None:
-            await self.settle(cancel.tag, cancel.key)
+        await self.settle(cancel.tag, cancel.key)
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -169,8 +153,7 @@ class OrderHandlers:
             await uow.commit()
         if not cancelled:
             raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "only a confirmed, unpaid order can be cancelled")
-        if self.settle is not None:
-            await self.settle(TAG_CANCEL, str(order_id))
+        await self.settle(TAG_CANCEL, str(order_id))
         return await self.find_order(order_id)
 
     async def refund_order(self, order_id: int, user_id: int) -> Order:
@@ -187,8 +170,7 @@ class OrderHandlers:
             await uow.commit()
         if not refunded:
             raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "only a paid, unshipped order can be refunded")
-        if self.settle is not None:
-            await self.settle(msg.tag, msg.key)
+        await self.settle(msg.tag, msg.key)
         return await self.find_order(order_id)
 
     async def _owned(self, order_id: int, user_id: int) -> Order:
@@ -196,16 +178,6 @@ class OrderHandlers:
         if order.user_id != user_id:
             raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "not your order", http_status=403)
         return order
-
-    async def guard_cancel(self, uow: UnitOfWork, msg: Message) -> bool:
-        """Run by the relay before an order's cancel leaves, in the transaction that releases it:
-        cancel the order if it is still unconfirmed (a crash mid-order) or confirmed and unpaid (the
-        payment timeout); drop the message if the order was confirmed (and paid) meanwhile."""
-        order_id = int(msg.key)
-        if not await repo.cancel_unconfirmed(uow, order_id):
-            await repo.cancel_unpaid(uow, order_id)
-        row = await repo.status(uow, order_id)
-        return row is None or row["order_status"] == OrderStatus.CANCELLED
 
     async def on_pay_paid(self, uow: UnitOfWork, msg: Message) -> None:
         """The payment is in: mark the order paid (compare-and-set, so it races the timeout
@@ -225,7 +197,25 @@ class OrderHandlers:
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         await repo.cancel_unconfirmed(uow, int(msg.key))
 
-    async def audit_facts(self) -> dict[str, Any]:
+    async def audit_facts(self) -> OrderFacts:
         async with self.db.unit_of_work() as uow:
             rows = await uow.fetchall(repo.ALL)
-        return {"orders": {r["order_id"]: _order(r) for r in rows}}
+            due = await self.outbox.count_due(uow)
+        return OrderFacts(orders={r["order_id"]: _order(r) for r in rows}, outbox_due=due)
+
+
+async def guard_cancel(uow: UnitOfWork, msg: Message) -> bool:
+    """Run by the relay before an order's cancel leaves, in the transaction that releases it:
+    cancel the order if it is still unconfirmed (a crash mid-order) or confirmed and unpaid (the
+    payment timeout); drop the message if the order was confirmed (and paid) meanwhile."""
+    order_id = int(msg.key)
+    if not await repo.cancel_unconfirmed(uow, order_id):
+        await repo.cancel_unpaid(uow, order_id)
+    row = await repo.status(uow, order_id)
+    return row is None or row["order_status"] == OrderStatus.CANCELLED
+
+
+CONSUMES = (
+    Consumes("order", ORDER_TOPIC, {TAG_CANCEL: OrderHandlers.on_order_cancel}),
+    Consumes("order", PAY_TOPIC, {TAG_PAID: OrderHandlers.on_pay_paid}),
+)

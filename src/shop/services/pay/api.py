@@ -5,11 +5,14 @@ from fastapi import APIRouter, Query, Request
 
 from shop.common.clock import iso
 from shop.common.money import fmt
-from shop.infra.deps import AdminDep, ShopDep, UserIdDep, forbid_unless
+from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
 from shop.infra.web import Camel, IdIn, MoneyIn, ok
-from shop.services.pay.contracts import Notification, Payment
+from shop.services.log.contracts import LogService, PayLogEntry
+from shop.services.pay.contracts import Notification, Payment, PayService
 
 router = APIRouter(tags=["payments"])
+PayDep = Annotated[PayService, from_state("pay")]
+LogDep = Annotated[LogService, from_state("log")]
 
 
 class CreatePaymentIn(Camel):
@@ -25,32 +28,37 @@ def payment_json(p: Payment, pay_url: str | None = None) -> dict[str, Any]:
     return out
 
 
+def pay_log_json(e: PayLogEntry) -> dict[str, Any]:
+    return {"orderId": str(e.order_id), "payId": str(e.pay_id), "userId": str(e.user_id),
+            "payAmount": fmt(e.pay_amount), "logTime": iso(e.log_time)}
+
+
 @router.post("/pay/createPayment")
-async def create_payment(body: CreatePaymentIn, user_id: UserIdDep, shop: ShopDep):
-    p = await shop.pay.create_payment(body.order_id, user_id, body.pay_amount)
+async def create_payment(body: CreatePaymentIn, user_id: UserIdDep, pay: PayDep):
+    p = await pay.create_payment(body.order_id, user_id, body.pay_amount)
     return ok(payment_json(p, f"/sandbox/pay/{p.pay_id}"))
 
 
 @router.get("/pay/{pay_id}")
-async def get_payment(pay_id: IdIn, user_id: UserIdDep, shop: ShopDep):
-    p = await shop.pay.find_payment(pay_id)
+async def get_payment(pay_id: IdIn, user_id: UserIdDep, pay: PayDep):
+    p = await pay.find_payment(pay_id)
     forbid_unless(p.user_id, user_id)
     return ok(payment_json(p))
 
 
 @router.post("/pay/callbackPayment")
-async def callback(request: Request, shop: ShopDep):
+async def callback(request: Request, pay: PayDep):
     h = request.headers
-    await shop.pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
+    await pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
                                        await request.body()))
     return ok()
 
 
 @router.get("/admin/payments/{pay_id}", tags=["admin"], dependencies=[AdminDep])
-async def admin_get_payment(pay_id: IdIn, shop: ShopDep):
-    return ok(payment_json(await shop.pay.find_payment(pay_id)))
+async def admin_get_payment(pay_id: IdIn, pay: PayDep):
+    return ok(payment_json(await pay.find_payment(pay_id)))
 
 
 @router.get("/admin/paylog", tags=["admin"], dependencies=[AdminDep])
-async def admin_paylog(order_id: Annotated[IdIn, Query(alias="orderId")], shop: ShopDep):
-    return ok(await shop.handlers["log"].pay_log(order_id))
+async def admin_paylog(order_id: Annotated[IdIn, Query(alias="orderId")], log: LogDep):
+    return ok([pay_log_json(e) for e in await log.pay_log(order_id)])

@@ -61,9 +61,19 @@ class PaymentPlatform(Protocol):
     async def refund(self, pay_id: int) -> dict: ...
 
 
+@dataclass(frozen=True)
+class PayFacts:
+    """The pay service's side of the audit: every payment, by order, and its messages not yet sent."""
+
+    payments: dict[int, Payment]
+    outbox_due: int
+
+
 class PayService(Protocol):
     async def create_payment(self, order_id: int, user_id: int, pay_amount: Decimal) -> Payment: ...
 
     async def find_payment(self, pay_id: int) -> Payment: ...
 
     async def notify(self, n: Notification) -> None: ...
+
+    async def audit_facts(self) -> PayFacts: ...

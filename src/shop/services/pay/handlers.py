@@ -6,6 +6,7 @@ follow from that message, after the answer (ARCHITECTURE.md point 8).
 """
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,12 +18,12 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.faults import Faults
-from shop.infra.messaging import Message, Outbox
+from shop.infra.messaging import Consumes, Message, Outbox
 from shop.infra.signing import Verifier
-from shop.services.order.contracts import OrderService
+from shop.services.order.contracts import ORDER_TOPIC, TAG_REFUND, TAG_REFUND_PAYMENT, OrderService
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay import repository as repo
-from shop.services.pay.contracts import Notification, Payment, PaymentPaid, PaymentPlatform
+from shop.services.pay.contracts import Notification, PayFacts, Payment, PaymentPaid, PaymentPlatform
 
 log = logging.getLogger("shop.pay")
 
@@ -41,7 +42,7 @@ def _bad_signature(why: str) -> ShopError:
 class PayHandlers:
     def __init__(
         self, db: Database, ids: IdWorker, outbox: Outbox, *, orders: OrderService, platform: PaymentPlatform,
-        verifier: Verifier, notify_url: str, faults: Faults, window_s: float = 300.0, on_outbox: Any = None,
+        verifier: Verifier, notify_url: str, faults: Faults, wake: Callable[[], None], window_s: float = 300.0,
     ) -> None:
         self.db = db
         self.ids = ids
@@ -52,7 +53,7 @@ class PayHandlers:
         self.notify_url = notify_url
         self.faults = faults
         self.window_s = window_s
-        self.on_outbox = on_outbox  # wakes the relay: the paid message leaves at once, not at the next poll
+        self.wake = wake  # the relay's: the paid message leaves at once, not at the next poll
 
     async def create_payment(self, order_id: int, user_id: int, pay_amount: Decimal) -> Payment:
         order = await self.orders.find_order(order_id)
@@ -109,8 +110,7 @@ class PayHandlers:
                 await self.outbox.add(uow, PaymentPaid(pay_id, row["order_id"], row["pay_amount"], trade_no).to_message())
             await uow.commit()
         await self.faults.hit("pay.after_mark_paid")
-        if self.on_outbox is not None:
-            self.on_outbox()
+        self.wake()
 
     async def refund_at_platform(self, msg: Message) -> None:
         """Before the consumer's transaction (an external call holds no database transaction):
@@ -125,9 +125,19 @@ class PayHandlers:
         if row is not None:
             await repo.mark_refunded(uow, row["pay_id"], utcnow())
 
-    async def audit_facts(self) -> dict[str, Any]:
-        rows = await self.db.fetchall(repo.ALL)
-        return {"payments": {r["order_id"]: _payment(r) for r in rows}}
+    async def audit_facts(self) -> PayFacts:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.fetchall(repo.ALL)
+            due = await self.outbox.count_due(uow)
+        return PayFacts(payments={r["order_id"]: _payment(r) for r in rows}, outbox_due=due)
+
+
+CONSUMES = (
+    Consumes(
+        "pay", ORDER_TOPIC, {TAG_REFUND: PayHandlers.on_refund, TAG_REFUND_PAYMENT: PayHandlers.on_refund},
+        before={TAG_REFUND: PayHandlers.refund_at_platform, TAG_REFUND_PAYMENT: PayHandlers.refund_at_platform},
+    ),
+)
 
 
 def _parse(body: bytes) -> tuple[int, int, Decimal, str]:

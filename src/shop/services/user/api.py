@@ -1,16 +1,17 @@
 """REST: login, the caller's own user, and the operator's user endpoints."""
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field
 
 from shop.common.clock import iso
 from shop.common.money import fmt
-from shop.infra.deps import AdminDep, ShopDep, UserIdDep
+from shop.infra.deps import AdminDep, TokensDep, UserIdDep, from_state
 from shop.infra.web import Camel, IdIn, MoneyIn, ok
-from shop.services.user.contracts import CreateUser, User
+from shop.services.user.contracts import CreateUser, User, UserService
 
 router = APIRouter()
+UsersDep = Annotated[UserService, from_state("users")]
 
 
 class LoginIn(Camel):
@@ -33,24 +34,24 @@ def user_json(u: User) -> dict[str, Any]:
 
 
 @router.post("/user/login", tags=["users"])
-async def login(body: LoginIn, shop: ShopDep):
-    user = await shop.users.login(body.user_name, body.user_password)
-    return ok({"userId": str(user.user_id), "token": shop.tokens.issue(user.user_id)})
+async def login(body: LoginIn, users: UsersDep, tokens: TokensDep):
+    user = await users.login(body.user_name, body.user_password)
+    return ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
 
 
 @router.get("/user/me", tags=["users"])
-async def me(user_id: UserIdDep, shop: ShopDep):
-    return ok(user_json(await shop.users.find_user(user_id)))
+async def me(user_id: UserIdDep, users: UsersDep):
+    return ok(user_json(await users.find_user(user_id)))
 
 
 @router.post("/admin/users", tags=["admin"], dependencies=[AdminDep])
-async def create_user(body: CreateUserIn, shop: ShopDep):
-    user_id = await shop.users.create_user(
+async def create_user(body: CreateUserIn, users: UsersDep):
+    user_id = await users.create_user(
         CreateUser(body.user_name, body.user_password, body.user_money, body.user_mobile)
     )
     return ok({"userId": str(user_id)})
 
 
 @router.get("/admin/users/{user_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_user(user_id: IdIn, shop: ShopDep):
-    return ok(user_json(await shop.users.find_user(user_id)))
+async def get_user(user_id: IdIn, users: UsersDep):
+    return ok(user_json(await users.find_user(user_id)))

@@ -13,9 +13,9 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import ZERO
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.messaging import Inbox, Message
+from shop.infra.messaging import Consumes, Inbox, Message
 from shop.common.money import floor_points
-from shop.services.order.contracts import TAG_CANCEL, OrderCancelled, OrderPaid
+from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, OrderCancelled, OrderPaid
 from shop.services.user import repository as repo
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
 from shop.services.user.models import inbox
@@ -140,3 +140,10 @@ async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> Decimal:
         return paid
     return ZERO
 
+
+CONSUMES = (
+    Consumes("user", ORDER_TOPIC, {
+        TAG_CANCEL: UserHandlers.on_order_cancel, TAG_PAID: UserHandlers.on_order_paid,
+        TAG_REFUND: UserHandlers.on_order_refund,
+    }),
+)

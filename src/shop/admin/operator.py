@@ -1,0 +1,98 @@
+"""The operator's view of the whole shop: the audit, the dead messages, and fault injection.
+
+Each service reports its own facts through its own interface (in process, or over gRPC): no
+process opens another service's database."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from shop.admin.audit import AuditReport, check
+from shop.common.errors import ServiceUnavailable
+from shop.infra.faults import Faults
+from shop.infra.messaging import Broker
+from shop.infra.registry import ZkRegistry
+from shop.infra.rpc.admin import ADMIN_SERVICE, admin_call
+from shop.services.coupon.contracts import CouponService
+from shop.services.goods.contracts import GoodsService
+from shop.services.log.contracts import LogService
+from shop.services.order.contracts import OrderService
+from shop.services.order.domain import OrderStatus
+from shop.services.pay.contracts import PayService
+from shop.services.user.contracts import UserService
+
+
+class Operator:
+    def __init__(
+        self, *, users: UserService, goods: GoodsService, coupons: CouponService, orders: OrderService,
+        pay: PayService, log: LogService, broker: Broker, faults: Faults, registry: ZkRegistry | None,
+    ) -> None:
+        self.users = users
+        self.goods = goods
+        self.coupons = coupons
+        self.orders = orders
+        self.pay = pay
+        self.log = log
+        self.broker = broker
+        self.faults = faults
+        self.registry = registry  # the distributed mode: every process, for its faults
+
+    # -- the audit --------------------------------------------------------------------------------
+
+    async def audit(self) -> AuditReport:
+        """Each service's facts are read one after another, not in one snapshot: work that moves
+        between two reads can look like a violation for an instant. A real violation stays, so
+        only what two readings a moment apart both find is reported."""
+        first = await self._audit_once()
+        if first.consistent:
+            return first
+        await asyncio.sleep(0.05)
+        second = await self._audit_once()
+        stable = [v for v in second.violations if v in set(first.violations)]
+        return AuditReport(consistent=not stable, violations=stable, pending=max(first.pending, second.pending))
+
+    async def _audit_once(self) -> AuditReport:
+        pending = await self.broker.pending()
+        orders = await self.orders.audit_facts()
+        goods = await self.goods.audit_facts()
+        users = await self.users.audit_facts()
+        coupons = await self.coupons.audit_facts()
+        payments = await self.pay.audit_facts()
+        logged = await self.log.audit_facts()
+        # Only the order and pay services send messages. Work in flight at the start or at the end
+        # of the reading counts as in flight.
+        unsent = orders.outbox_due + payments.outbox_due
+        unconfirmed = sum(1 for o in orders.orders.values() if o.order_status == OrderStatus.UNCONFIRMED)
+        pending = max(pending, await self.broker.pending()) + unsent + unconfirmed
+        dead = await self.broker.dead()
+        violations = check(orders.orders, goods, users, coupons, pending=pending, dead=dead,
+                           payments=payments.payments, logged=logged.logged)
+        return AuditReport(consistent=not violations, violations=violations, pending=pending)
+
+    # -- dead messages ----------------------------------------------------------------------------
+
+    async def dead(self) -> list[dict[str, Any]]:
+        return await self.broker.dead()
+
+    async def replay(self, message_id: str) -> bool:
+        return await self.broker.replay(message_id)
+
+    # -- faults: here, and in every process of the distributed shop (they live where their points are)
+
+    async def arm_fault(self, point: str, action: str, times: int | None, delay_ms: int) -> None:
+        self.faults.arm(point, action, times, delay_ms)
+        await self._every_process("ArmFault", {"point": point, "action": action, "times": times, "delayMs": delay_ms})
+
+    async def clear_faults(self) -> None:
+        self.faults.clear()
+        await self._every_process("ClearFaults", {})
+
+    async def _every_process(self, method: str, body: dict[str, Any]) -> None:
+        if self.registry is None:
+            return
+        view = await self.registry.providers(ADMIN_SERVICE)
+        results = await asyncio.gather(*(admin_call(a, method, body) for a in view.addresses),
+                                       return_exceptions=True)
+        failed = [f"{a}: {r!r}" for a, r in zip(view.addresses, results, strict=True) if isinstance(r, BaseException)]
+        if failed:
+            raise ServiceUnavailable(f"{method} did not reach every process: {'; '.join(failed)}")

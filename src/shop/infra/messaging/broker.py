@@ -1,0 +1,42 @@
+"""What the shop asks of a broker: the embedded one (embedded.py) or RabbitMQ (infra/rabbit.py).
+
+A broker is built knowing the whole shop's topology (every consumer group and its tags), so a
+message published before its consumer ever ran waits in that group's queue; the groups this process
+consumes for are handed to run()."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from shop.infra.messaging.consumer import Subscription
+from shop.infra.messaging.message import Message
+
+
+class Broker(Protocol):
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, msg: Message) -> None:
+        """Returns once the broker holds the message (raises otherwise: the outbox row stays)."""
+
+    def wake(self) -> None:
+        """Something was published: look for deliveries now, not at the next poll."""
+
+    async def run(self, subscriptions: Sequence[Subscription]) -> None:
+        """Deliver to these groups until cancelled."""
+
+    async def drain(self) -> None:
+        """Let the deliveries in flight finish (on a clean stop)."""
+
+    async def wait_handled(self, tag: str, key: str, timeout_s: float) -> None:
+        """Until every group that consumes `tag` handled (tag, key), or timeout_s passed."""
+
+    async def pending(self) -> int:
+        """Deliveries waiting to be handled (ready or in back-off)."""
+
+    async def dead(self) -> list[dict[str, Any]]:
+        """The parked messages, as GET /admin/messages lists them."""
+
+    async def replay(self, dead_id: str) -> bool:
+        """Send a parked message back to its group; False if there is no such message."""

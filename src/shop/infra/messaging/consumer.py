@@ -1,0 +1,118 @@
+"""The consuming side: the inbox (consumer log), what a service declares it consumes, the consumer
+group that declaration becomes when it is wired, and one delivery's handling."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Generic, TypeVar
+
+import sqlalchemy as sa
+
+from shop.common.clock import utcnow
+from shop.infra.db import Database, Query, UnitOfWork, bind, insert_ignore
+from shop.infra.faults import Faults
+from shop.infra.messaging.message import Message
+
+
+class Inbox:
+    """The consumer log: one row per (group, tag, key), written with the consumer's work."""
+
+    def __init__(self, table: sa.Table) -> None:
+        t = table
+        self._keys = Query(sa.select(t.c.msg_key).where(t.c.msg_tag == sa.bindparam("msg_tag")))
+        self._claim = insert_ignore(
+            t,
+            **bind(
+                "group_name", "msg_tag", "msg_key", "msg_id", "msg_body", "consumer_status", "consumer_times",
+                "consumer_timestamp",
+            ),
+        )
+
+    async def keys(self, uow: UnitOfWork, tag: str) -> set[str]:
+        """The keys of the messages with this tag that this service has handled (for the audit)."""
+        return {r["msg_key"] for r in await uow.fetchall(self._keys, msg_tag=tag)}
+
+    async def claim(self, uow: UnitOfWork, group: str, msg: Message) -> bool:
+        """True if this group has not handled this message before (and now has, once uow commits)."""
+        n = await uow.execute(
+            self._claim,
+            group_name=group,
+            msg_tag=msg.tag,
+            msg_key=msg.key,
+            msg_id=msg.msg_id,
+            msg_body=msg.encode().decode(),
+            consumer_status=2,
+            consumer_times=1,
+            consumer_timestamp=utcnow(),
+        )
+        return n == 1
+
+
+Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
+Before = Callable[[Message], Awaitable[None]]
+H = TypeVar("H")
+# (consumer group, topic, tags): what the broker declares, for every group of the shop.
+Binding = tuple[str, str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Consumes(Generic[H]):
+    """What one service consumes from one topic, declared beside its handlers: tag -> the handler
+    method itself (unbound, `GoodsHandlers.on_order_cancel`), so that a reader, or a tool, can
+    follow a message to the code that handles it. One declaration is one consumer group,
+    `<service>-<topic>-group` as in the original, and every group sees every message of its tags.
+
+    `before`: tag -> a call made outside any transaction, before the handler (an external system,
+    such as the payment platform). It must be idempotent: a redelivery runs it again."""
+
+    service: str
+    topic: str
+    handlers: Mapping[str, Callable[[H, UnitOfWork, Message], Awaitable[None]]]
+    before: Mapping[str, Callable[[H, Message], Awaitable[None]]] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return f"{self.service}-{self.topic}-group"
+
+    @property
+    def binding(self) -> Binding:
+        return self.group, self.topic, tuple(self.handlers)
+
+    def subscribe(self, impl: H, db: Database, inbox: Inbox) -> Subscription:
+        """The consumer group, wired to the service's handlers object, database and inbox."""
+        return Subscription(
+            group=self.group, service=self.service, topic=self.topic, db=db, inbox=inbox,
+            handlers={tag: partial(f, impl) for tag, f in self.handlers.items()},
+            before={tag: partial(f, impl) for tag, f in self.before.items()},
+        )
+
+
+def topology(declarations: Iterable[Consumes[object]]) -> list[Binding]:
+    return [d.binding for d in declarations]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer group as a broker runs it (see Consumes)."""
+
+    group: str
+    service: str
+    topic: str
+    db: Database
+    inbox: Inbox
+    handlers: dict[str, Handler]  # by tag; each runs in the transaction that writes the inbox row
+    before: dict[str, Before] = field(default_factory=dict)
+
+
+async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
+    """Run one delivery; raise to have the broker retry it later."""
+    await faults.hit(f"{sub.service}.on_{msg.topic}_{msg.tag}")  # e.g. goods.on_order_cancel
+    before = sub.before.get(msg.tag)
+    if before is not None:
+        await before(msg)
+    async with sub.db.unit_of_work() as uow:
+        if not await sub.inbox.claim(uow, sub.group, msg):
+            return  # a duplicate: the first delivery's work is already committed
+        await sub.handlers[msg.tag](uow, msg)
+        await uow.commit()

@@ -1,0 +1,90 @@
+"""The outbox: a service's messages, written in the transactions that decide them."""
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+
+from shop.common.clock import now_ms, utcnow
+from shop.infra.db import Database, Query, UnitOfWork, bind
+from shop.infra.messaging.message import Message
+
+
+class Outbox:
+    """Statements on one service's outbox table."""
+
+    def __init__(self, table: sa.Table, group: str) -> None:
+        t = self.table = table
+        self.group = group
+        self._add = Query(
+            sa.insert(t).values(
+                bind("id", "group_name", "msg_topic", "msg_tag", "msg_key", "msg_body", "create_time", "due_at")
+            )
+        )
+        self._delete = Query(sa.delete(t).where(t.c.id == sa.bindparam("id")))
+        self._make_due = Query(
+            sa.update(t).where(t.c.id == sa.bindparam("id")).values(due_at=sa.bindparam("due_at"))
+        )
+        self._due_by_key = Query(
+            sa.update(t)
+            .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+            .values(due_at=sa.bindparam("due_at"))
+        )
+        self._claim = Query(
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("id"), t.c.due_at <= sa.bindparam("now"))
+            .values(due_at=sa.bindparam("lease_until"))
+        )
+        self._delete_by_key = Query(
+            sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+        )
+        self._due = Query(
+            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.due_at)
+            .where(t.c.due_at <= sa.bindparam("now"))
+            .order_by(t.c.due_at)
+            .limit(200)
+        )
+        self._count_due = Query(sa.select(sa.func.count().label("n")).select_from(t).where(t.c.due_at <= sa.bindparam("now")))
+
+    async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
+        await uow.execute(
+            self._add,
+            id=msg.msg_id,
+            group_name=self.group,
+            msg_topic=msg.topic,
+            msg_tag=msg.tag,
+            msg_key=msg.key,
+            msg_body=msg.encode().decode(),
+            create_time=utcnow(),
+            due_at=now_ms() if due_at_ms is None else due_at_ms,
+        )
+
+    async def delete(self, uow: UnitOfWork, msg_id: str) -> int:
+        return await uow.execute(self._delete, id=msg_id)
+
+    async def make_due(self, uow: UnitOfWork, msg_id: str, due_at_ms: int | None = None) -> int:
+        """Fire the message now, or re-arm it for another deadline."""
+        return await uow.execute(self._make_due, id=msg_id, due_at=now_ms() if due_at_ms is None else due_at_ms)
+
+    async def set_due(self, uow: UnitOfWork, tag: str, key: str, due_at_ms: int) -> int:
+        """Re-arm (or fire now) the message with this tag and key: a deadline moved."""
+        return await uow.execute(self._due_by_key, tag=tag, key=key, due_at=due_at_ms)
+
+    async def claim(self, uow: UnitOfWork, msg_id: str, lease_ms: int) -> bool:
+        """Take a due row for sending: only if it is still due (not re-armed, not removed, not
+        taken by another relay since it was read), and not due again until the lease ends, so a
+        relay that dies before sending it leaves it for a later pass."""
+        now = now_ms()
+        return await uow.execute(self._claim, id=msg_id, now=now, lease_until=now + lease_ms) == 1
+
+    async def disarm(self, uow: UnitOfWork, tag: str, key: str) -> int:
+        return await uow.execute(self._delete_by_key, tag=tag, key=key)
+
+    async def due(self, db: Database) -> list[Message]:
+        rows = await db.fetchall(self._due, now=now_ms())
+        return [
+            Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"]) for r in rows
+        ]
+
+    async def count_due(self, uow: UnitOfWork) -> int:
+        row = await uow.fetchone(self._count_due, now=now_ms())
+        return int(row["n"]) if row else 0

@@ -1,0 +1,124 @@
+"""The relay: publishes a service's due outbox rows, and the loop every poller runs."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from shop.infra.db import Database, UnitOfWork
+from shop.infra.messaging.broker import Broker
+from shop.infra.messaging.message import Message
+from shop.infra.messaging.outbox import Outbox
+
+log = logging.getLogger("shop.messaging")
+
+
+Guard = Callable[[UnitOfWork, Message], Awaitable[bool]]
+
+
+class Relay:
+    """Publishes a service's due outbox rows; removes each only after the broker has it.
+
+    A crash between publishing and removing sends it again later: at least once, by design.
+    A guard (per tag) runs in a transaction before publishing and may drop the row: the order
+    service uses it to cancel an order that its armed cancel message is about to announce.
+    """
+
+    def __init__(
+        self, name: str, db: Database, outbox: Outbox, broker: Broker, guards: dict[str, Guard] | None = None,
+        poll_s: float = 0.25, lease_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.outbox = outbox
+        self.broker = broker
+        self.guards = guards or {}
+        self.poll_s = poll_s
+        self.lease_ms = int(lease_s * 1000)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        msgs = await self.outbox.due(self.db)
+        for msg in msgs:
+            await self.send(msg)
+        return len(msgs)
+
+    async def send(self, msg: Message) -> None:
+        """Send one row read as due by outbox.due(), some time ago."""
+        guard = self.guards.get(msg.tag)
+        if guard is not None:
+            async with self.db.unit_of_work() as uow:
+                keep = await guard(uow, msg)
+                # The guard acts on what the row says now, not on what was read: an order
+                # confirmed just after its deadline has re-armed the row for the payment timeout,
+                # and another instance's relay may have taken it. The claim comes after the
+                # guard's compare-and-set so that every transaction here locks the order row
+                # before its outbox row (as confirming does): no deadlock between the two.
+                if not await self.outbox.claim(uow, msg.msg_id, self.lease_ms):
+                    return  # rolled back: the guard's change with it
+                if not keep:
+                    await self.outbox.delete(uow, msg.msg_id)
+                await uow.commit()
+            if not keep:
+                return
+        await self.broker.publish(msg)
+        async with self.db.unit_of_work() as uow:
+            await self.outbox.delete(uow, msg.msg_id)
+            await uow.commit()
+
+    async def run(self) -> None:
+        # A database or broker hiccup leaves the rows in place: they are tried again shortly.
+        await poll_forever(self.run_once, self._wake, self.poll_s, f"relay {self.name}")
+
+
+class Settler:
+    """A failed, cancelled or refunded order's request waits (bounded) until its message is handled
+    everywhere, so the caller sees stock, coupon and balance already back: publish the service's
+    due messages now, then wait for every group's report. Best effort: with the broker away the
+    message stays in the outbox and leaves when it is back; the caller's answer does not wait."""
+
+    def __init__(self, relay: Relay, broker: Broker, timeout_s: float = 2.0) -> None:
+        self.relay = relay
+        self.broker = broker
+        self.timeout_s = timeout_s
+
+    async def settle(self, tag: str, key: str) -> None:
+        try:
+            await self.relay.run_once()
+        except Exception as exc:  # noqa: BLE001 - the relay's loop sends it later
+            log.warning("could not publish %s/%s now (%r); the relay will", tag, key, exc)
+            return
+        await self.broker.wait_handled(tag, key, timeout_s=self.timeout_s)
+
+
+async def poll_forever(step: Callable[[], Awaitable[int]], wake: asyncio.Event, poll_s: float, what: str) -> None:
+    """Run `step` (which returns how much it found to do) again at once while it finds work, and
+    otherwise after `poll_s` or as soon as `wake` is set. The event is cleared before looking, so
+    a wake that comes while `step` runs is not lost."""
+    while True:
+        wake.clear()
+        try:
+            found = await step()
+        except Exception:  # noqa: BLE001 - logged; the loop must outlive any one failure
+            log.exception("%s failed; retrying", what)
+            found = 0
+        if found:
+            await asyncio.sleep(0)  # let what it started run before looking again
+            continue
+        await _nap(wake, poll_s)
+
+
+async def _nap(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until woken or the poll interval passes. Not wait_for(): on 3.11 a cancel that
+    lands as the wait times out can be swallowed, and stop() would wait forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+
+
+def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
+    return min(cap_ms, base_ms * (2 ** max(0, attempt - 1)))

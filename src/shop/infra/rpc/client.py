@@ -1,0 +1,165 @@
+"""The generic gRPC client: a target (one address, or the registry's live providers), a channel per
+provider, the deadline, and the retry policy.
+
+- Every call has a deadline (`deadline_s`), sent to the server as the gRPC timeout.
+- Only calls that are safe to repeat are retried, once, on UNAVAILABLE: the reads, login, and the
+  three steps of an order (reduce_stock, use_coupon, change_money), whose ledger rows are keyed by
+  the order so a repeat finds the first one's row, and pay's notify, a compare-and-set on the
+  payment. create_* and confirm_order make a new id each time, and cancel/refund_order change an
+  order's state (a repeat after a lost reply would be refused): never retried, unless the channel
+  could not connect at all (the request never left; a provider that crashed and is still registered).
+  A retry spends what is left of the same deadline, so a caller never waits longer than it asked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from typing import Any, Protocol, Self, TypeVar
+
+import grpc
+
+from shop.common.errors import ServiceUnavailable
+from shop.infra.rpc.errors import error_from_rpc, has_code
+from shop.infra.rpc.server import Service
+from shop.infra.rpc.wire import facts_in
+from shop.rpc.v1 import facts_pb2
+
+T = TypeVar("T")
+
+log = logging.getLogger("shop.rpc.grpc")
+
+# A retry is only worth making if this much of the deadline is left.
+_MIN_RETRY_BUDGET_S = 0.05
+_NOT_CONNECTED = "failed to connect to all addresses"
+
+
+class Target(Protocol):
+    """Where a client's calls go: one fixed address, or a registry's live list of providers."""
+
+    async def pick(self) -> str: ...
+
+    def mark_failed(self, address: str) -> None: ...
+
+    def live(self) -> Collection[str] | None:
+        """The addresses that may still be picked, or None when that is not known."""
+        ...
+
+
+class Fixed:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def pick(self) -> str:
+        return self.address
+
+    def mark_failed(self, address: str) -> None:
+        pass
+
+    def live(self) -> Collection[str] | None:
+        return None
+
+
+class GrpcClient:
+    """A client of one service. `target` is "host:port", or a Target that picks a provider per call
+    (registry.Discovered: round-robin over the live providers in Zookeeper). A channel per address
+    is opened on first use, on the running loop (a grpc.aio channel belongs to the loop it was made
+    on); `close()` ends them.
+
+    A call that fails without reaching a handler (connection refused or reset: the provider is
+    gone) marks that provider failed, so the next calls go to the others until the registry drops
+    it; a retry-safe call is retried once at once, on the next provider.
+
+    A provider restarted on a new port is a new address. When a call first needs a channel to an
+    address, the channels to addresses the target no longer lists are closed (after their calls in
+    flight, within one deadline), so a long-lived client keeps only the channels it can use."""
+
+    service: Service
+
+    def __init__(self, target: str | Target, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None) -> None:
+        if deadline_s <= 0:
+            raise ValueError("deadline_s must be positive: every call has a deadline")
+        self.target: Target = Fixed(target) if isinstance(target, str) else target
+        self.deadline_s = deadline_s
+        self._stubs: dict[str, Any] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # channels being closed after their calls
+        if channel is not None:
+            assert isinstance(target, str), "a channel goes with a fixed address"
+            self._channels[target] = channel
+            self._stubs[target] = self.service.stub(channel)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, {}, {}
+        for ch in channels.values():
+            await ch.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _stub(self, address: str) -> Any:
+        stub = self._stubs.get(address)
+        if stub is None:
+            self._prune()
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            stub = self._stubs[address] = self.service.stub(channel)
+        return stub
+
+    def _prune(self) -> None:
+        """Close the channels to addresses the target no longer lists. Done only when a new
+        channel opens: that is when providers have changed, and it keeps the hot path a lookup."""
+        live = self.target.live()
+        if live is None:
+            return
+        for address in [a for a in self._channels if a not in live]:
+            channel = self._channels.pop(address)
+            self._stubs.pop(address, None)
+            # A provider that stops cleanly leaves the registry first and then finishes its calls:
+            # ours to it may still be in flight, so they get up to one deadline to end.
+            task = asyncio.get_running_loop().create_task(channel.close(grace=self.deadline_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_addresses(self) -> list[str]:
+        """The addresses this client holds a channel to, sorted."""
+        return sorted(self._channels)
+
+    async def _call(self, name: str, request: Any) -> Any:
+        m = self.service.methods[name]
+        where = f"{self.service.name}.{name}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        timeout = self.deadline_s
+        attempt = 1
+        while True:
+            address = await self.target.pick()
+            try:
+                return await getattr(self._stub(address), m.rpc)(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                error = error_from_rpc(exc, where)
+                unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not has_code(exc)
+                if unreachable:
+                    self.target.mark_failed(address)
+                # gRPC core's words when the channel could not connect at all: the request never
+                # left this process, so even a call that is not safe to repeat may go elsewhere.
+                never_sent = unreachable and _NOT_CONNECTED in (exc.details() or "")
+                timeout = deadline - loop.time()
+                if (m.retry or never_sent) and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
+                        and timeout > _MIN_RETRY_BUDGET_S:
+                    log.info("%s unavailable at %s (%s), retrying once", where, address, exc.details())
+                    attempt += 1
+                    continue
+                raise error from None
+            except grpc.RpcError as exc:  # not an AioRpcError: the channel itself failed
+                self.target.mark_failed(address)
+                raise ServiceUnavailable(f"{where} failed: {exc!r}") from None
+
+    async def _facts(self, cls: type[T]) -> T:
+        """The service's audit facts (every service serves AuditFacts the same way)."""
+        return facts_in(cls, (await self._call("audit_facts", facts_pb2.AuditFactsRequest())).json)
