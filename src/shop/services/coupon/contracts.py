@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 @dataclass(frozen=True, slots=True)
 class Coupon:
@@ -26,6 +28,21 @@ class UseCoupon:
     coupon_id: int
     user_id: int
     order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CouponState:
+    is_used: int
+    order_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CouponFacts:
+    """The coupon service's side of the audit (admin.audit.check)."""
+
+    coupons: dict[int, CouponState]
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
 
 
 class CouponService(Protocol):

@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 @dataclass(frozen=True, slots=True)
 class Goods:
@@ -28,6 +30,15 @@ class ReduceStock:
     order_id: int
     goods_id: int
     goods_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoodsFacts:
+    """The goods service's side of the audit (admin.audit.check)."""
+
+    stock: dict[int, int]  # goods -> units on the shelf
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
 
 
 class GoodsService(Protocol):

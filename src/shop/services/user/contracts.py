@@ -5,6 +5,8 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 class MoneyLogType(IntEnum):
     DEPOSIT = 0
@@ -38,6 +40,16 @@ class ChangeMoney:
     order_id: int
     money: Decimal
     log_type: MoneyLogType
+
+
+@dataclass(frozen=True, slots=True)
+class UserFacts:
+    """The user service's side of the audit (admin.audit.check)."""
+
+    balances: dict[int, Decimal]
+    scores: dict[int, int]
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
 
 
 class UserService(Protocol):
