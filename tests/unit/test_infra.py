@@ -1,15 +1,22 @@
-"""Statement compilation, fault arming, back-off, and the audit's rules on plain facts."""
+"""Statement compilation, fault arming, back-off, the ledger's facts, and the audit's rules on plain facts."""
+from dataclasses import replace
 from decimal import Decimal as D
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 
 from shop.admin.audit import check
 from shop.common.errors import ServiceUnavailable
 from shop.infra.db import Query, insert_ignore
 from shop.infra.faults import Faults
+from shop.infra.ledger import LedgerFacts
+from shop.services.goods.repository import LEDGER as STOCK
 from shop.infra.messaging import backoff_ms
+from shop.services.coupon.contracts import CouponFacts, CouponState
+from shop.services.goods.contracts import GoodsFacts
+from shop.services.user.contracts import UserFacts
 
 t = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("n", sa.Integer))
 
@@ -59,16 +66,16 @@ def _order(oid, status, n=1, money="0.00", coupon=None):
 
 def _facts(goods_taken=None, goods_returned=None, stock=9, money="90.00", money_taken=None, money_returned=None,
            coupons=None, coupon_taken=None, seen=()):
-    goods = {"balances": {10: stock}, "ledger": {10: stock}, "taken": goods_taken or {}, "returned": goods_returned or {},
-             "cancels_seen": set(seen)}
-    users = {"balances": {1: D(money)}, "ledger": {1: D(money)}, "taken": money_taken or {},
-             "returned": money_returned or {}, "cancels_seen": set(seen)}
-    cps = {"coupons": coupons or {}, "taken": coupon_taken or {}, "returned": {}, "cancels_seen": set(seen)}
+    """Taken and returned as the ledger gives them: order -> entity -> amount."""
+    goods = GoodsFacts({10: stock}, LedgerFacts({10: D(stock)}, goods_taken or {}, goods_returned or {}), set(seen))
+    users = UserFacts({1: D(money)}, {}, LedgerFacts({1: D(money)}, money_taken or {}, money_returned or {}), set(seen))
+    cps = CouponFacts(coupons or {}, LedgerFacts({}, coupon_taken or {}, {}), set(seen))
     return goods, users, cps
 
 
 def test_audit_accepts_a_confirmed_order_with_all_its_effects():
-    g, u, c = _facts({7: (10, 1)}, money_taken={7: (1, D("10.00"))}, coupons={3: (1, 7)}, coupon_taken={7: (3, 1)})
+    g, u, c = _facts({7: {10: D(1)}}, money_taken={7: {1: D("10.00")}}, coupons={3: CouponState(1, 7)},
+                     coupon_taken={7: {3: D(1)}})
     assert check({7: _order(7, 1, money="10.00", coupon=3)}, g, u, c, pending=0, dead=[]) == []
 
 
@@ -78,23 +85,54 @@ def test_audit_finds_a_confirmed_order_missing_its_stock():
 
 
 def test_audit_finds_a_ledger_that_disagrees_with_the_stock():
-    g, u, c = _facts({7: (10, 1)})
-    g["ledger"][10] = 8
+    g, u, c = _facts({7: {10: D(1)}})
+    g = replace(g, ledger=replace(g.ledger, ledger={10: D(8)}))
     assert any("ledger" in v for v in check({7: _order(7, 1)}, g, u, c, pending=0, dead=[]))
 
 
 def test_audit_tolerates_a_cancel_in_flight_but_not_a_lost_one():
-    g, u, c = _facts({7: (10, 1)})
+    g, u, c = _facts({7: {10: D(1)}})
     orders = {7: _order(7, 2)}
     assert check(orders, g, u, c, pending=1, dead=[]) == []  # the cancel is still on its way
     assert check(orders, g, u, c, pending=0, dead=[])  # nothing in flight: it was lost
-    g2, u2, c2 = _facts({7: (10, 1)}, seen=[7])
+    g2, u2, c2 = _facts({7: {10: D(1)}}, seen=[7])
     assert check(orders, g2, u2, c2, pending=1, dead=[])  # handled, yet still held
 
 
 def test_audit_finds_effects_of_an_unknown_order_and_dead_messages():
-    g, u, c = _facts({99: (10, 1)})
+    g, u, c = _facts({99: {10: D(1)}})
     assert check({}, g, u, c, pending=0, dead=[])
     g, u, c = _facts(stock=10)
     dead = [{"id": "1", "topic": "order", "tag": "cancel", "key": "7", "group": "goods"}]
     assert check({}, g, u, c, pending=0, dead=dead)
+
+
+def test_the_ledger_sums_what_each_order_took_and_gave_back_per_entity():
+    rows = [
+        {"goods_id": 10, "order_id": 0, "log_type": 0, "goods_number": 9},  # put in
+        {"goods_id": 11, "order_id": 0, "log_type": 0, "goods_number": 5},
+        {"goods_id": 10, "order_id": 7, "log_type": 1, "goods_number": 2},  # one order, two goods (a cart)
+        {"goods_id": 11, "order_id": 7, "log_type": 1, "goods_number": 1},
+        {"goods_id": 10, "order_id": 8, "log_type": 1, "goods_number": 3},  # taken, then given back
+        {"goods_id": 10, "order_id": 8, "log_type": 2, "goods_number": 3},
+        {"goods_id": 11, "order_id": 9, "log_type": 1, "goods_number": 0},  # the barrier of a null compensation
+        {"goods_id": 11, "order_id": 9, "log_type": 2, "goods_number": 0},
+    ]
+    facts = STOCK.summary(rows)
+    assert facts.ledger == {10: D(7), 11: D(4)}
+    assert facts.taken == {7: {10: D(2), 11: D(1)}, 8: {10: D(3)}, 9: {11: D(0)}}
+    assert facts.returned == {8: {10: D(3)}, 9: {11: D(0)}}
+    assert all(isinstance(n, D) for n in facts.ledger.values())
+    assert (facts.held(7), facts.held(8), facts.held(9), facts.held(99)) == ({10: 2, 11: 1}, {}, {}, {})
+
+
+@pytest.mark.parametrize("facts", [
+    GoodsFacts({10: 7}, LedgerFacts({10: D(7)}, {7: {10: D(2), 11: D(1)}}, {7: {11: D(1)}}), {7, 8}),
+    UserFacts({1: D("9.50")}, {1: 3}, LedgerFacts({1: D("9.50")}, {7: {1: D("0.50")}}, {}), set()),
+    CouponFacts({3: CouponState(1, 7), 4: CouponState(0, None)}, LedgerFacts({3: D(-1)}, {7: {3: D(1)}}, {}), {9}),
+], ids=["goods", "user", "coupon"])
+def test_a_services_facts_cross_json_and_come_back_equal(facts):
+    adapter = TypeAdapter(type(facts))
+    back = adapter.validate_json(adapter.dump_json(facts))
+    assert back == facts
+    assert all(isinstance(k, int) for k in back.ledger.taken)

@@ -8,9 +8,13 @@ violation; the same once nothing is in flight is a violation (a lost message).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from shop.common.money import ZERO, floor_points
+from shop.services.coupon.contracts import CouponFacts, CouponState
+from shop.services.goods.contracts import GoodsFacts
+from shop.services.user.contracts import UserFacts
 
 HOLDS_EFFECTS = {1}  # confirmed: the stock, coupon and balance stay taken
 HOLDS_NONE = {2, 3, 4}  # cancelled, invalid, refunded: everything given back
@@ -26,86 +30,66 @@ class AuditReport:
         return {"consistent": self.consistent, "violations": self.violations, "pending": self.pending}
 
 
-def ledger_facts(
-    rows: Any, *, entity: str, kind: str, amount: str, put_in: int, take: int, give_back: int, zero: Any = 0,
-) -> dict[str, Any]:
-    """A participant's ledger (goods number log, user money log) as the facts `check` reads:
-    the sum per entity, and per order what was taken and what was given back."""
-    sign = {put_in: 1, take: -1, give_back: 1}
-    ledger: dict[int, Any] = {}
-    taken: dict[int, tuple[int, Any]] = {}
-    returned: dict[int, Any] = {}
-    for r in rows:
-        ledger[r[entity]] = ledger.get(r[entity], zero) + sign[r[kind]] * r[amount]
-        if r[kind] == take:
-            taken[r["order_id"]] = (r[entity], r[amount])
-        elif r[kind] == give_back:
-            returned[r["order_id"]] = r[amount]
-    return {"ledger": ledger, "taken": taken, "returned": returned}
-
-
-def _net(facts: dict[str, Any], order_id: int) -> tuple[int | None, Any]:
-    taken = facts["taken"].get(order_id)
-    if taken is None:
-        return None, 0
-    entity, amount = taken
-    return entity, amount - facts["returned"].get(order_id, 0)
+def _ids(held: dict[int, Decimal]) -> str:
+    return ", ".join(str(e) for e in held)
 
 
 def check(
-    orders: dict[int, Any], goods: dict[str, Any], users: dict[str, Any], coupons: dict[str, Any], *,
+    orders: dict[int, Any], goods: GoodsFacts, users: UserFacts, coupons: CouponFacts, *,
     pending: int, dead: list[dict[str, Any]], payments: dict[int, Any] | None = None,
     logged: dict[int, int] | None = None,
 ) -> list[str]:
     v: list[str] = []
-    for gid, n in goods["balances"].items():
+    for gid, n in goods.stock.items():
         if n < 0:
             v.append(f"goods {gid}: stock {n} is negative")
-        if goods["ledger"].get(gid, 0) != n:
-            v.append(f"goods {gid}: stock {n} but its ledger says {goods['ledger'].get(gid, 0)}")
-    for uid, m in users["balances"].items():
+        if goods.ledger.ledger.get(gid, 0) != n:
+            v.append(f"goods {gid}: stock {n} but its ledger says {goods.ledger.ledger.get(gid, 0)}")
+    for uid, m in users.balances.items():
         if m < 0:
             v.append(f"user {uid}: balance {m} is negative")
-        if users["ledger"].get(uid, ZERO) != m:
-            v.append(f"user {uid}: balance {m} but its ledger says {users['ledger'].get(uid, ZERO)}")
+        if users.ledger.ledger.get(uid, ZERO) != m:
+            v.append(f"user {uid}: balance {m} but its ledger says {users.ledger.ledger.get(uid, ZERO)}")
 
-    def unsettled(service: str, facts: dict[str, Any], order_id: int, what: str) -> None:
+    def unsettled(service: str, cancels_seen: set[int], order_id: int, what: str) -> None:
         # Given back later, once the cancel message arrives: in flight while messages are.
-        if order_id in facts["cancels_seen"] or pending == 0:
+        if order_id in cancels_seen or pending == 0:
             v.append(f"order {order_id}: cancelled but {service} still holds {what}")
 
     for oid, o in orders.items():
         status = o.order_status
         if status == 0:
             continue
-        g_id, g_net = _net(goods, oid)
-        u_id, u_net = _net(users, oid)
-        c_id, c_net = _net(coupons, oid)
+        g_held, u_held, c_held = goods.ledger.held(oid), users.ledger.held(oid), coupons.ledger.held(oid)
         if status in HOLDS_EFFECTS:
-            if g_net != o.goods_number or g_id != o.goods_id:
-                v.append(f"order {oid}: confirmed for {o.goods_number} of goods {o.goods_id}, goods took {g_net}")
-            if (u_net or ZERO) != o.money_paid or (o.money_paid > 0 and u_id != o.user_id):
-                v.append(f"order {oid}: confirmed with money paid {o.money_paid}, the balance gave {u_net}")
+            if g_held != {o.goods_id: o.goods_number}:
+                v.append(f"order {oid}: confirmed for {o.goods_number} of goods {o.goods_id}, "
+                         f"goods took {sum(g_held.values())}")
+            if u_held != ({o.user_id: o.money_paid} if o.money_paid > 0 else {}):
+                v.append(f"order {oid}: confirmed with money paid {o.money_paid}, "
+                         f"the balance gave {sum(u_held.values())}")
             if o.coupon_id is not None:
-                state = coupons["coupons"].get(o.coupon_id)
-                if c_net != 1 or c_id != o.coupon_id or state != (1, oid):
-                    v.append(f"order {oid}: confirmed with coupon {o.coupon_id}, which is {state}")
-            elif c_net:
-                v.append(f"order {oid}: took coupon {c_id} it does not name")
+                state = coupons.coupons.get(o.coupon_id)
+                if c_held != {o.coupon_id: 1} or state != CouponState(1, oid):
+                    v.append(f"order {oid}: confirmed with coupon {o.coupon_id}, "
+                             f"which is {state and (state.is_used, state.order_id)}")
+            elif c_held:
+                v.append(f"order {oid}: took coupon {_ids(c_held)} it does not name")
         elif status in HOLDS_NONE:
-            if g_net:
-                unsettled("goods", goods, oid, f"{g_net} units")
-            if u_net:
-                unsettled("user", users, oid, f"{u_net} of the balance")
-            if c_net:
-                unsettled("coupon", coupons, oid, f"coupon {c_id}")
-    for name, facts in (("goods", goods), ("user", users), ("coupon", coupons)):
-        for oid in facts["taken"]:
-            if oid != 0 and oid not in orders and _net(facts, oid)[1]:
+            if g_held:
+                unsettled("goods", goods.cancels_seen, oid, f"{sum(g_held.values())} units")
+            if u_held:
+                unsettled("user", users.cancels_seen, oid, f"{sum(u_held.values())} of the balance")
+            if c_held:
+                unsettled("coupon", coupons.cancels_seen, oid, f"coupon {_ids(c_held)}")
+    for name, ledger in (("goods", goods.ledger), ("user", users.ledger), ("coupon", coupons.ledger)):
+        for oid in ledger.taken:
+            if oid != 0 and oid not in orders and ledger.held(oid):
                 v.append(f"{name} holds effects of order {oid}, which the order service does not know")
-    for cid, (used, oid) in coupons["coupons"].items():
+    for cid, state in coupons.coupons.items():
+        used, oid = state.is_used, state.order_id
         if used and (oid not in orders or orders[oid].order_status not in HOLDS_EFFECTS | {0}):
-            if oid in orders and oid not in coupons["cancels_seen"] and pending:
+            if oid in orders and oid not in coupons.cancels_seen and pending:
                 continue
             v.append(f"coupon {cid}: used by order {oid}, which is not confirmed")
     if pending == 0 and payments is not None:
@@ -115,7 +99,7 @@ def check(
     return v
 
 
-def check_payments(orders: dict[int, Any], users: dict[str, Any], payments: dict[int, Any],
+def check_payments(orders: dict[int, Any], users: UserFacts, payments: dict[int, Any],
                    logged: dict[int, int]) -> list[str]:
     """Payments, points and the payment log, once nothing is in flight (they follow by message)."""
     v: list[str] = []
@@ -133,7 +117,7 @@ def check_payments(orders: dict[int, Any], users: dict[str, Any], payments: dict
             v.append(f"order {oid}: {o.order_status} but payment {p.pay_id} was kept, not refunded")
         elif o.order_status == 1 and o.pay_status != 2 and paid_here:
             v.append(f"order {oid}: payment {p.pay_id} paid, the order never marked paid")
-    for uid, score in users.get("scores", {}).items():
+    for uid, score in users.scores.items():
         if score != points.get(uid, 0):
             v.append(f"user {uid}: {score} points, its paid orders earn {points.get(uid, 0)}")
     return v

@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 @dataclass(frozen=True, slots=True)
 class Coupon:
@@ -28,6 +30,21 @@ class UseCoupon:
     order_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class CouponState:
+    is_used: int
+    order_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CouponFacts:
+    """The coupon service's side of the audit (admin.audit.check)."""
+
+    coupons: dict[int, CouponState]
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
+
+
 class CouponService(Protocol):
     async def find_coupon(self, coupon_id: int) -> Coupon: ...
 
@@ -36,3 +53,5 @@ class CouponService(Protocol):
     async def use_coupon(self, cmd: UseCoupon) -> None:
         """Idempotent per order; refused once the order's cancellation has been recorded."""
         ...
+
+    async def audit_facts(self) -> CouponFacts: ...

@@ -8,7 +8,7 @@ from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
-from shop.services.coupon.contracts import Coupon, CreateCoupon, UseCoupon
+from shop.services.coupon.contracts import Coupon, CouponFacts, CouponState, CreateCoupon, UseCoupon
 from shop.services.coupon.models import inbox
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
 
@@ -43,12 +43,9 @@ class CouponHandlers:
 
     async def use_coupon(self, cmd: UseCoupon) -> None:
         async with self.db.unit_of_work() as uow:
-            if not await repo.log(uow, cmd.coupon_id, cmd.order_id, repo.USE, 1, utcnow()):
-                row = await repo.find_log(uow, cmd.coupon_id, cmd.order_id, repo.USE)
-                if row is not None and row["applied"] == 0:
-                    raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
-                return  # a repeated call: the coupon is this order's already
-            if not await repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()):
+            taken = await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1,
+                                           lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()))
+            if taken is None:
                 if await repo.find(uow, cmd.coupon_id) is None:
                     raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)
                 raise ShopError(ShopCode.SHOP_COUPON_INVALID)
@@ -58,30 +55,18 @@ class CouponHandlers:
         ev = OrderCancelled.from_message(msg)
         if ev.coupon_id is None:
             return
-        now = utcnow()
-        if await repo.log(uow, ev.coupon_id, ev.order_id, repo.USE, 0, now):
-            await repo.log(uow, ev.coupon_id, ev.order_id, repo.RELEASE, 0, now)  # null compensation
-            return
-        used = (await repo.find_log(uow, ev.coupon_id, ev.order_id, repo.USE))["applied"]
-        if await repo.log(uow, ev.coupon_id, ev.order_id, repo.RELEASE, used, now) and used:
-            await repo.give_back(uow, ev.coupon_id, ev.order_id)
+        coupon_id = ev.coupon_id
+        await repo.LEDGER.give_back(uow, coupon_id, ev.order_id, lambda _: repo.give_back(uow, coupon_id, ev.order_id))
 
-    async def audit_facts(self) -> dict[str, Any]:
+    async def audit_facts(self) -> CouponFacts:
         async with self.db.unit_of_work() as uow:
             coupons = await uow.fetchall(repo.ALL_COUPONS)
-            logs = await uow.fetchall(repo.ALL_LOGS)
+            ledger = await repo.LEDGER.facts(uow)
             seen = await INBOX.keys(uow, TAG_CANCEL)
-        taken: dict[int, tuple[int, int]] = {}
-        returned: dict[int, int] = {}
-        for r in logs:
-            if r["log_type"] == repo.USE:
-                taken[r["order_id"]] = (r["coupon_id"], r["applied"])
-            else:
-                returned[r["order_id"]] = r["applied"]
-        return {
-            "coupons": {r["coupon_id"]: (r["is_used"], r["order_id"]) for r in coupons},
-            "taken": taken, "returned": returned, "cancels_seen": {int(k) for k in seen},
-        }
+        return CouponFacts(
+            coupons={r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in coupons},
+            ledger=ledger, cancels_seen={int(k) for k in seen},
+        )
 
 
 CONSUMES = (

@@ -3,10 +3,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Query, UnitOfWork, bind
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
 from shop.services.coupon.models import coupon, coupon_log
 
-c, lg = coupon.c, coupon_log.c
+c = coupon.c
 
 USE, RELEASE = 1, 2
 
@@ -23,14 +24,14 @@ GIVE_BACK = Query(
     .where(c.coupon_id == sa.bindparam("coupon_id"), c.order_id == sa.bindparam("held_by"), c.is_used == 1)
     .values(is_used=0, order_id=None, used_time=None)
 )
-LOG = insert_ignore(coupon_log, **bind("coupon_id", "order_id", "log_type", "applied", "log_time"))
-FIND_LOG = Query(
-    sa.select(coupon_log).where(
-        lg.coupon_id == sa.bindparam("coupon_id"), lg.order_id == sa.bindparam("order_id"), lg.log_type == sa.bindparam("log_type")
-    )
-)
 ALL_COUPONS = Query(sa.select(coupon))
-ALL_LOGS = Query(sa.select(coupon_log))
+
+# A use takes the coupon (amount 1) for one order; a release gives it back.
+LEDGER = Ledger(
+    coupon_log,
+    LedgerColumns(entity="coupon_id", order="order_id", kind="log_type", amount="applied", time="log_time"),
+    LedgerKinds(take=USE, give_back=RELEASE),
+)
 
 
 async def find(uow: UnitOfWork, coupon_id: int) -> Any:
@@ -48,10 +49,3 @@ async def take(uow: UnitOfWork, coupon_id: int, user_id: int, order_id: int, at:
 async def give_back(uow: UnitOfWork, coupon_id: int, order_id: int) -> None:
     await uow.execute(GIVE_BACK, coupon_id=coupon_id, held_by=order_id)
 
-
-async def log(uow: UnitOfWork, coupon_id: int, order_id: int, log_type: int, applied: int, at: Any) -> bool:
-    return await uow.execute(LOG, coupon_id=coupon_id, order_id=order_id, log_type=log_type, applied=applied, log_time=at) == 1
-
-
-async def find_log(uow: UnitOfWork, coupon_id: int, order_id: int, log_type: int) -> Any:
-    return await uow.fetchone(FIND_LOG, coupon_id=coupon_id, order_id=order_id, log_type=log_type)

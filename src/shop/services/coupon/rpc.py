@@ -8,7 +8,7 @@ from shop.infra.rpc.server import AUDIT_FACTS, Method, Service, method_table
 from shop.infra.rpc.wire import build, money_in, money_out, opt, time_in_opt, time_out_opt
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
-from shop.services.coupon.contracts import Coupon, CreateCoupon, UseCoupon
+from shop.services.coupon.contracts import Coupon, CouponFacts, CreateCoupon, UseCoupon
 
 
 def coupon_out(c: Coupon) -> pb.Coupon:
@@ -66,3 +66,6 @@ class CouponClient(GrpcClient):
     async def use_coupon(self, cmd: UseCoupon) -> None:
         req = build(lambda: pb.UseCouponRequest(coupon_id=cmd.coupon_id, user_id=cmd.user_id, order_id=cmd.order_id))
         await self._call("use_coupon", req)
+
+    async def audit_facts(self) -> CouponFacts:
+        return await self._facts(CouponFacts)

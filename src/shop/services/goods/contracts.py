@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 @dataclass(frozen=True, slots=True)
 class Goods:
@@ -30,6 +32,15 @@ class ReduceStock:
     goods_number: int
 
 
+@dataclass(frozen=True, slots=True)
+class GoodsFacts:
+    """The goods service's side of the audit (admin.audit.check)."""
+
+    stock: dict[int, int]  # goods -> units on the shelf
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
+
+
 class GoodsService(Protocol):
     async def find_goods(self, goods_id: int) -> Goods: ...
 
@@ -38,3 +49,5 @@ class GoodsService(Protocol):
     async def reduce_stock(self, cmd: ReduceStock) -> None:
         """Idempotent per order; refused once the order's cancellation has been recorded."""
         ...
+
+    async def audit_facts(self) -> GoodsFacts: ...

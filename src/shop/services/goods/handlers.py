@@ -1,7 +1,6 @@
 """The goods service: finding goods, reducing stock for an order, restoring it when the order is cancelled."""
 from typing import Any
 
-from shop.admin.audit import ledger_facts
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
@@ -9,7 +8,7 @@ from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
-from shop.services.goods.contracts import CreateGoods, Goods, ReduceStock
+from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
 from shop.services.goods.models import inbox
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
 
@@ -43,20 +42,15 @@ class GoodsHandlers:
                 uow, goods_id=goods_id, goods_name=cmd.goods_name, goods_number=cmd.goods_number,
                 goods_price=cmd.goods_price, goods_desc=cmd.goods_desc, add_time=now,
             )
-            await repo.log(uow, goods_id, 0, repo.STOCK_IN, cmd.goods_number, now)
+            await repo.LEDGER.put_in(uow, goods_id, cmd.goods_number, now)
             await uow.commit()
         return goods_id
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
         async with self.db.unit_of_work() as uow:
-            # The ledger row first: it is the idempotency key and the barrier in one.
-            if not await repo.log(uow, cmd.goods_id, cmd.order_id, repo.REDUCE, cmd.goods_number, utcnow()):
-                row = await repo.find_log(uow, cmd.goods_id, cmd.order_id, repo.REDUCE)
-                if row is not None and row["goods_number"] == 0:
-                    # The order's cancellation got here first (a late call): refuse, change nothing.
-                    raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
-                return  # a repeated call: the first one's reduction stands
-            if not await repo.take(uow, cmd.goods_id, cmd.goods_number):
+            taken = await repo.LEDGER.take(uow, cmd.goods_id, cmd.order_id, cmd.goods_number,
+                                           lambda: repo.take(uow, cmd.goods_id, cmd.goods_number))
+            if taken is None:
                 if await repo.find(uow, cmd.goods_id) is None:
                     raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST)
                 raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
@@ -65,29 +59,16 @@ class GoodsHandlers:
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         """Give back what this order took, once; if it took nothing, make sure it never will."""
         ev = OrderCancelled.from_message(msg)
-        now = utcnow()
-        if await repo.log(uow, ev.goods_id, ev.order_id, repo.REDUCE, 0, now):
-            # Null compensation: nothing was taken. The empty reduction row is the barrier that
-            # refuses a reduction arriving late for this order.
-            await repo.log(uow, ev.goods_id, ev.order_id, repo.RESTORE, 0, now)
-            return
-        taken = await repo.find_log(uow, ev.goods_id, ev.order_id, repo.REDUCE)
-        n = taken["goods_number"]
-        if await repo.log(uow, ev.goods_id, ev.order_id, repo.RESTORE, n, now) and n > 0:
-            await repo.give_back(uow, ev.goods_id, n)
+        await repo.LEDGER.give_back(uow, ev.goods_id, ev.order_id, lambda n: repo.give_back(uow, ev.goods_id, n))
 
-    async def audit_facts(self) -> dict[str, Any]:
+    async def audit_facts(self) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
         async with self.db.unit_of_work() as uow:
             goods_rows = await uow.fetchall(repo.ALL_GOODS)
-            logs = await uow.fetchall(repo.ALL_LOGS)
+            ledger = await repo.LEDGER.facts(uow)
             seen = await INBOX.keys(uow, TAG_CANCEL)
-        return {
-            "balances": {r["goods_id"]: r["goods_number"] for r in goods_rows},
-            "cancels_seen": {int(k) for k in seen},
-            **ledger_facts(logs, entity="goods_id", kind="log_type", amount="goods_number", put_in=repo.STOCK_IN,
-                           take=repo.REDUCE, give_back=repo.RESTORE),
-        }
+        stock = {r["goods_id"]: r["goods_number"] for r in goods_rows}
+        return GoodsFacts(stock=stock, ledger=ledger, cancels_seen={int(k) for k in seen})
 
 
 CONSUMES = (

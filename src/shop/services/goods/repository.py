@@ -3,10 +3,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Query, UnitOfWork, bind
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
 from shop.services.goods.models import goods, goods_number_log
 
-g, lg = goods.c, goods_number_log.c
+g = goods.c
 
 STOCK_IN, REDUCE, RESTORE = 0, 1, 2
 
@@ -21,14 +22,13 @@ TAKE = Query(
 GIVE_BACK = Query(
     sa.update(goods).where(g.goods_id == sa.bindparam("goods_id")).values(goods_number=g.goods_number + sa.bindparam("n"))
 )
-LOG = insert_ignore(goods_number_log, **bind("goods_id", "order_id", "log_type", "goods_number", "log_time"))
-FIND_LOG = Query(
-    sa.select(goods_number_log).where(
-        lg.goods_id == sa.bindparam("goods_id"), lg.order_id == sa.bindparam("order_id"), lg.log_type == sa.bindparam("log_type")
-    )
-)
 ALL_GOODS = Query(sa.select(goods))
-ALL_LOGS = Query(sa.select(goods_number_log))
+
+LEDGER = Ledger(
+    goods_number_log,
+    LedgerColumns(entity="goods_id", order="order_id", kind="log_type", amount="goods_number", time="log_time"),
+    LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE),
+)
 
 
 async def find(uow: UnitOfWork, goods_id: int) -> Any:
@@ -46,11 +46,3 @@ async def take(uow: UnitOfWork, goods_id: int, n: int) -> bool:
 async def give_back(uow: UnitOfWork, goods_id: int, n: int) -> None:
     await uow.execute(GIVE_BACK, goods_id=goods_id, n=n)
 
-
-async def log(uow: UnitOfWork, goods_id: int, order_id: int, log_type: int, n: int, at: Any) -> bool:
-    """Write a ledger row; False if (goods, order, type) already has one."""
-    return await uow.execute(LOG, goods_id=goods_id, order_id=order_id, log_type=log_type, goods_number=n, log_time=at) == 1
-
-
-async def find_log(uow: UnitOfWork, goods_id: int, order_id: int, log_type: int) -> Any:
-    return await uow.fetchone(FIND_LOG, goods_id=goods_id, order_id=order_id, log_type=log_type)

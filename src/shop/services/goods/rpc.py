@@ -8,7 +8,7 @@ from shop.infra.rpc.server import AUDIT_FACTS, Method, Service, method_table
 from shop.infra.rpc.wire import build, money_in, money_out, opt, time_in, time_out
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
-from shop.services.goods.contracts import CreateGoods, Goods, ReduceStock
+from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
 
 
 def goods_out(g: Goods) -> pb.Goods:
@@ -74,3 +74,6 @@ class GoodsClient(GrpcClient):
             order_id=cmd.order_id, goods_id=cmd.goods_id, goods_number=cmd.goods_number,
         ))
         await self._call("reduce_stock", req)
+
+    async def audit_facts(self) -> GoodsFacts:
+        return await self._facts(GoodsFacts)

@@ -5,6 +5,8 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Protocol
 
+from shop.infra.ledger import LedgerFacts
+
 
 class MoneyLogType(IntEnum):
     DEPOSIT = 0
@@ -40,6 +42,16 @@ class ChangeMoney:
     log_type: MoneyLogType
 
 
+@dataclass(frozen=True, slots=True)
+class UserFacts:
+    """The user service's side of the audit (admin.audit.check)."""
+
+    balances: dict[int, Decimal]
+    scores: dict[int, int]
+    ledger: LedgerFacts
+    cancels_seen: set[int]  # orders whose cancel this service has handled
+
+
 class UserService(Protocol):
     async def find_user(self, user_id: int) -> User: ...
 
@@ -48,3 +60,5 @@ class UserService(Protocol):
     async def login(self, user_name: str, password: str) -> User: ...
 
     async def change_money(self, cmd: ChangeMoney) -> None: ...
+
+    async def audit_facts(self) -> UserFacts: ...

@@ -6,18 +6,16 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
-from shop.admin.audit import ledger_facts
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
-from shop.common.money import ZERO
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.common.money import floor_points
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, OrderCancelled, OrderPaid
 from shop.services.user import repository as repo
-from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
+from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User, UserFacts
 from shop.services.user.models import inbox
 
 INBOX = Inbox(inbox)
@@ -57,7 +55,7 @@ class UserHandlers:
                 user_score=0, user_reg_time=now, user_money=cmd.user_money,
             ):
                 raise ShopError(ShopCode.SHOP_USER_NAME_TAKEN)
-            await repo.log(uow, user_id, 0, MoneyLogType.DEPOSIT, cmd.user_money, now)
+            await repo.LEDGER.put_in(uow, user_id, cmd.user_money, now)
             await uow.commit()
         return user_id
 
@@ -86,13 +84,9 @@ class UserHandlers:
             await uow.commit()
 
     async def _pay(self, uow: UnitOfWork, cmd: ChangeMoney) -> None:
-        # The ledger row first: the idempotency key and the barrier in one.
-        if not await repo.log(uow, cmd.user_id, cmd.order_id, MoneyLogType.PAID, cmd.money, utcnow()):
-            row = await repo.find_log(uow, cmd.user_id, cmd.order_id, MoneyLogType.PAID)
-            if row is not None and row["use_money"] == ZERO:
-                raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
-            return  # a repeated call: the first payment stands
-        if not await repo.take(uow, cmd.user_id, cmd.money):
+        taken = await repo.LEDGER.take(uow, cmd.user_id, cmd.order_id, cmd.money,
+                                       lambda: repo.take(uow, cmd.user_id, cmd.money))
+        if taken is None:
             if await repo.find(uow, cmd.user_id) is None:
                 raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
             raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
@@ -113,32 +107,22 @@ class UserHandlers:
         await refund(uow, ev.user_id, ev.order_id)
         await repo.add_score(uow, ev.user_id, -floor_points(Decimal(msg.body["payAmount"])))
 
-    async def audit_facts(self) -> dict[str, Any]:
+    async def audit_facts(self) -> UserFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
         async with self.db.unit_of_work() as uow:
             users = await uow.fetchall(repo.ALL_USERS)
-            logs = await uow.fetchall(repo.ALL_LOGS)
+            ledger = await repo.LEDGER.facts(uow)
             seen = await INBOX.keys(uow, TAG_CANCEL)
-        return {
-            "balances": {r["user_id"]: r["user_money"] for r in users},
-            "scores": {r["user_id"]: r["user_score"] for r in users},
-            "cancels_seen": {int(k) for k in seen},
-            **ledger_facts(logs, entity="user_id", kind="money_log_type", amount="use_money", zero=ZERO,
-                           put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
-        }
+        return UserFacts(
+            balances={r["user_id"]: r["user_money"] for r in users},
+            scores={r["user_id"]: r["user_score"] for r in users},
+            ledger=ledger, cancels_seen={int(k) for k in seen},
+        )
 
 
-async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> Decimal:
+async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> None:
     """Give back what the order paid from the balance, once; if it paid nothing, make sure it never will."""
-    now = utcnow()
-    if await repo.log(uow, user_id, order_id, MoneyLogType.PAID, ZERO, now):
-        await repo.log(uow, user_id, order_id, MoneyLogType.REFUND, ZERO, now)  # null compensation
-        return ZERO
-    paid = (await repo.find_log(uow, user_id, order_id, MoneyLogType.PAID))["use_money"]
-    if await repo.log(uow, user_id, order_id, MoneyLogType.REFUND, paid, now) and paid > 0:
-        await repo.give(uow, user_id, paid)
-        return paid
-    return ZERO
+    await repo.LEDGER.give_back(uow, user_id, order_id, lambda money: repo.give(uow, user_id, money))
 
 
 CONSUMES = (

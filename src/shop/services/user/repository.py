@@ -4,9 +4,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
+from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import user, user_money_log
 
-u, lg = user.c, user_money_log.c
+u = user.c
 
 FIND = Query(sa.select(user).where(u.user_id == sa.bindparam("user_id")))
 FIND_BY_NAME = Query(sa.select(user).where(u.user_name == sa.bindparam("user_name")))
@@ -25,16 +27,13 @@ GIVE = Query(
 ADD_SCORE = Query(
     sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_score=u.user_score + sa.bindparam("points"))
 )
-LOG = insert_ignore(user_money_log, **bind("user_id", "order_id", "money_log_type", "use_money", "create_time"))
-FIND_LOG = Query(
-    sa.select(user_money_log).where(
-        lg.user_id == sa.bindparam("user_id"),
-        lg.order_id == sa.bindparam("order_id"),
-        lg.money_log_type == sa.bindparam("money_log_type"),
-    )
-)
 ALL_USERS = Query(sa.select(user.c.user_id, user.c.user_money, user.c.user_score))
-ALL_LOGS = Query(sa.select(user_money_log))
+
+LEDGER = Ledger(
+    user_money_log,
+    LedgerColumns(entity="user_id", order="order_id", kind="money_log_type", amount="use_money", time="create_time"),
+    LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
+)
 
 
 async def find(uow: UnitOfWork, user_id: int) -> Any:
@@ -61,13 +60,3 @@ async def give(uow: UnitOfWork, user_id: int, money: Any) -> None:
 async def add_score(uow: UnitOfWork, user_id: int, points: int) -> None:
     await uow.execute(ADD_SCORE, user_id=user_id, points=points)
 
-
-async def log(uow: UnitOfWork, user_id: int, order_id: int, log_type: int, money: Any, at: Any) -> bool:
-    return (
-        await uow.execute(LOG, user_id=user_id, order_id=order_id, money_log_type=log_type, use_money=money, create_time=at)
-        == 1
-    )
-
-
-async def find_log(uow: UnitOfWork, user_id: int, order_id: int, log_type: int) -> Any:
-    return await uow.fetchone(FIND_LOG, user_id=user_id, order_id=order_id, money_log_type=log_type)

@@ -9,7 +9,7 @@ from shop.infra.rpc.server import AUDIT_FACTS, Method, Service, method_table
 from shop.infra.rpc.wire import build, money_in, money_out, opt, time_in, time_out
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
-from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User
+from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User, UserFacts
 
 
 def user_out(u: User) -> pb.User:
@@ -92,3 +92,6 @@ class UserClient(GrpcClient):
             user_id=cmd.user_id, order_id=cmd.order_id, money=money_out(cmd.money), log_type=int(cmd.log_type),
         ))
         await self._call("change_money", req)
+
+    async def audit_facts(self) -> UserFacts:
+        return await self._facts(UserFacts)

@@ -1,0 +1,169 @@
+"""One ledger for every participant: the idempotency key and the barrier (ARCHITECTURE.md 3 and 4).
+
+A participant's step for an order (stock taken, a coupon used, a balance paid) is a row in the
+service's ledger table, keyed by the table's primary key (entity, order, kind), written in the
+step's own transaction *before* its conditional update. The one row is then both:
+
+- the idempotency key: a repeated step finds its row and changes nothing;
+- the barrier: a compensation that finds no step writes an empty take row (null compensation),
+  and a step arriving after it finds that row and refuses (no hanging).
+
+A step and its compensation meet on that key's unique index, so they are ordered by the
+database, in any process: whichever inserts second waits for the first to commit or roll back,
+then reads what it left. A step refused by its conditional update leaves nothing, because its
+unit of work is left without commit. Steps for distinct entities of one order are distinct keys:
+one transaction may take several (a cart's lines), all or nothing.
+
+Amounts go in and out in the amount column's own type (a count, or money); the audit's facts are
+Decimal throughout.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from shop.common.clock import utcnow
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError, invalid
+from shop.infra.db import Query, Row, UnitOfWork, insert_ignore
+
+Amount = int | Decimal
+Change = Callable[[], Awaitable[bool]]  # the service's conditional update: did one row change?
+Undo = Callable[[Amount], Awaitable[None]]  # gives back what a step took
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerColumns:
+    """The names a service's ledger table gives the ledger's columns."""
+
+    entity: str
+    order: str
+    kind: str
+    amount: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerKinds:
+    """The values of the kind column. A coupon is never put in: it exists or it does not."""
+
+    take: int
+    give_back: int
+    put_in: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a step holds: on a repeat, the first call's amount, not this call's."""
+
+    amount: Amount
+    repeated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFacts:
+    """A ledger as the audit reads it. Plain dicts of int and Decimal, so it crosses JSON and
+    comes back through pydantic's TypeAdapter unchanged."""
+
+    ledger: dict[int, Decimal] = field(default_factory=dict)  # entity -> put in - taken + given back
+    taken: dict[int, dict[int, Decimal]] = field(default_factory=dict)  # order -> entity -> taken
+    returned: dict[int, dict[int, Decimal]] = field(default_factory=dict)  # order -> entity -> given back
+
+    def held(self, order_id: int) -> dict[int, Decimal]:
+        """What the order still holds, per entity (taken less given back), where it is not zero."""
+        returned = self.returned.get(order_id, {})
+        net = {e: n - returned.get(e, 0) for e, n in self.taken.get(order_id, {}).items()}
+        return {e: n for e, n in net.items() if n}
+
+
+class Ledger:
+    """The ledger over one service's existing table: nothing is added to it."""
+
+    def __init__(self, table: sa.Table, columns: LedgerColumns, kinds: LedgerKinds) -> None:
+        self.columns = columns
+        self.kinds = kinds
+        c = table.c
+        amount = c[columns.amount]
+        # The barrier's empty amount, in the column's own type (SQLite binds every Decimal as cents).
+        self._zero: Amount = amount.type.python_type(0)
+        self._write = insert_ignore(table, **{
+            columns.entity: sa.bindparam("entity"), columns.order: sa.bindparam("order"),
+            columns.kind: sa.bindparam("kind"), columns.amount: sa.bindparam("amount"),
+            columns.time: sa.bindparam("at"),
+        })
+        self._find = Query(sa.select(amount).where(
+            c[columns.entity] == sa.bindparam("entity"), c[columns.order] == sa.bindparam("order"),
+            c[columns.kind] == sa.bindparam("kind"),
+        ))
+        self._all = Query(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount))
+
+    async def put_in(self, uow: UnitOfWork, entity_id: int, amount: Amount, at: datetime | None = None) -> None:
+        """An operator's stock-in or opening deposit (order 0): what the entity's sum starts from."""
+        if self.kinds.put_in is None:
+            raise ValueError("this ledger has nothing put in")
+        await self._record(uow, entity_id, 0, self.kinds.put_in, amount, at or utcnow())
+
+    async def take(
+        self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change
+    ) -> Taken | None:
+        """The order's step on one entity, in the caller's transaction. None when `change` changed
+        nothing: the caller raises its own reason and leaves without commit, which takes the
+        ledger row back with everything else the transaction wrote."""
+        if amount <= 0:
+            raise invalid("a step takes a positive amount")  # an empty take row is the barrier
+        if not await self._record(uow, entity_id, order_id, self.kinds.take, amount, utcnow()):
+            first = await self._recorded(uow, entity_id, order_id, self.kinds.take)
+            if not first:
+                # The order's compensation got here first: this step came late and must not hang.
+                raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
+            return Taken(first, repeated=True)
+        if not await change():
+            return None
+        return Taken(amount, repeated=False)
+
+    async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:
+        """Undo what the order's step took, once; if it took nothing, make sure it never will.
+        Returns what was given back now (nothing on a repeat or a null compensation)."""
+        now = utcnow()
+        if await self._record(uow, entity_id, order_id, self.kinds.take, self._zero, now):
+            # Null compensation: the empty take row is the barrier, the give-back row its key.
+            await self._record(uow, entity_id, order_id, self.kinds.give_back, self._zero, now)
+            return self._zero
+        taken = await self._recorded(uow, entity_id, order_id, self.kinds.take)
+        # The give-back row is keyed too: a repeated compensation finds it and gives nothing.
+        if await self._record(uow, entity_id, order_id, self.kinds.give_back, taken, now) and taken:
+            await undo(taken)
+            return taken
+        return self._zero
+
+    async def facts(self, uow: UnitOfWork) -> LedgerFacts:
+        return self.summary(await uow.fetchall(self._all))
+
+    def summary(self, rows: Iterable[Row]) -> LedgerFacts:
+        col, kinds = self.columns, self.kinds
+        sign = {kinds.take: -1, kinds.give_back: 1}
+        if kinds.put_in is not None:
+            sign[kinds.put_in] = 1
+        facts = LedgerFacts()
+        for r in rows:
+            entity, order, kind, amount = r[col.entity], r[col.order], r[col.kind], Decimal(r[col.amount])
+            facts.ledger[entity] = facts.ledger.get(entity, Decimal(0)) + sign[kind] * amount
+            if kind == kinds.take:
+                facts.taken.setdefault(order, {})[entity] = amount
+            elif kind == kinds.give_back:
+                facts.returned.setdefault(order, {})[entity] = amount
+        return facts
+
+    async def _record(self, uow: UnitOfWork, entity_id: int, order_id: int, kind: int, amount: Amount,
+                      at: datetime) -> bool:
+        """Write a ledger row; False if its key has one already (written, or being written and now committed)."""
+        return await uow.execute(self._write, entity=entity_id, order=order_id, kind=kind, amount=amount, at=at) == 1
+
+    async def _recorded(self, uow: UnitOfWork, entity_id: int, order_id: int, kind: int) -> Amount:
+        row = await uow.fetchone(self._find, entity=entity_id, order=order_id, kind=kind)
+        assert row is not None, "a ledger row whose key was taken is there to read"  # rows are never deleted
+        return row[self.columns.amount]

@@ -1,0 +1,224 @@
+"""The ledger (infra.ledger) on every backend: a step and its compensation in either order, repeated,
+several steps in one transaction, and, on the servers, a step racing its compensation."""
+import asyncio
+import random
+
+import pytest
+import sqlalchemy as sa
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.infra.db import Query
+from shop.infra.ledger import Taken
+from shop.services.goods import repository as goods_repo
+from shop.services.goods.contracts import CreateGoods
+from shop.services.goods.models import goods_number_log
+from shop.services.user.contracts import ChangeMoney, MoneyLogType
+from shop.services.user.models import user_money_log
+from tests.support import D, new_id, world
+
+STOCK = goods_repo.LEDGER
+REDUCE, RESTORE = goods_repo.REDUCE, goods_repo.RESTORE
+ORDER_ROWS = Query(sa.select(goods_number_log).where(goods_number_log.c.order_id == sa.bindparam("order_id")))
+MONEY_ROWS = Query(sa.select(user_money_log).where(user_money_log.c.order_id == sa.bindparam("order_id")))
+
+
+async def take(uow, goods_id, order_id, n):
+    return await STOCK.take(uow, goods_id, order_id, n, lambda: goods_repo.take(uow, goods_id, n))
+
+
+async def step(db, goods_id, order_id, n):
+    """One order's step on one goods, in its own transaction, committed unless refused."""
+    async with db.unit_of_work() as uow:
+        taken = await take(uow, goods_id, order_id, n)
+        if taken is not None:
+            await uow.commit()
+        return taken
+
+
+async def compensate(db, goods_id, order_id):
+    async with db.unit_of_work() as uow:
+        given = await STOCK.give_back(uow, goods_id, order_id, lambda n: goods_repo.give_back(uow, goods_id, n))
+        await uow.commit()
+        return given
+
+
+async def stock(shop, goods_id):
+    return (await shop.goods.find_goods(goods_id)).goods_number
+
+
+async def rows(db, order_id):
+    """The order's ledger rows: {(goods, kind): amount}."""
+    return {(r["goods_id"], r["log_type"]): r["goods_number"] for r in await db.fetchall(ORDER_ROWS, order_id=order_id)}
+
+
+async def goods(shop, n):
+    return await shop.goods.create_goods(CreateGoods("iphone7", n, D("10.00")))
+
+
+@pytest.mark.all_backends
+async def test_a_compensation_undoes_its_step(shop):
+    db, g, order = shop.runtime.dbs["goods"], await goods(shop, 10), new_id()
+    assert await step(db, g, order, 3) == Taken(3, repeated=False)
+    assert (await stock(shop, g), await rows(db, order)) == (7, {(g, REDUCE): 3})
+    assert await compensate(db, g, order) == 3
+    assert (await stock(shop, g), await rows(db, order)) == (10, {(g, REDUCE): 3, (g, RESTORE): 3})
+    async with db.unit_of_work() as uow:
+        facts = await STOCK.facts(uow)
+    assert facts.ledger[g] == 10 and facts.taken[order] == {g: 3} and facts.returned[order] == {g: 3}
+    assert facts.held(order) == {}
+
+
+@pytest.mark.all_backends
+async def test_a_compensation_first_leaves_a_barrier_that_refuses_the_late_step(shop):
+    db, g, order = shop.runtime.dbs["goods"], await goods(shop, 10), new_id()
+    assert await compensate(db, g, order) == 0  # null compensation: nothing to give back
+    barrier = {(g, REDUCE): 0, (g, RESTORE): 0}
+    assert (await stock(shop, g), await rows(db, order)) == (10, barrier)
+    with pytest.raises(ShopError) as e:
+        await step(db, g, order, 3)
+    assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
+    assert (await stock(shop, g), await rows(db, order)) == (10, barrier)
+    assert await compensate(db, g, order) == 0
+    assert (await stock(shop, g), await rows(db, order)) == (10, barrier)
+
+
+@pytest.mark.all_backends
+async def test_a_repeated_step_changes_nothing_and_the_first_stands(shop):
+    db, g, order = shop.runtime.dbs["goods"], await goods(shop, 10), new_id()
+    assert await step(db, g, order, 3) == Taken(3, repeated=False)
+    assert await step(db, g, order, 3) == Taken(3, repeated=True)
+    assert await step(db, g, order, 5) == Taken(3, repeated=True)  # the first call's amount, not this one's
+    assert (await stock(shop, g), await rows(db, order)) == (7, {(g, REDUCE): 3})
+
+
+@pytest.mark.all_backends
+async def test_a_repeated_compensation_gives_back_once(shop):
+    db, g, order = shop.runtime.dbs["goods"], await goods(shop, 10), new_id()
+    await step(db, g, order, 4)
+    assert await compensate(db, g, order) == 4
+    # Again, one after another and then several at once (redelivered cancels on several consumers).
+    assert await compensate(db, g, order) == 0
+    assert await asyncio.gather(*(compensate(db, g, order) for _ in range(4))) == [0, 0, 0, 0]
+    assert (await stock(shop, g), await rows(db, order)) == (10, {(g, REDUCE): 4, (g, RESTORE): 4})
+
+
+@pytest.mark.all_backends
+async def test_several_steps_in_one_transaction_are_all_or_nothing(shop):
+    db, order = shop.runtime.dbs["goods"], new_id()
+    a, b = await goods(shop, 5), await goods(shop, 1)
+    async with db.unit_of_work() as uow:  # two lines of one order; the second finds too little stock
+        assert await take(uow, a, order, 2) == Taken(2, repeated=False)
+        assert await take(uow, b, order, 2) is None
+    assert (await stock(shop, a), await stock(shop, b), await rows(db, order)) == (5, 1, {})
+
+    async with db.unit_of_work() as uow:
+        assert await take(uow, a, order, 2) == Taken(2, repeated=False)
+        assert await take(uow, b, order, 1) == Taken(1, repeated=False)
+        await uow.commit()
+    assert (await stock(shop, a), await stock(shop, b)) == (3, 0)
+    assert await rows(db, order) == {(a, REDUCE): 2, (b, REDUCE): 1}
+    assert [await compensate(db, a, order), await compensate(db, b, order)] == [2, 1]
+    assert (await stock(shop, a), await stock(shop, b)) == (5, 1)
+    assert await rows(db, order) == {(a, REDUCE): 2, (b, REDUCE): 1, (a, RESTORE): 2, (b, RESTORE): 1}
+
+
+@pytest.mark.all_backends
+async def test_the_balance_ledger_keeps_money_and_its_barrier_to_the_cent(shop):
+    w = await world(shop, money="100.00", coupon=None)
+    db, paid, cancelled = shop.runtime.dbs["user"], new_id(), new_id()
+
+    async def money_rows(order_id):
+        return {r["money_log_type"]: r["use_money"] for r in await db.fetchall(MONEY_ROWS, order_id=order_id)}
+
+    async def balance():
+        return (await shop.users.find_user(w.user_id)).user_money
+
+    await shop.users.change_money(ChangeMoney(w.user_id, paid, D("30.01"), MoneyLogType.PAID))
+    await shop.users.change_money(ChangeMoney(w.user_id, paid, D("30.01"), MoneyLogType.PAID))
+    assert (await balance(), await money_rows(paid)) == (D("69.99"), {MoneyLogType.PAID: D("30.01")})
+    for _ in range(2):
+        await shop.users.change_money(ChangeMoney(w.user_id, paid, D("1.00"), MoneyLogType.REFUND))
+    assert await balance() == D("100.00")
+    assert await money_rows(paid) == {MoneyLogType.PAID: D("30.01"), MoneyLogType.REFUND: D("30.01")}
+
+    await shop.users.change_money(ChangeMoney(w.user_id, cancelled, D("1.00"), MoneyLogType.REFUND))
+    with pytest.raises(ShopError) as e:
+        await shop.users.change_money(ChangeMoney(w.user_id, cancelled, D("5.00"), MoneyLogType.PAID))
+    assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
+    assert await balance() == D("100.00")
+    assert await money_rows(cancelled) == {MoneyLogType.PAID: D("0.00"), MoneyLogType.REFUND: D("0.00")}
+
+
+PAIRS = 24
+
+
+async def open_all(db, n):
+    """Open the pool's n connections before the race: opening one takes longer than the race."""
+    everyone = asyncio.Barrier(n)
+
+    async def hold():
+        async with db.unit_of_work(readonly=True):
+            await everyone.wait()
+
+    await asyncio.gather(*(hold() for _ in range(n)))
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_cancelled_order(shop):
+    """Each order's step and compensation start together on connections of their own; the step
+    holds its ledger row uncommitted a moment, so a compensation arriving then must wait on the key."""
+    g, loop = await goods(shop, 1000), asyncio.get_running_loop()
+    db = type(shop.runtime.dbs["goods"])(shop.runtime.dbs["goods"].url, pool_size=2 * PAIRS)
+    await db.connect()
+    await open_all(db, 2 * PAIRS)
+    spans: dict[tuple[str, int], tuple[float, float]] = {}
+    written: dict[int, float] = {}
+
+    async def timed(name, order_id, work):
+        await asyncio.sleep(random.uniform(0, 0.02))  # each starts at its own moment, in either order
+        start = loop.time()
+        try:
+            return await work
+        except ShopError as e:
+            return e
+        finally:
+            spans[name, order_id] = (start, loop.time())
+
+    async def slow_step(order_id, n):
+        async with db.unit_of_work() as uow:
+            async def change():
+                written[order_id] = loop.time()
+                await asyncio.sleep(random.uniform(0, 0.01))  # the ledger row is written, not committed
+                return await goods_repo.take(uow, g, n)
+
+            taken = await STOCK.take(uow, g, order_id, n, change)
+            await uow.commit()
+            return taken
+
+    orders = {new_id(): random.randint(1, 3) for _ in range(PAIRS)}
+    try:
+        results = await asyncio.gather(*(timed("step", o, slow_step(o, n)) for o, n in orders.items()),
+                                       *(timed("undo", o, compensate(db, g, o)) for o in orders))
+    finally:
+        await db.close()
+
+    applied, refused, waited = 0, 0, 0
+    for (o, n), took, gave in zip(orders.items(), results[:PAIRS], results[PAIRS:], strict=True):
+        ledger = await rows(shop.runtime.dbs["goods"], o)
+        if took == Taken(n, repeated=False):
+            assert (gave, ledger) == (n, {(g, REDUCE): n, (g, RESTORE): n}), o
+            applied += 1
+            # It started after the step's row was written and before that was committed: its own
+            # insert had to wait on the key, then find the step and give back what it took.
+            waited += written[o] < spans["undo", o][0] < spans["step", o][1]
+        else:
+            assert isinstance(took, ShopError) and took.code == ShopCode.SHOP_ORDER_STATUS_INVALID, took
+            assert (gave, ledger) == (0, {(g, REDUCE): 0, (g, RESTORE): 0}), o
+            refused += 1
+    assert await stock(shop, g) == 1000
+    async with shop.runtime.dbs["goods"].unit_of_work() as uow:
+        facts = await STOCK.facts(uow)
+    assert facts.ledger[g] == 1000 and all(facts.held(o) == {} for o in orders)
+    assert applied and refused, (applied, refused)  # both interleavings happened
+    assert waited, "no compensation arrived while its step's row was uncommitted: nothing raced"
