@@ -53,6 +53,7 @@ from shop.services.log.handlers import LogHandlers
 from shop.services.order.contracts import TAG_CANCEL, OrderService
 from shop.services.order.handlers import OrderHandlers, guard_cancel
 from shop.services.order.participants import FAULTS_AFTER, FAULTS_BEFORE, Participants
+from shop.services.order.repository import SagaStore
 from shop.services.pay.contracts import PaymentPlatform, PayService
 from shop.services.pay.handlers import PayHandlers
 from shop.services.user.contracts import UserService
@@ -181,6 +182,7 @@ class _Wiring:
         if service == "order":
             return OrderHandlers(
                 db, self.ids, self.outboxes["order"], participants=self.participants(),
+                store=SagaStore(db, self.outboxes["order"]),
                 settle=Settler(self.relays["order"], self.broker, SETTLE_TIMEOUT_S).settle,
                 cancel_after_s=s.order_cancel_after_s, pay_timeout_s=s.order_pay_timeout_s,
             )

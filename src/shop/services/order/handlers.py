@@ -41,13 +41,14 @@ def _order(row: Any) -> Order:
 
 class OrderHandlers:
     def __init__(
-        self, db: Database, ids: IdWorker, outbox: Outbox, *, participants: Participants, settle: Settle,
-        cancel_after_s: float, pay_timeout_s: float = 1800.0,
+        self, db: Database, ids: IdWorker, outbox: Outbox, *, participants: Participants, store: repo.SagaStore,
+        settle: Settle, cancel_after_s: float, pay_timeout_s: float = 1800.0,
     ) -> None:
         self.db = db
         self.ids = ids
         self.outbox = outbox
         self.participants = participants
+        self.store = store
         # Waits (bounded) for a failed order's compensation, so the caller sees it undone.
         self.settle = settle
         self.cancel_after_s = cancel_after_s
@@ -66,28 +67,15 @@ class OrderHandlers:
         cancel = OrderCancelled(
             order.order_id, cmd.user_id, cmd.goods_id, cmd.goods_number, cmd.coupon_id, pricing.money_paid
         ).to_message()
-        async with self.db.unit_of_work() as uow:
-            await repo.insert(uow, {f: getattr(order, f) for f in Order.__slots__})
-            await self.outbox.add(uow, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
-            await uow.commit()
+        await self.store.save_pre_order(order, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
+        paid = pricing.pay_amount == 0  # coupon and balance paid it all
         try:
             await self.participants.reduce_stock(order)
             await self.participants.use_coupon(order)
             await self.participants.pay_from_balance(order)
             confirm_time = utcnow()
-            async with self.db.unit_of_work() as uow:
-                if pricing.pay_amount == 0:  # coupon and balance paid it all: nothing left to time out
-                    confirmed = await repo.confirm_paid(uow, order.order_id, confirm_time)
-                    if confirmed:
-                        await self.outbox.delete(uow, cancel.msg_id)
-                else:
-                    confirmed = await repo.confirm(uow, order.order_id, confirm_time)
-                    if confirmed:
-                        # The same cancel, re-armed for the payment timeout: it leaves only if the
-                        # order is still unpaid then (guard_cancel), driven by no scan of orders.
-                        await self.outbox.make_due(uow, cancel.msg_id, now_ms() + int(self.pay_timeout_s * 1000))
-                await uow.commit()
-            if not confirmed:
+            rearm_at_ms = now_ms() + int(self.pay_timeout_s * 1000)
+            if not await self.store.confirm(order, cancel, paid=paid, at=confirm_time, rearm_at_ms=rearm_at_ms):
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
@@ -96,7 +84,6 @@ class OrderHandlers:
                 log.exception("order %s failed", order.order_id)
                 exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
             raise exc.with_data({"orderId": str(order.order_id)}) from None
-        paid = pricing.pay_amount == 0
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
                         "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID),
@@ -130,10 +117,7 @@ class OrderHandlers:
     async def _fail(self, order_id: int, cancel: Message) -> None:
         """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone."""
         try:
-            async with self.db.unit_of_work() as uow:
-                await repo.cancel_unconfirmed(uow, order_id)
-                await self.outbox.make_due(uow, cancel.msg_id)
-                await uow.commit()
+            await self.store.fail(order_id, cancel)
         except Exception:  # our own database failed: the armed message still comes due at the deadline
             log.exception("could not cancel order %s now; its deadline will", order_id)
             return

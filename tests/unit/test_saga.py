@@ -1,0 +1,219 @@
+"""The order saga on fakes, with no database: each step failing, and each compensation.
+
+The participants are fakes that keep stock, coupons and balances in memory and undo, for a
+cancelled order, exactly what they did for it (as the ledger does); the saga's own transactions are
+a fake SagaStore; settle delivers the cancel message straight to the participants."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.common.ids import IdWorker
+from shop.infra.messaging import Message
+from shop.services.coupon.contracts import Coupon
+from shop.services.goods.contracts import Goods
+from shop.services.order.contracts import TAG_CANCEL, Order, OrderCancelled, PlaceOrder
+from shop.services.order.domain import OrderStatus, PayStatus, shipping_fee
+from shop.services.order.handlers import OrderHandlers
+from shop.services.user.contracts import User
+
+D = Decimal
+USER, GOODS, COUPON = 1, 2, 3
+PRICE = D("5000.00")
+STEPS = ("reduce_stock", "use_coupon", "pay_from_balance")
+
+
+class Boom(Exception):
+    """A participant that broke (not a refusal): the saga must call it unavailable."""
+
+
+@dataclass
+class FakeParticipants:
+    stock: int = 10
+    balance: Decimal = D("100.00")
+    coupon_used: bool = False
+    fail_at: str | None = None
+    error: Exception = field(default_factory=lambda: Boom("down"))
+    ran: list[str] = field(default_factory=list)
+    taken: dict[int, dict[str, Any]] = field(default_factory=dict)  # order -> what each step took
+
+    async def find_user(self, user_id: int) -> User:
+        return User(user_id, "u", None, 0, self.balance, datetime(2026, 1, 1))
+
+    async def find_goods(self, goods_id: int) -> Goods:
+        return Goods(goods_id, "iphone7", self.stock, PRICE, None, datetime(2026, 1, 1))
+
+    async def find_coupon(self, coupon_id: int) -> Coupon:
+        return Coupon(coupon_id, D("100.00"), USER, None, int(self.coupon_used), None)
+
+    def _step(self, name: str, order: Order) -> dict[str, Any]:
+        self.ran.append(name)
+        if self.fail_at == name:
+            raise self.error
+        return self.taken.setdefault(order.order_id, {})
+
+    async def reduce_stock(self, order: Order) -> None:
+        self._step("reduce_stock", order)["stock"] = order.goods_number
+        self.stock -= order.goods_number
+
+    async def use_coupon(self, order: Order) -> None:
+        taken = self._step("use_coupon", order)
+        if order.coupon_id is not None:
+            taken["coupon"] = True
+            self.coupon_used = True
+
+    async def pay_from_balance(self, order: Order) -> None:
+        taken = self._step("pay_from_balance", order)
+        if order.money_paid > 0:
+            taken["money"] = order.money_paid
+            self.balance -= order.money_paid
+
+    async def compensate(self, msg: Message) -> None:
+        """Every participant's consumer of the cancel: gives back what it took for this order."""
+        ev = OrderCancelled.from_message(msg)
+        taken = self.taken.pop(ev.order_id, {})
+        self.stock += taken.get("stock", 0)
+        if taken.get("coupon"):
+            self.coupon_used = False
+        self.balance += taken.get("money", D("0"))
+
+
+@dataclass
+class FakeStore:
+    """The saga's transactions on the order's own database."""
+
+    refuse_confirm: bool = False
+    orders: dict[int, Order] = field(default_factory=dict)
+    armed: dict[int, tuple[Message, int]] = field(default_factory=dict)  # order -> (cancel, due at)
+    failed: list[int] = field(default_factory=list)
+
+    async def save_pre_order(self, order: Order, cancel: Message, due_at_ms: int) -> None:
+        self.orders[order.order_id] = order
+        self.armed[order.order_id] = (cancel, due_at_ms)
+
+    async def confirm(self, order: Order, cancel: Message, *, paid: bool, at: datetime, rearm_at_ms: int) -> bool:
+        if self.refuse_confirm:
+            return False
+        status = {"order_status": int(OrderStatus.CONFIRMED),
+                  "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID)}
+        self.orders[order.order_id] = Order(**{**{f: getattr(order, f) for f in Order.__slots__}, **status})
+        if paid:
+            del self.armed[order.order_id]
+        else:
+            self.armed[order.order_id] = (cancel, rearm_at_ms)
+        return True
+
+    async def fail(self, order_id: int, cancel: Message) -> None:
+        self.failed.append(order_id)
+        order = self.orders[order_id]
+        self.orders[order_id] = Order(**{**{f: getattr(order, f) for f in Order.__slots__},
+                                         "order_status": int(OrderStatus.CANCELLED)})
+        self.armed[order_id] = (cancel, 0)  # due now
+
+
+class Saga:
+    def __init__(self, **participants: Any) -> None:
+        self.participants = FakeParticipants(**participants)
+        self.store = FakeStore()
+        self.settled: list[tuple[str, str]] = []
+        self.handlers = OrderHandlers(
+            None, IdWorker(1, 1), None, participants=self.participants, store=self.store,  # type: ignore[arg-type]
+            settle=self.settle, cancel_after_s=30, pay_timeout_s=1800,
+        )
+
+    async def settle(self, tag: str, key: str) -> None:
+        self.settled.append((tag, key))
+        cancel, _ = self.store.armed[int(key)]
+        await self.participants.compensate(cancel)
+
+    def state(self) -> tuple[int, Decimal, bool]:
+        p = self.participants
+        return p.stock, p.balance, p.coupon_used
+
+
+def place(*, coupon: bool = True, money: str = "100.00", n: int = 1) -> PlaceOrder:
+    amount = PRICE * n
+    fee = shipping_fee(amount)
+    return PlaceOrder(USER, GOODS, n, PRICE, fee, amount + fee, "北京", COUPON if coupon else None, D(money))
+
+
+async def test_every_step_runs_in_order_and_the_cancel_is_re_armed_for_the_payment_timeout():
+    saga = Saga()
+    order = await saga.handlers.confirm_order(place())
+    assert saga.participants.ran == list(STEPS)
+    assert saga.state() == (9, D("0.00"), True)
+    assert order.order_status == OrderStatus.CONFIRMED and order.pay_status == PayStatus.UNPAID
+    cancel, due = saga.store.armed[order.order_id]
+    assert cancel.tag == TAG_CANCEL and cancel.key == str(order.order_id)
+    assert due > 0 and saga.store.failed == [] and saga.settled == []
+
+
+async def test_an_order_paid_by_coupon_and_balance_is_paid_at_confirmation_and_disarmed():
+    saga = Saga(balance=D("5000.00"))
+    order = await saga.handlers.confirm_order(place(money="4900.00"))
+    assert order.pay_status == PayStatus.PAID and order.pay_time == order.confirm_time
+    assert order.order_id not in saga.store.armed
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_a_step_that_breaks_cancels_the_order_and_every_compensation_gives_back_what_was_taken(step):
+    saga = Saga(fail_at=step)
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    order_id = int(e.value.data["orderId"])
+    assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
+    # The steps after the broken one never ran; the order failed once, and its cancel was settled.
+    assert saga.participants.ran == list(STEPS[: STEPS.index(step) + 1])
+    assert saga.store.failed == [order_id]
+    assert saga.store.orders[order_id].order_status == OrderStatus.CANCELLED
+    assert saga.settled == [(TAG_CANCEL, str(order_id))]
+    cancel, due = saga.store.armed[order_id]
+    assert due == 0 and OrderCancelled.from_message(cancel) == OrderCancelled(
+        order_id, USER, GOODS, 1, COUPON, D("100.00"))
+    assert saga.state() == (10, D("100.00"), False)  # everything given back
+    assert saga.participants.taken == {}
+
+
+@pytest.mark.parametrize(("step", "code"), [
+    ("reduce_stock", ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH),
+    ("use_coupon", ShopCode.SHOP_COUPON_INVALID),
+    ("pay_from_balance", ShopCode.SHOP_MONEY_PAID_INVALID),
+])
+async def test_a_refusal_keeps_its_code_and_the_order_is_compensated(step, code):
+    saga = Saga(fail_at=step, error=ShopError(code))
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    assert e.value.code == code and "orderId" in e.value.data
+    assert saga.state() == (10, D("100.00"), False)
+
+
+async def test_a_confirm_that_finds_the_order_cancelled_by_its_deadline_is_refused():
+    saga = Saga()
+    saga.store.refuse_confirm = True
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
+    assert saga.participants.ran == list(STEPS)
+    assert saga.state() == (10, D("100.00"), False)
+
+
+async def test_an_order_without_coupon_or_balance_skips_nothing_and_takes_only_stock():
+    saga = Saga(fail_at="pay_from_balance")
+    with pytest.raises(ShopError):
+        await saga.handlers.confirm_order(place(coupon=False, money="0.00"))
+    assert saga.participants.ran == list(STEPS)
+    assert saga.state() == (10, D("100.00"), False)
+
+
+async def test_a_rejected_order_saves_nothing_and_takes_nothing():
+    saga = Saga(stock=0)
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data is None
+    assert saga.store.orders == {} and saga.participants.ran == [] and saga.settled == []
