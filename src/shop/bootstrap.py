@@ -157,8 +157,8 @@ class _Wiring:
                 self._clients[key] = local_client(self.handler(service), service, deadline)
             else:
                 assert self.registry is not None, f"{service} does not run here and there is no registry"
-                parts = PARTS[service]
-                c = parts.client(Discovered(self.registry, parts.rpc.full_name), self.s.rpc_deadline_s * factor)
+                rpc = PARTS[service].rpc
+                c = GrpcClient(rpc, Discovered(self.registry, rpc.full_name), self.s.rpc_deadline_s * factor)
                 self.remote.append(c)
                 self._clients[key] = c
         return self._clients[key]

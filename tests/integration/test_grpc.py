@@ -21,13 +21,11 @@ from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, open_database
 from shop.infra.rpc.errors import MD_CODE
+from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.server import serve
 from shop.services.coupon import rpc as coupon_rpc
-from shop.services.coupon.rpc import CouponClient as GrpcCouponClient
 from shop.services.goods import rpc as goods_rpc
-from shop.services.goods.rpc import GoodsClient as GrpcGoodsClient
 from shop.services.user import rpc as user_rpc
-from shop.services.user.rpc import UserClient as GrpcUserClient
 from shop.infra.migrate import upgrade
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
@@ -46,9 +44,9 @@ class Participants:
         self.handlers = handlers
         self.server = server
         self.target = target
-        self.users = GrpcUserClient(target, DEADLINE_S)
-        self.goods = GrpcGoodsClient(target, DEADLINE_S)
-        self.coupons = GrpcCouponClient(target, DEADLINE_S)
+        self.users = GrpcClient(user_rpc.SERVICE, target, DEADLINE_S)
+        self.goods = GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S)
+        self.coupons = GrpcClient(coupon_rpc.SERVICE, target, DEADLINE_S)
 
 
 @pytest.fixture
@@ -174,7 +172,7 @@ async def test_status_and_metadata_on_the_wire(net: Participants) -> None:
 
 
 async def test_no_server_is_unavailable_within_the_deadline() -> None:
-    async with GrpcGoodsClient(f"127.0.0.1:{free_port()}", deadline_s=1.0) as goods:
+    async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{free_port()}", deadline_s=1.0) as goods:
         started = time.monotonic()
         with pytest.raises(ServiceUnavailable):
             await goods.find_goods(1)
@@ -200,7 +198,7 @@ async def test_a_slow_server_is_unavailable_after_the_deadline(net: Participants
     goods_id = await net.goods.create_goods(CreateGoods("slow", 1, Decimal("1.00")))
     server = await serve([(goods_rpc.SERVICE, Slow(net.handlers["goods"], 3.0))], "127.0.0.1", 0)
     try:
-        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=0.4) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=0.4) as goods:
             started = time.monotonic()
             with pytest.raises(ServiceUnavailable, match="timed out"):
                 await goods.find_goods(goods_id)
@@ -235,7 +233,7 @@ async def test_only_idempotent_calls_are_retried_once() -> None:
     flaky = Flaky()
     server = await serve([(goods_rpc.SERVICE, flaky)], "127.0.0.1", 0)
     try:
-        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
             with pytest.raises(ServiceUnavailable, match="the database is away"):
                 await goods.find_goods(1)
             with pytest.raises(ServiceUnavailable):
@@ -256,7 +254,7 @@ async def test_a_shop_error_keeps_its_message_and_http_status() -> None:
     """Metadata is ASCII only: the message is percent-encoded on the way and decoded back."""
     server = await serve([(goods_rpc.SERVICE, Refusing())], "127.0.0.1", 0)
     try:
-        async with GrpcGoodsClient(f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
             with pytest.raises(ShopError) as info:
                 await goods.find_goods(1)
     finally:

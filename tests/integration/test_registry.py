@@ -231,7 +231,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     from shop.infra.db import open_database
     from shop.infra.rpc.server import serve
     from shop.services.goods import rpc as goods_rpc
-    from shop.services.goods.rpc import GoodsClient as GrpcGoodsClient
+    from shop.infra.rpc.client import GrpcClient
     from shop.infra.migrate import upgrade
     from shop.infra.registry import Discovered
     from shop.services.goods.contracts import CreateGoods, ReduceStock
@@ -251,7 +251,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     addr_a, addr_b = f"127.0.0.1:{server_a.port}", f"127.0.0.1:{server_b.port}"
     node_a = await provider.register(iface, addr_a)
     await provider.register(iface, addr_b)
-    client = GrpcGoodsClient(Discovered(consumer, iface), deadline_s=2.0)
+    client = GrpcClient(goods_rpc.SERVICE, Discovered(consumer, iface), deadline_s=2.0)
     try:
         await (await consumer.providers(iface)).wait_for(2)
         goods_id = await client.create_goods(CreateGoods("g", 100, Decimal("1.00")))
@@ -268,7 +268,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         assert b.calls - before_b == 20
         # Not retry-safe, but A refuses connections: the request never left, so it goes to B too,
         # even from a caller that has not marked A yet (another process, with a view of its own).
-        other = GrpcGoodsClient(Discovered(await make(), iface), deadline_s=2.0)
+        other = GrpcClient(goods_rpc.SERVICE, Discovered(await make(), iface), deadline_s=2.0)
         try:
             before_b = b.calls
             for _ in range(4):

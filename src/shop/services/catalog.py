@@ -3,11 +3,11 @@ gRPC service and client. Nothing here is wired; each service declares its own pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import sqlalchemy as sa
 
 from shop.infra.messaging import Binding, Consumes, topology
-from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.server import Service
 from shop.services.coupon import handlers as coupon_handlers
 from shop.services.coupon import models as coupon_models
@@ -36,22 +36,19 @@ class Parts:
     inbox: sa.Table
     consumes: tuple[Consumes[object], ...]
     rpc: Service
-    client: type[GrpcClient]
+
+    @classmethod
+    def of(cls, models: ModuleType, handlers: ModuleType, rpc: ModuleType) -> Parts:
+        return cls(models.metadata, models.outbox, models.inbox, handlers.CONSUMES, rpc.SERVICE)
 
 
 PARTS: dict[str, Parts] = {
-    "user": Parts(user_models.metadata, user_models.outbox, user_models.inbox, user_handlers.CONSUMES,
-                  user_rpc.SERVICE, user_rpc.UserClient),
-    "goods": Parts(goods_models.metadata, goods_models.outbox, goods_models.inbox, goods_handlers.CONSUMES,
-                   goods_rpc.SERVICE, goods_rpc.GoodsClient),
-    "coupon": Parts(coupon_models.metadata, coupon_models.outbox, coupon_models.inbox, coupon_handlers.CONSUMES,
-                    coupon_rpc.SERVICE, coupon_rpc.CouponClient),
-    "order": Parts(order_models.metadata, order_models.outbox, order_models.inbox, order_handlers.CONSUMES,
-                   order_rpc.SERVICE, order_rpc.OrderClient),
-    "pay": Parts(pay_models.metadata, pay_models.outbox, pay_models.inbox, pay_handlers.CONSUMES,
-                 pay_rpc.SERVICE, pay_rpc.PayClient),
-    "log": Parts(log_models.metadata, log_models.outbox, log_models.inbox, log_handlers.CONSUMES,
-                 log_rpc.SERVICE, log_rpc.LogClient),
+    "user": Parts.of(user_models, user_handlers, user_rpc),
+    "goods": Parts.of(goods_models, goods_handlers, goods_rpc),
+    "coupon": Parts.of(coupon_models, coupon_handlers, coupon_rpc),
+    "order": Parts.of(order_models, order_handlers, order_rpc),
+    "pay": Parts.of(pay_models, pay_handlers, pay_rpc),
+    "log": Parts.of(log_models, log_handlers, log_rpc),
 }
 
 # Every consumer group of the shop, in the order the embedded broker enqueues a message's

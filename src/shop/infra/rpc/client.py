@@ -15,17 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self
 
 import grpc
 
 from shop.common.errors import ServiceUnavailable
 from shop.infra.rpc.errors import error_from_rpc, has_code
 from shop.infra.rpc.server import Service
-from shop.infra.rpc.wire import facts_in
-from shop.rpc.v1 import facts_pb2
-
-T = TypeVar("T")
 
 log = logging.getLogger("shop.rpc.grpc")
 
@@ -74,9 +70,10 @@ class GrpcClient:
     address, the channels to addresses the target no longer lists are closed (after their calls in
     flight, within one deadline), so a long-lived client keeps only the channels it can use."""
 
-    service: Service
-
-    def __init__(self, target: str | Target, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None) -> None:
+    def __init__(
+        self, service: Service, target: str | Target, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.service = service
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive: every call has a deadline")
         self.target: Target = Fixed(target) if isinstance(target, str) else target
@@ -160,6 +157,21 @@ class GrpcClient:
                 self.target.mark_failed(address)
                 raise ServiceUnavailable(f"{where} failed: {exc!r}") from None
 
-    async def _facts(self, cls: type[T]) -> T:
-        """The service's audit facts (every service serves AuditFacts the same way)."""
-        return facts_in(cls, (await self._call("audit_facts", facts_pb2.AuditFactsRequest())).json)
+    def __getattr__(self, name: str) -> Any:
+        """A method of the service's interface, bound once: `await client.find_user(user_id)`."""
+        try:
+            call = self.__dict__["service"].methods[name].call
+        except KeyError:
+            raise AttributeError(name) from None
+
+        async def method(*args: Any, **kwargs: Any) -> Any:
+            return call.result(await self._call(name, call.request(args, kwargs)))
+
+        method.__name__ = name
+        setattr(self, name, method)
+        return method
+
+
+def grpc_client(service: Service, target: str | Target, deadline_s: float) -> Any:
+    """A client of `service` that its callers hold as the service's interface (its Protocol)."""
+    return GrpcClient(service, target, deadline_s)

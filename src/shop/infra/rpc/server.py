@@ -1,41 +1,61 @@
-"""The generic gRPC server: a service's method table (each service's rpc.py declares its own),
-the adapter from handlers to the generated servicer, and serve()."""
+"""The generic gRPC server: a service's methods on the wire (each service's rpc.py declares its
+Service), the adapter from its handlers to the generated servicer, and serve()."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 
 from shop.common.errors import ShopError
 from shop.infra.faults import Faults
 from shop.infra.rpc.admin import admin_handler
 from shop.infra.rpc.errors import error_metadata, status_for
-from shop.infra.rpc.wire import facts_out
-from shop.rpc.v1 import facts_pb2
+from shop.infra.rpc.wire import Call
 
 log = logging.getLogger("shop.rpc.grpc")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Method:
     rpc: str  # the gRPC method's name, "FindUser"
-    name: str  # the contract's method, "find_user"
-    serve: Callable[[Any, Any], Awaitable[Any]]  # (handler object, request message) -> reply message
+    name: str  # the interface's method, "find_user"
+    call: Call  # its request and reply, worked out from the interface's signature
     retry: bool  # safe to repeat: a read, or keyed by the order on the other side
 
 
-@dataclass(frozen=True, slots=True)
 class Service:
-    name: str  # "user": in logs
-    full_name: str  # "shop.v1.UserService"
-    methods: dict[str, Method]  # by contract name
-    stub: Callable[[grpc.aio.Channel], Any]
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    """A service's interface (its contracts' Protocol) served over gRPC: each method of the
+    interface is the gRPC method of the same name in CamelCase (find_user -> FindUser) of the
+    schema's service, its request and reply as the schema has them. `retry` names the methods a
+    client may repeat on another provider (see client.py)."""
+
+    def __init__(
+        self, name: str, interface: type, descriptor: ServiceDescriptor, stub: Callable[[grpc.aio.Channel], Any],
+        add_to_server: Callable[[Any, grpc.aio.Server], None], *, retry: Collection[str],
+    ) -> None:
+        self.name = name  # "user": in logs
+        self.full_name = descriptor.full_name  # "shop.v1.UserService": in the registry
+        self.stub = stub
+        self.add_to_server = add_to_server
+        self.methods: dict[str, Method] = {}
+        for attr, fn in inspect.getmembers(interface, inspect.isfunction):
+            if attr.startswith("_"):
+                continue
+            rpc = "".join(w.capitalize() for w in attr.split("_"))
+            m = descriptor.methods_by_name[rpc]  # a KeyError here: the schema lacks the method
+            call = Call(fn, GetMessageClass(m.input_type), GetMessageClass(m.output_type))
+            self.methods[attr] = Method(rpc, attr, call, retry=attr in retry)
+        unknown = set(retry) - set(self.methods)
+        if unknown:
+            raise ValueError(f"{name}: retry names no method of the interface: {sorted(unknown)}")
 
 
 def _servicer(service: Service, impl: object) -> SimpleNamespace:
@@ -51,7 +71,8 @@ def _rpc(service: Service, m: Method, impl: object) -> Callable[[Any, grpc.aio.S
 
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await m.serve(impl, request)
+            result = await getattr(impl, m.name)(*m.call.arguments(request))
+            return m.call.reply(result)
         except ShopError as exc:
             await context.abort(status_for(exc.code), exc.message, trailing_metadata=error_metadata(exc))
         except asyncio.CancelledError:
@@ -86,15 +107,3 @@ async def serve(
     await server.start()
     log.info("gRPC serving %s on %s:%d", sorted(s.name for s, _ in exposed), host, bound)
     return server
-
-
-def method_table(*methods: Method) -> dict[str, Method]:
-    return {m.name: m for m in methods}
-
-
-async def _audit_facts(h: Any, r: facts_pb2.AuditFactsRequest) -> facts_pb2.AuditFactsReply:
-    return facts_pb2.AuditFactsReply(json=facts_out(await h.audit_facts()))
-
-
-# Every service reports its facts to the operator's audit the same way (a read: safe to repeat).
-AUDIT_FACTS = Method("AuditFacts", "audit_facts", _audit_facts, retry=True)
