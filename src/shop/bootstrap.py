@@ -53,6 +53,7 @@ from shop.services.log import models as log_models
 from shop.services.log.handlers import LogHandlers
 from shop.services.order import models as order_models
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, TAG_REFUND_PAYMENT
+from shop.services.order.domain import OrderStatus
 from shop.services.order.handlers import OrderHandlers
 from shop.services.pay import models as pay_models
 from shop.services.pay.contracts import PAY_TOPIC
@@ -214,7 +215,7 @@ class Shop:
         payments = (await self.handlers["pay"].audit_facts())["payments"]
         logged = (await self.handlers["log"].audit_facts())["logged"]
         # Work in flight at the start or at the end of the reading counts as in flight.
-        pending = max(pending, await self._pending()) + sum(1 for o in orders.values() if o.order_status == 0)
+        pending = max(pending, await self._pending()) + sum(o.order_status == OrderStatus.UNCONFIRMED for o in orders.values())
         dead = await self.broker.dead()
         violations = check(orders, goods, users, coupons, pending=pending, dead=dead, payments=payments, logged=logged)
         return AuditReport(consistent=not violations, violations=violations, pending=pending)
