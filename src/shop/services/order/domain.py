@@ -28,7 +28,6 @@ class OrderStatus(IntEnum):
 
 class PayStatus(IntEnum):
     UNPAID = 0
-    PAYING = 1
     PAID = 2
 
 

@@ -31,7 +31,6 @@ REFUND = _guarded(domain.REFUND)
 CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
 ALL = Query(sa.select(order))
-COUNT_UNCONFIRMED = Query(sa.select(sa.func.count().label("n")).select_from(order).where(o.order_status == 0))
 
 
 async def find(uow: UnitOfWork, order_id: int) -> Any:
