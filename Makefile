@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/shop run --demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs
 
 # The distributed mode: one process per service on the local PostgreSQL, RabbitMQ and Zookeeper.
 cluster: $(STAMP)

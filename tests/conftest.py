@@ -81,11 +81,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, backend: str) -> Settings:
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    marker = request.node.get_closest_marker("shop_settings")
+    overrides = dict(marker.kwargs) if marker else {}
     if backend == "sqlite":
-        return make_settings(tmp_path)
+        return make_settings(tmp_path, **overrides)
     urls = server_urls(backend)
-    return make_settings(tmp_path, **{f"{s}_db_url": urls[s] for s in SERVICES})
+    return make_settings(tmp_path, **{f"{s}_db_url": urls[s] for s in SERVICES}, **overrides)
 
 
 @asynccontextmanager

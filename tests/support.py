@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -72,18 +73,7 @@ def order_json(
     return body
 
 
-async def quiet(shop: Shop, timeout_s: float = 15.0) -> dict[str, Any]:
-    """Wait until nothing is in flight, then return the audit."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while True:
-        report = await shop.operator.audit()
-        if report.pending == 0 or loop.time() > end:
-            return report.json()
-        await asyncio.sleep(0.05)
-
-
-async def until(check: Any, timeout_s: float = 10.0) -> Any:
+async def until(check: Any, timeout_s: float = 10.0, every_s: float = 0.05) -> Any:
     """check()'s first truthy value, or its last value once timeout_s has passed."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s
@@ -91,7 +81,51 @@ async def until(check: Any, timeout_s: float = 10.0) -> Any:
         value = await check()
         if value or loop.time() > end:
             return value
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every_s)
+
+
+async def quiet(shop: Shop, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The audit once nothing is in flight (or the last one, at timeout_s): wait for this, then check
+    that nothing else happened."""
+    last: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        nonlocal last
+        last = (await shop.operator.audit()).json()
+        return last["pending"] == 0
+
+    await until(settled, timeout_s)
+    return last
+
+
+async def quiet_api(api: Api, timeout_s: float = 30.0) -> dict[str, Any]:
+    """GET /admin/audit once nothing is in flight and it finds nothing wrong (or the last answer, at
+    timeout_s). Over HTTP the shop may be the distributed one, where RabbitMQ's queue counts leave out
+    the messages a consumer holds and has not acknowledged yet, and a broker coming back answers 503
+    for a moment: so the wait is also for a clean report. A violation that stays is still returned."""
+    last: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        nonlocal last
+        r = await api.c.get("/admin/audit", headers=api.admin)
+        last = r.json()["data"] if r.status_code == 200 else {"status": r.status_code, "body": r.text}
+        return r.status_code == 200 and last["pending"] == 0 and last["consistent"]
+
+    await until(settled, timeout_s, every_s=0.2)
+    return last
+
+
+async def answered(shop: Any, pay_id: int | str, other_than: str | None = None) -> str | None:
+    """The id of the platform's latest notification for a payment once the shop has answered it (other
+    than `other_than`), read from the sandbox's own file: only the platform knows whether its
+    notification was answered, and no HTTP call tells. `shop`: a Shop or a tests.cluster.Cluster."""
+    conn = sqlite3.connect(f"file:{shop.settings.data_dir / 'sandbox.db'}?mode=ro", uri=True)
+    try:
+        notified, notify_id = conn.execute(
+            "SELECT notified, last_notify_id FROM sandbox_trade WHERE pay_id = ?", (int(pay_id),)).fetchone()
+    finally:
+        conn.close()
+    return notify_id if notified and notify_id != other_than else None
 
 
 async def state(shop: Shop, w: World) -> tuple[int, Decimal, int | None]:

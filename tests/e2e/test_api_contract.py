@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ADMIN
-from tests.support import Api, order_json
+from tests.support import Api, order_json, quiet_api
 
 MONEY = re.compile(r"^\d+\.\d{2}$")
 ID = re.compile(r"^[1-9]\d*$")
@@ -131,12 +131,6 @@ async def snapshot(api: Api, s: Scene) -> tuple[Any, ...]:
     user = await api.get(f"/admin/users/{s.user_id}")
     coupon = await api.get(f"/admin/coupons/{s.coupon_id}")
     return goods["goodsNumber"], user["userMoney"], user["userScore"], coupon["isUsed"], coupon["orderId"]
-
-
-async def assert_quiet_and_consistent(api: Api) -> None:
-    audit = await api.get("/admin/audit")
-    assert set(audit) == {"consistent", "violations", "pending"}
-    assert audit == {"consistent": True, "violations": [], "pending": 0}, audit
 
 
 # -- health, docs, envelope ----------------------------------------------------------------------
@@ -329,7 +323,7 @@ async def test_the_original_scenario(api, client, scene):
     assert coupon["isUsed"] == 1 and coupon["orderId"] == order["orderId"]
     utc_time(coupon["usedTime"])
     assert await snapshot(api, scene) == (9, "0.00", 0, 1, order["orderId"])
-    await assert_quiet_and_consistent(api)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
 
     # The owner reads it; the admin reads the same row; anyone else is refused.
     mine = success(await client.get(f"/order/{order['orderId']}", headers=scene.auth))
@@ -371,7 +365,7 @@ async def test_small_order_pays_shipping_and_no_coupon_no_balance(api, scene):
     assert (order["couponId"], order["couponPaid"], order["moneyPaid"], order["payAmount"]) == (None, "0.00", "0.00",
                                                                                                "70.00")
     assert (await api.get(f"/admin/goods/{goods_id}"))["goodsNumber"] == 3
-    await assert_quiet_and_consistent(api)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
 
 
 async def test_the_last_unit_can_be_taken(api, client, scene):
@@ -382,7 +376,7 @@ async def test_the_last_unit_can_be_taken(api, client, scene):
     r = await api.confirm(scene.auth, order_json(scene.user_id, goods_id, "5000.00", 1))
     failure(r, 409, "SHOP_GOODS_NUM_NOT_ENOUGH")
     assert (await api.get(f"/admin/goods/{goods_id}"))["goodsNumber"] == 0
-    await assert_quiet_and_consistent(api)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
 
 
 # Each rejection: (id, how the body changes, status(es), code). Applied to the original scenario.
@@ -434,7 +428,7 @@ async def reject(api: Api, scene: Scene, r: httpx.Response, status: Any, code: s
     body = failure(r, status, code)
     assert body["data"] is None or set(body["data"]) <= {"orderId"}, body
     assert await snapshot(api, scene) == before
-    await assert_quiet_and_consistent(api)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
 
 
 @pytest.mark.parametrize(("change", "status", "code"), [c[1:] for c in REJECTIONS], ids=[c[0] for c in REJECTIONS])
@@ -539,7 +533,7 @@ async def test_a_failure_after_the_pre_order_leaves_no_trace(api, client, scene)
     assert await snapshot(api, scene) == before
     order = await api.get(f"/admin/orders/{order_id}")
     assert order["orderStatus"] == 2 and order["confirmTime"] is None
-    await assert_quiet_and_consistent(api)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
     # The fault was armed once: the same order now goes through.
     assert success(await api.confirm(scene.auth, scene.body()))["payAmount"] == "4800.00"
 

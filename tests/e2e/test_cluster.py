@@ -24,7 +24,7 @@ import pytest
 
 from tests.cluster import Cluster
 from tests.conftest import _unavailable
-from tests.support import Api, order_json
+from tests.support import Api, order_json, quiet_api
 
 GOODS = "shop.v1.GoodsService"
 ADMIN_SERVICE = "shop.v1.AdminService"
@@ -67,17 +67,6 @@ async def _buyers(api: Api, n: int, money: str = "100000.00", stock: int = 100_0
         uid = await api.create_user(name, money)
         buyers.append((uid, await api.login(name)))
     return goods_id, buyers
-
-
-async def _quiet_audit(api: Api, timeout_s: float = 30.0) -> dict:
-    """The audit once nothing is in flight (a broker coming back answers 503 for a moment)."""
-    end = time.monotonic() + timeout_s
-    while True:
-        r = await api.c.get("/admin/audit", headers=api.admin)
-        audit = r.json()["data"] if r.status_code == 200 else {"status": r.status_code, "body": r.text}
-        if (r.status_code == 200 and audit["pending"] == 0 and audit["consistent"]) or time.monotonic() > end:
-            return audit
-        await asyncio.sleep(0.2)
 
 
 async def _stream(api: Api, goods_id: str, buyers: list, seconds: float, *, pay: bool = False,
@@ -142,7 +131,7 @@ async def test_a_killed_goods_instance_is_failed_over(cluster: Cluster, api: Api
         await asyncio.sleep(0.2)
     assert len(now) == 2 and str(victim) not in {p["pid"] for p in now}, now
 
-    audit = await _quiet_audit(api)
+    audit = await quiet_api(api)
     assert audit == {"consistent": True, "violations": [], "pending": 0}, audit
     after = await api.get(f"/admin/goods/{goods_id}")
     assert before["goodsNumber"] - after["goodsNumber"] == len(ok)
@@ -186,7 +175,7 @@ async def test_rabbitmq_restarted_mid_stream_loses_nothing(cluster: Cluster, api
     failed = [r for r in results if r[1] != 200]
     assert confirmed and failed, (len(confirmed), len(failed))
     assert all(r[1] == 503 and "orderId" in r[2] for r in failed), failed
-    audit = await _quiet_audit(api, timeout_s=60)
+    audit = await quiet_api(api, timeout_s=60)
     assert audit == {"consistent": True, "violations": [], "pending": 0}, audit
     # Every paid order was marked paid and earned its points, exactly once.
     paid = 0
@@ -218,7 +207,7 @@ async def test_the_order_service_killed_mid_order_converges(cluster: Cluster, ap
     assert goods["goodsNumber"] == 10
     assert providers and providers[0]["pid"] != order_pid
     assert (await api.get(f"/admin/users/{uid}"))["userMoney"] == "100.00"
-    audit = await _quiet_audit(api)
+    audit = await quiet_api(api)
     assert audit == {"consistent": True, "violations": [], "pending": 0}, audit
     # And the shop takes orders again.
     r = await api.confirm(auth, order_json(uid, goods_id, "10.00"))

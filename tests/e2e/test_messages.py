@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN
-from tests.support import Api, order_json, until
+from tests.support import Api, order_json, quiet_api, until
 
 
 @pytest.fixture
@@ -56,11 +56,7 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
 
     assert await until(given_back, 20.0), (await api.get(f"/admin/goods/{gid}"), await api.get("/admin/messages?state=dead"))
 
-    async def quiet() -> dict[str, Any] | None:
-        a = await api.get("/admin/audit")
-        return a if a["pending"] == 0 and a["consistent"] else None
-
-    assert await until(quiet, 20.0) == {"consistent": True, "violations": [], "pending": 0}
+    assert await quiet_api(api, 20.0) == {"consistent": True, "violations": [], "pending": 0}
     # Replayed once: it is no longer there to replay.
     r = await api.c.post(f"/admin/messages/{message['id']}/replay", headers=api.admin)
     assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text

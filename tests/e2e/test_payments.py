@@ -11,7 +11,7 @@ import pytest
 from shop.bootstrap import bootstrap
 from shop.infra.signing import Signer
 from tests.conftest import ADMIN, make_settings
-from tests.support import Api, order_json, until
+from tests.support import Api, answered, order_json, quiet_api, until
 
 
 async def _buyer(api: Api, money: str = "100.00", stock: int = 10, price: str = "5000.00"):
@@ -35,13 +35,6 @@ async def _payment(api: Api, auth, order) -> dict:
                          headers=auth)
     assert r.status_code == 200, r.text
     return r.json()["data"]
-
-
-async def _quiet_audit(api: Api) -> dict:
-    async def done():
-        a = await api.get("/admin/audit")
-        return a if a["pending"] == 0 else None
-    return await until(done) or await api.get("/admin/audit")
 
 
 def _signed(shop, body: dict, *, ts: int | None = None, key=None) -> tuple[bytes, dict]:
@@ -79,7 +72,7 @@ async def test_the_whole_happy_path_through_the_sandbox(api, shop):
         return o if o["payStatus"] == 2 else None
     o = await until(paid)
     assert o and o["payTime"] and o["orderStatus"] == 1
-    report = await _quiet_audit(api)
+    report = await quiet_api(api)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     user = await api.get(f"/admin/users/{uid}")
     assert user["userScore"] == 4800
@@ -91,8 +84,11 @@ async def test_the_whole_happy_path_through_the_sandbox(api, shop):
     trade = await api.get(f"/sandbox/trades/{trade_no}")
     assert trade["state"] == "PAID" and trade["amount"] == "4800.00"
     # A resend (signed afresh) is answered and changes nothing.
+    first = await until(lambda: answered(shop, payment["payId"]))
+    assert first, "the platform never saw its notification answered"
     assert (await api.c.post(f"/sandbox/notify/{payment['payId']}/resend")).status_code == 200
-    await asyncio.sleep(0.3)
+    assert await until(lambda: answered(shop, payment["payId"], other_than=first)), "the resend was never answered"
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
     assert len(await api.get(f"/admin/paylog?orderId={order['orderId']}")) == 1
 
@@ -115,7 +111,7 @@ async def test_the_answer_does_not_wait_for_the_fan_out(api, shop):
     async def paid():
         return (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 2
     assert await until(paid)
-    assert (await _quiet_audit(api))["consistent"]
+    assert (await quiet_api(api))["consistent"]
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
 
 
@@ -145,7 +141,7 @@ async def test_forged_stale_and_wrong_notifications_change_nothing(api, shop, tm
         r = await api.c.post("/pay/callbackPayment", content=content, headers=hdrs)
         assert r.status_code == status, (hdrs, content, r.text)
         assert r.json()["success"] is False
-    await asyncio.sleep(0.3)
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
     assert (await api.get(f"/admin/payments/{payment['payId']}"))["isPaid"] == 1
     o = await api.get(f"/admin/orders/{order['orderId']}")
     assert o["payStatus"] == 0 and o["orderStatus"] == 1
@@ -160,7 +156,7 @@ async def test_ten_concurrent_duplicate_notifications_are_processed_once(api, sh
     signed = [_signed(shop, {**body, "notifyId": os.urandom(4).hex()}) for _ in range(10)]
     rs = await asyncio.gather(*(api.c.post("/pay/callbackPayment", content=raw, headers=h) for raw, h in signed))
     assert all(r.status_code == 200 and r.json()["success"] for r in rs)
-    report = await _quiet_audit(api)
+    report = await quiet_api(api)
     assert report["consistent"], report
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
     assert len(await api.get(f"/admin/paylog?orderId={order['orderId']}")) == 1
@@ -213,7 +209,7 @@ async def test_the_owner_cancels_a_confirmed_unpaid_order(api, shop):
     assert (r.status_code, r.json()["code"]) == (409, "SHOP_ORDER_STATUS_INVALID")
     r = await api.c.post("/pay/createPayment", json={"orderId": order["orderId"], "payAmount": "4800.00"}, headers=auth)
     assert (r.status_code, r.json()["code"]) == (409, "SHOP_ORDER_STATUS_INVALID")
-    assert (await _quiet_audit(api)) == {"consistent": True, "violations": [], "pending": 0}
+    assert (await quiet_api(api)) == {"consistent": True, "violations": [], "pending": 0}
 
 
 async def test_a_paid_order_cannot_be_cancelled_but_can_be_refunded(api, shop):
@@ -223,14 +219,14 @@ async def test_a_paid_order_cannot_be_cancelled_but_can_be_refunded(api, shop):
     async def paid():
         return (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 2
     assert await until(paid)
-    await _quiet_audit(api)
+    await quiet_api(api)
     assert (await api.get(f"/admin/users/{uid}"))["userScore"] == 4800
     r = await api.c.post(f"/order/{order['orderId']}/cancel", headers=auth)
     assert (r.status_code, r.json()["code"]) == (409, "SHOP_ORDER_PAY_STATUS_IS_PAY")
     r = await api.c.post(f"/order/{order['orderId']}/refund", headers=auth)
     assert r.status_code == 200, r.text
     assert r.json()["data"]["orderStatus"] == 4
-    report = await _quiet_audit(api)
+    report = await quiet_api(api)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 10
     user = await api.get(f"/admin/users/{uid}")
@@ -252,7 +248,7 @@ async def test_a_late_payment_is_refunded_and_earns_nothing(api, shop):
     async def refunded():
         return (await api.get(f"/sandbox/trades/{trade_no}"))["state"] == "REFUNDED"
     assert await until(refunded)
-    report = await _quiet_audit(api)
+    report = await quiet_api(api)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     o = await api.get(f"/admin/orders/{order['orderId']}")
     assert (o["orderStatus"], o["payStatus"]) == (2, 0)
@@ -283,7 +279,7 @@ async def test_an_unpaid_order_is_cancelled_at_its_payment_timeout(tmp_path):
                 return (await api.get(f"/admin/orders/{order['orderId']}"))["orderStatus"] == 2
             assert await until(cancelled, 6)
             assert time.monotonic() - start < 1.0 + 2.5
-            report = await _quiet_audit(api)
+            report = await quiet_api(api)
             assert report == {"consistent": True, "violations": [], "pending": 0}
             assert (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 10
             assert (await api.get(f"/admin/users/{uid}"))["userMoney"] == "100.00"

@@ -5,10 +5,17 @@ import pytest
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
+from shop.services.order.contracts import Order
 from shop.services.order.domain import OrderStatus
-from tests.support import D, place, quiet, state, world
+from tests.support import D, place, quiet, state, until, world
 
 pytestmark = pytest.mark.all_backends
+
+# How long an order is held after its validation and pre-order (the `order.after_pre_order` delay
+# fault). RACE_MS: longer than it takes every racer to get there on any backend. HOLD_MS: longer than
+# another whole order takes.
+RACE_MS = 1000
+HOLD_MS = 1000
 
 
 async def test_the_original_scenario(shop):
@@ -32,34 +39,66 @@ async def test_small_order_pays_shipping(shop):
 
 
 async def test_stock_shortage_found_at_the_update_cancels_and_restores(shop):
-    w = await world(shop, stock=1, money="500.00")
-    # Take the last unit behind the order service's back, after its validation would pass.
-    first = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="50.00"))
-    assert first.order_status == 1
+    w = await world(shop, stock=2, price="10.00", money="500.00", coupon=None)
+    # The first order passes validation (2 in stock) and saves its pre-order, then waits; meanwhile a
+    # second order takes a unit. The first finds the shortage at the stock update, not at validation.
+    shop.faults.arm("order.after_pre_order", "delay", times=1, delay_ms=HOLD_MS)
+    held = asyncio.create_task(shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, 2, money_paid="30.00")))
+    assert await until(lambda: _saved(shop, 1))
+    second = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="20.00"))
+    assert second.order_status == OrderStatus.CONFIRMED
+    assert not held.done()  # the stock changed between the first order's validation and its step
     with pytest.raises(ShopError) as e:
-        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="50.00"))
+        await held
     assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
-    assert await state(shop, w) == (0, D("450.00"), 1)
-    assert (await quiet(shop))["consistent"]
+    order_id = int(e.value.data["orderId"])  # only a failure after the pre-order carries it
+    assert (await shop.orders.find_order(order_id)).order_status == OrderStatus.CANCELLED
+    assert await state(shop, w) == (1, D("480.00"), None)  # the second order's unit and 20.00, nothing else
+    report = await quiet(shop)
+    assert report == {"consistent": True, "violations": [], "pending": 0}
 
 
+async def _orders(shop) -> dict:
+    """Every order the order service has saved, by id."""
+    return (await shop.orders.audit_facts()).orders
+
+
+async def _saved(shop, n: int) -> bool:
+    return len(await _orders(shop)) >= n
+
+
+async def race(shop, orders: list) -> tuple[list[Order], list[ShopError]]:
+    """Place the orders at once, each held after its validation and pre-order for RACE_MS, so that all
+    pass validation before any takes stock, a coupon or a balance: only the participants' conditional
+    updates decide who wins. Returns the winners and the losers' errors."""
+    shop.faults.arm("order.after_pre_order", "delay", delay_ms=RACE_MS)
+    try:
+        results = await asyncio.gather(*(shop.orders.confirm_order(o) for o in orders), return_exceptions=True)
+    finally:
+        shop.faults.clear()
+    won = [r for r in results if isinstance(r, Order)]
+    lost = [r for r in results if not isinstance(r, Order)]
+    assert all(isinstance(e, ShopError) for e in lost), lost
+    saved = await _orders(shop)
+    # Every order passed validation (a refusal there saves nothing), and every loser failed after its
+    # pre-order, at a participant's update: its error names the order, which was cancelled.
+    assert len(saved) == len(orders)
+    confirmed = sorted(i for i, o in saved.items() if o.order_status == OrderStatus.CONFIRMED)
+    cancelled = sorted(i for i, o in saved.items() if o.order_status == OrderStatus.CANCELLED)
+    assert sorted(o.order_id for o in won) == confirmed
+    assert sorted(int((e.data or {}).get("orderId", 0)) for e in lost) == cancelled, lost
+    return won, lost
+
+
+@pytest.mark.shop_settings(order_cancel_after_s=30.0)  # no deadline may cancel a winner held by the race
 async def test_forty_buyers_for_seven_units(shop):
     w = await world(shop, stock=7, price="10.00", coupon=None)
     buyers = [await world(shop, money="20.00", coupon=None) for _ in range(40)]
-
-    async def buy(b):
-        try:
-            return await shop.orders.confirm_order(place(b.user_id, w.goods_id, w.price, money_paid="20.00"))
-        except ShopError as e:
-            return e
-
-    results = await asyncio.gather(*(buy(b) for b in buyers))
-    won = [r for r in results if not isinstance(r, ShopError)]
-    lost = [r for r in results if isinstance(r, ShopError)]
+    won, lost = await race(shop, [place(b.user_id, w.goods_id, w.price, money_paid="20.00") for b in buyers])
     assert len(won) == 7
-    assert all(e.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH for e in lost)
+    assert [e.code for e in lost] == [ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH] * 33
     report = await quiet(shop)
-    assert report["consistent"], report
+    assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.goods.find_goods(w.goods_id)).goods_number == 0
     winners = {o.user_id for o in won}
     for b in buyers:
@@ -67,30 +106,24 @@ async def test_forty_buyers_for_seven_units(shop):
         assert money == (D("0.00") if b.user_id in winners else D("20.00"))
 
 
+@pytest.mark.shop_settings(order_cancel_after_s=30.0)
 async def test_one_coupon_in_ten_simultaneous_orders(shop):
     w = await world(shop, stock=20, price="200.00", coupon="50.00")
-    results = await asyncio.gather(
-        *(shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id)) for _ in range(10)),
-        return_exceptions=True,
-    )
-    won = [r for r in results if not isinstance(r, BaseException)]
+    won, lost = await race(shop, [place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id) for _ in range(10)])
     assert len(won) == 1
-    assert all(isinstance(r, ShopError) and r.code == ShopCode.SHOP_COUPON_INVALID for r in results if r not in won)
+    assert [e.code for e in lost] == [ShopCode.SHOP_COUPON_INVALID] * 9
     report = await quiet(shop)
-    assert report["consistent"], report
+    assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.goods.find_goods(w.goods_id)).goods_number == 19  # the losers' stock came back
     assert (await shop.coupons.find_coupon(w.coupon_id)).order_id == won[0].order_id
 
 
+@pytest.mark.shop_settings(order_cancel_after_s=30.0)
 async def test_no_overdraft_under_concurrent_orders(shop):
     w = await world(shop, money="100.00", stock=50, price="20.00", coupon=None)
-    results = await asyncio.gather(
-        *(shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="30.00")) for _ in range(10)),
-        return_exceptions=True,
-    )
-    won = [r for r in results if not isinstance(r, BaseException)]
+    won, lost = await race(shop, [place(w.user_id, w.goods_id, w.price, money_paid="30.00") for _ in range(10)])
     assert len(won) == 3  # 3 x 30 <= 100 < 4 x 30
-    assert all(r.code == ShopCode.SHOP_MONEY_PAID_INVALID for r in results if isinstance(r, ShopError))
+    assert [e.code for e in lost] == [ShopCode.SHOP_MONEY_PAID_INVALID] * 7
     report = await quiet(shop)
-    assert report["consistent"], report
-    assert await state(shop, w) == (47, D("10.00"), None)
+    assert report == {"consistent": True, "violations": [], "pending": 0}
+    assert await state(shop, w) == (47, D("10.00"), None)  # the losers' stock came back

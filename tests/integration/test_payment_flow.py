@@ -5,7 +5,7 @@ import pytest
 
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay.contracts import Notification
-from tests.support import D, place, quiet, state, world
+from tests.support import D, answered, place, quiet, state, until, world
 
 pytestmark = pytest.mark.all_backends
 
@@ -37,8 +37,11 @@ async def _paid_order(shop):
 
 async def test_paid_once_with_points_and_one_log_row(shop):
     w, order, payment, trade_no = await _paid_order(shop)
+    first = await until(lambda: answered(shop, payment.pay_id))
+    assert first, "the platform never saw its notification answered"
     for _ in range(3):  # the platform resends; each is a duplicate
         await shop.sandbox.resend(payment.pay_id)
+    assert await until(lambda: answered(shop, payment.pay_id, other_than=first)), "the resend was never answered"
     report = await quiet(shop)
     assert report == {"consistent": True, "violations": [], "pending": 0}
     assert (await shop.orders.find_order(order.order_id)).pay_status == PayStatus.PAID

@@ -1,11 +1,15 @@
-"""The order's rules, on plain values: arithmetic and the original's validation order."""
+"""The order's rules, on plain values: arithmetic, the original's validation order, the status changes."""
 from decimal import Decimal as D
+from itertools import product
 
 import pytest
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.services.order.domain import check_goods, check_payment, shipping_fee
+from shop.services.order import domain
+from shop.services.order.domain import (
+    ORDER, PAY, SHIPPING, OrderStatus, PayStatus, ShippingStatus, Transition, check_goods, check_payment, shipping_fee,
+)
 
 
 @pytest.mark.parametrize("amount,fee", [("100.00", "10.00"), ("100.01", "0.00"), ("5000.00", "0.00"), ("0.50", "10.00")])
@@ -59,3 +63,67 @@ def test_payment_refusals():
     assert code(pay, money_paid=D("100.01")) == ShopCode.SHOP_MONEY_PAID_INVALID
     assert code(pay, order_amount=D("150.00"), user_money=D("1000"), money_paid=D("60")) == ShopCode.SHOP_PAY_AMOUNT_INVALID
     assert pay(order_amount=D("200.00"), money_paid=D("100.00")).pay_amount == D("0.00")  # exactly zero is fine
+
+
+# -- the status changes, as data -------------------------------------------------------------------
+
+TRANSITIONS = {name.lower(): t for name, t in vars(domain).items() if isinstance(t, Transition)}
+STATES = [dict(zip((ORDER, PAY, SHIPPING), s, strict=True)) for s in product(OrderStatus, PayStatus, ShippingStatus)]
+
+
+def allows(t: Transition, state: dict) -> bool:
+    return all(state[field] == value for field, value in t.guard.items())
+
+
+def after(t: Transition, state: dict) -> dict:
+    return {**state, **t.sets}
+
+
+# name: (from: the statuses it requires, to: the statuses it sets, the times it stamps)
+EXPECTED = {
+    "confirm": ({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CONFIRMED}, ("confirm_time",)),
+    "confirm_paid": ({ORDER: OrderStatus.UNCONFIRMED, PAY: PayStatus.UNPAID},
+                     {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID}, ("confirm_time", "pay_time")),
+    "cancel_unconfirmed": ({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED}, ()),
+    "cancel_unpaid": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED}, ()),
+    "mark_paid": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {PAY: PayStatus.PAID}, ("pay_time",)),
+    "refund": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID, SHIPPING: ShippingStatus.NOT_SHIPPED},
+               {ORDER: OrderStatus.REFUNDED}, ()),
+}
+
+
+def test_the_table_has_exactly_these_transitions():
+    assert set(TRANSITIONS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_transition_goes_from_its_statuses_to_its_statuses(name):
+    t = TRANSITIONS[name]
+    assert (dict(t.guard), dict(t.sets), t.stamps) == EXPECTED[name]
+
+
+# Where two changes may both apply, they compete on purpose and the compare-and-set picks one: the saga
+# confirms (paid or not) or cancels an unconfirmed order; a payment races the timeout or the owner's
+# cancel of an unpaid one. Any other choice between different outcomes would be a bug in the table.
+COMPETING = [{"confirm", "confirm_paid", "cancel_unconfirmed"}, {"cancel_unpaid", "mark_paid"}]
+
+
+@pytest.mark.parametrize("state", STATES, ids=lambda s: "-".join(str(int(v)) for v in s.values()))
+def test_no_two_transitions_from_one_state_lead_apart_unexpectedly(state):
+    enabled = {name: t for name, t in TRANSITIONS.items() if allows(t, state)}
+    targets = {tuple(after(t, state).values()) for t in enabled.values()}
+    if len(targets) > 1:
+        assert any(set(enabled) <= group for group in COMPETING), (state, sorted(enabled))
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+def test_a_transition_leaves_its_own_guard_so_a_repeat_changes_nothing(name):
+    t = TRANSITIONS[name]
+    moved = [s for s in STATES if allows(t, s)]
+    assert moved, f"{name} applies to no state"
+    assert not any(allows(t, after(t, s)) for s in moved)
+
+
+def test_nothing_leaves_a_final_status():
+    final = {OrderStatus.CANCELLED, OrderStatus.INVALID, OrderStatus.REFUNDED}
+    assert not [(n, s) for n, t in TRANSITIONS.items() for s in STATES if s[ORDER] in final and allows(t, s)]

@@ -15,9 +15,11 @@ from shop.common.money import ZERO, floor_points
 from shop.services.coupon.contracts import CouponFacts, CouponState
 from shop.services.goods.contracts import GoodsFacts
 from shop.services.user.contracts import UserFacts
+from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.pay.domain import PaymentStatus
 
-HOLDS_EFFECTS = {1}  # confirmed: the stock, coupon and balance stay taken
-HOLDS_NONE = {2, 3, 4}  # cancelled, invalid, refunded: everything given back
+HOLDS_EFFECTS = {OrderStatus.CONFIRMED}  # the stock, coupon and balance stay taken
+HOLDS_NONE = {OrderStatus.CANCELLED, OrderStatus.INVALID, OrderStatus.REFUNDED}  # everything given back
 
 
 @dataclass
@@ -58,7 +60,7 @@ def check(
 
     for oid, o in orders.items():
         status = o.order_status
-        if status == 0:
+        if status == OrderStatus.UNCONFIRMED:
             continue
         g_held, u_held, c_held = goods.ledger.held(oid), users.ledger.held(oid), coupons.ledger.held(oid)
         if status in HOLDS_EFFECTS:
@@ -88,7 +90,7 @@ def check(
                 v.append(f"{name} holds effects of order {oid}, which the order service does not know")
     for cid, state in coupons.coupons.items():
         used, oid = state.is_used, state.order_id
-        if used and (oid not in orders or orders[oid].order_status not in HOLDS_EFFECTS | {0}):
+        if used and (oid not in orders or orders[oid].order_status not in HOLDS_EFFECTS | {OrderStatus.UNCONFIRMED}):
             if oid in orders and oid not in coupons.cancels_seen and pending:
                 continue
             v.append(f"coupon {cid}: used by order {oid}, which is not confirmed")
@@ -106,8 +108,8 @@ def check_payments(orders: dict[int, Any], users: UserFacts, payments: dict[int,
     points: dict[int, int] = {}
     for oid, o in orders.items():
         p = payments.get(oid)
-        paid_here = p is not None and p.is_paid == 2
-        if o.order_status == 1 and o.pay_status == 2 and o.pay_amount > 0:
+        paid_here = p is not None and p.is_paid == PaymentStatus.PAID
+        if o.order_status == OrderStatus.CONFIRMED and o.pay_status == PayStatus.PAID and o.pay_amount > 0:
             if not paid_here or p.is_refunded:
                 v.append(f"order {oid}: paid, but its payment is {p and (p.is_paid, p.is_refunded)}")
             if logged.get(oid, 0) != 1:
@@ -115,7 +117,7 @@ def check_payments(orders: dict[int, Any], users: UserFacts, payments: dict[int,
             points[o.user_id] = points.get(o.user_id, 0) + floor_points(o.pay_amount)
         elif o.order_status in HOLDS_NONE and paid_here and not p.is_refunded:
             v.append(f"order {oid}: {o.order_status} but payment {p.pay_id} was kept, not refunded")
-        elif o.order_status == 1 and o.pay_status != 2 and paid_here:
+        elif o.order_status == OrderStatus.CONFIRMED and o.pay_status != PayStatus.PAID and paid_here:
             v.append(f"order {oid}: payment {p.pay_id} paid, the order never marked paid")
     for uid, score in users.scores.items():
         if score != points.get(uid, 0):

@@ -36,8 +36,6 @@ log = logging.getLogger("shop.sandbox")
 # (url, headers, body) -> True iff the shop answered success (HTTP 200, JSON success true).
 Send = Callable[[str, dict[str, str], bytes], Awaitable[bool]]
 
-ALIPAY_SCHEDULE_S: tuple[float, ...] = (240, 600, 600, 3600, 7200, 21600, 54000)
-
 
 class TradeNotFound(ShopError, KeyError):
     """Also a ShopError, so it crosses an RPC boundary (LocalClient) as its code, not as a failure."""

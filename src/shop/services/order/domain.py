@@ -4,6 +4,7 @@ Plain Python: no web, database or broker library. Every status change is a guard
 the repository applies it as a compare-and-set on the row, so a repeated or late message that
 finds the order elsewhere changes nothing.
 """
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
@@ -27,7 +28,6 @@ class OrderStatus(IntEnum):
 
 class PayStatus(IntEnum):
     UNPAID = 0
-    PAYING = 1
     PAID = 2
 
 
@@ -35,6 +35,35 @@ class ShippingStatus(IntEnum):
     NOT_SHIPPED = 0
     SHIPPED = 1
     RETURNED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One status change: allowed only while the order's statuses are `guard`; it sets `sets`, and
+    the time fields in `stamps` to the moment of the change. Once applied the guard no longer
+    holds, so a repeated or late attempt changes nothing."""
+
+    guard: Mapping[str, int]
+    sets: Mapping[str, int]
+    stamps: tuple[str, ...] = ()
+
+
+ORDER, PAY, SHIPPING = "order_status", "pay_status", "shipping_status"
+CONFIRM = Transition({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CONFIRMED}, ("confirm_time",))
+# Nothing left to pay (coupon and balance covered it): paid at confirmation.
+CONFIRM_PAID = Transition(
+    {ORDER: OrderStatus.UNCONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID},
+    ("confirm_time", "pay_time"),
+)
+# A failure in the saga, or its deadline: only an order nobody confirmed.
+CANCEL_UNCONFIRMED = Transition({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED})
+# The payment timeout and the owner's cancel: only a confirmed order nobody has paid for.
+CANCEL_UNPAID = Transition({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED})
+MARK_PAID = Transition({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {PAY: PayStatus.PAID}, ("pay_time",))
+REFUND = Transition(
+    {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID, SHIPPING: ShippingStatus.NOT_SHIPPED},
+    {ORDER: OrderStatus.REFUNDED},
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from shop.infra.db import Database, Query, UnitOfWork
 from shop.infra.messaging import Message, Outbox
+from shop.services.order import domain
 from shop.services.order.contracts import Order
 from shop.services.order.models import order
 
@@ -13,39 +14,26 @@ o = order.c
 
 FIND = Query(sa.select(order).where(o.order_id == sa.bindparam("order_id")))
 INSERT = Query(sa.insert(order).values({c.name: sa.bindparam(c.name) for c in order.columns}))
-# Every status change is a compare-and-set on the row: confirm and cancel can never both win.
-CONFIRM = Query(
-    sa.update(order)
-    .where(o.order_id == sa.bindparam("order_id"), o.order_status == 0)
-    .values(order_status=1, confirm_time=sa.bindparam("confirm_time"))
-)
-CONFIRM_PAID = Query(  # nothing left to pay (coupon and balance covered it): paid at confirmation
-    sa.update(order)
-    .where(o.order_id == sa.bindparam("order_id"), o.order_status == 0)
-    .values(order_status=1, confirm_time=sa.bindparam("confirm_time"), pay_status=2, pay_time=sa.bindparam("confirm_time"))
-)
-# The payment timeout and the owner's cancel: only a confirmed order nobody has paid for.
-CANCEL_UNPAID = Query(
-    sa.update(order)
-    .where(o.order_id == sa.bindparam("order_id"), o.order_status == 1, o.pay_status == 0)
-    .values(order_status=2)
-)
-MARK_PAID = Query(
-    sa.update(order)
-    .where(o.order_id == sa.bindparam("order_id"), o.order_status == 1, o.pay_status == 0)
-    .values(pay_status=2, pay_time=sa.bindparam("pay_time"))
-)
-REFUND = Query(
-    sa.update(order)
-    .where(o.order_id == sa.bindparam("order_id"), o.order_status == 1, o.pay_status == 2, o.shipping_status == 0)
-    .values(order_status=4)
-)
-CANCEL_UNCONFIRMED = Query(
-    sa.update(order).where(o.order_id == sa.bindparam("order_id"), o.order_status == 0).values(order_status=2)
-)
+
+
+def _guarded(t: domain.Transition) -> Query:
+    """A transition as one compare-and-set on the row: it changes the row only while the guard holds,
+    so confirm and cancel can never both win, and a repeat changes nothing."""
+    return Query(
+        sa.update(order)
+        .where(o.order_id == sa.bindparam("order_id"), *(o[f] == int(v) for f, v in t.guard.items()))
+        .values({**{f: int(v) for f, v in t.sets.items()}, **{f: sa.bindparam("at") for f in t.stamps}})
+    )
+
+
+CONFIRM = _guarded(domain.CONFIRM)
+CONFIRM_PAID = _guarded(domain.CONFIRM_PAID)
+CANCEL_UNPAID = _guarded(domain.CANCEL_UNPAID)
+MARK_PAID = _guarded(domain.MARK_PAID)
+REFUND = _guarded(domain.REFUND)
+CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
 ALL = Query(sa.select(order))
-COUNT_UNCONFIRMED = Query(sa.select(sa.func.count().label("n")).select_from(order).where(o.order_status == 0))
 
 
 async def find(uow: UnitOfWork, order_id: int) -> Any:
@@ -57,11 +45,11 @@ async def insert(uow: UnitOfWork, row: dict[str, Any]) -> None:
 
 
 async def confirm(uow: UnitOfWork, order_id: int, at: Any) -> bool:
-    return await uow.execute(CONFIRM, order_id=order_id, confirm_time=at) == 1
+    return await uow.execute(CONFIRM, order_id=order_id, at=at) == 1
 
 
 async def confirm_paid(uow: UnitOfWork, order_id: int, at: Any) -> bool:
-    return await uow.execute(CONFIRM_PAID, order_id=order_id, confirm_time=at) == 1
+    return await uow.execute(CONFIRM_PAID, order_id=order_id, at=at) == 1
 
 
 async def cancel_unpaid(uow: UnitOfWork, order_id: int) -> bool:
@@ -69,7 +57,7 @@ async def cancel_unpaid(uow: UnitOfWork, order_id: int) -> bool:
 
 
 async def mark_paid(uow: UnitOfWork, order_id: int, at: Any) -> bool:
-    return await uow.execute(MARK_PAID, order_id=order_id, pay_time=at) == 1
+    return await uow.execute(MARK_PAID, order_id=order_id, at=at) == 1
 
 
 async def refund(uow: UnitOfWork, order_id: int) -> bool:

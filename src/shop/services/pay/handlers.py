@@ -24,6 +24,7 @@ from shop.services.order.contracts import ORDER_TOPIC, TAG_REFUND, TAG_REFUND_PA
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay import repository as repo
 from shop.services.pay.contracts import Notification, PayFacts, Payment, PaymentPaid, PaymentPlatform
+from shop.services.pay.domain import PaymentStatus
 
 log = logging.getLogger("shop.pay")
 
@@ -72,7 +73,7 @@ class PayHandlers:
             row = await repo.find_by_order(uow, order_id)
             await uow.commit()
         payment = _payment(row)
-        if payment.is_paid == 2:
+        if payment.is_paid == PaymentStatus.PAID:
             raise ShopError(ShopCode.SHOP_ORDER_PAY_STATUS_IS_PAY)
         # Idempotent at the platform: asked again whenever the open payment is handed out.
         await self.platform.precreate(payment.pay_id, payment.pay_amount, self.notify_url)
@@ -98,7 +99,7 @@ class PayHandlers:
         if age > self.window_s:  # a replay of an old, genuinely signed notification
             raise _bad_signature("stale timestamp")
         pay_id, is_paid, amount, trade_no = _parse(n.body)
-        if is_paid != 2:
+        if is_paid != PaymentStatus.PAID:
             return  # nothing happened at the platform: nothing to do, and nothing to retry
         async with self.db.unit_of_work() as uow:
             row = await repo.find(uow, pay_id)
@@ -117,7 +118,7 @@ class PayHandlers:
         the platform refund, idempotent there, so a redelivery asks again harmlessly."""
         async with self.db.unit_of_work(readonly=True) as uow:
             row = await repo.find_by_order(uow, int(msg.key))
-        if row is not None and row["is_paid"] == 2:
+        if row is not None and row["is_paid"] == PaymentStatus.PAID:
             await self.platform.refund(row["pay_id"])
 
     async def on_refund(self, uow: UnitOfWork, msg: Message) -> None:

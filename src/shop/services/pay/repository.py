@@ -4,22 +4,26 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.services.pay.domain import PaymentStatus
 from shop.services.pay.models import pay
 
 p = pay.c
 
 FIND = Query(sa.select(pay).where(p.pay_id == sa.bindparam("pay_id")))
 FIND_BY_ORDER = Query(sa.select(pay).where(p.order_id == sa.bindparam("order_id")))
-INSERT = insert_ignore(pay, **bind("pay_id", "order_id", "user_id", "pay_amount", "create_time"), is_paid=1, is_refunded=0)
+INSERT = insert_ignore(
+    pay, **bind("pay_id", "order_id", "user_id", "pay_amount", "create_time"), is_paid=int(PaymentStatus.UNPAID),
+    is_refunded=0,
+)
 # The notification's compare-and-set: of many notifications for one payment, one marks it paid.
 MARK_PAID = Query(
     sa.update(pay)
-    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == 1)
-    .values(is_paid=2, trade_no=sa.bindparam("trade_no"), paid_time=sa.bindparam("paid_time"))
+    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == int(PaymentStatus.UNPAID))
+    .values(is_paid=int(PaymentStatus.PAID), trade_no=sa.bindparam("trade_no"), paid_time=sa.bindparam("paid_time"))
 )
 MARK_REFUNDED = Query(
     sa.update(pay)
-    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == 2, p.is_refunded == 0)
+    .where(p.pay_id == sa.bindparam("pay_id"), p.is_paid == int(PaymentStatus.PAID), p.is_refunded == 0)
     .values(is_refunded=1, refund_time=sa.bindparam("refund_time"))
 )
 ALL = Query(sa.select(pay))
