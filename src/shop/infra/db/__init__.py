@@ -1,5 +1,7 @@
 """Databases: the ports (base), one adapter per engine, and opening them by URL (servers)."""
-from shop.infra.db.base import Database, PooledDatabase, Query, Row, UnitOfWork, bind, insert_ignore
+from shop.infra.db.base import (
+    Database, PooledDatabase, Query, Row, UnitOfWork, as_record, bind, find_one, insert_ignore,
+)
 from shop.infra.db.mysql import MysqlDatabase
 from shop.infra.db.postgres import PostgresDatabase
 from shop.infra.db.servers import drop_databases, ensure_databases, open_database
@@ -7,5 +9,5 @@ from shop.infra.db.sqlite import SqliteDatabase
 
 __all__ = [
     "Database", "MysqlDatabase", "PooledDatabase", "PostgresDatabase", "Query", "Row", "SqliteDatabase",
-    "UnitOfWork", "bind", "drop_databases", "ensure_databases", "insert_ignore", "open_database",
+    "UnitOfWork", "as_record", "bind", "find_one", "drop_databases", "ensure_databases", "insert_ignore", "open_database",
 ]

@@ -11,8 +11,10 @@ leaving the block without `commit()` rolls back. Nothing else commits.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -22,7 +24,11 @@ from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 _DIALECTS: dict[str, sa.engine.Dialect] = {
     "sqlite": sqlite_dialect.dialect(paramstyle="qmark"),
@@ -144,3 +150,21 @@ class PooledDatabase(Database):
         self.url = url
         self.pool_size = pool_size
         self.pool: Any = None
+
+
+def as_record(cls: type[T], row: Row) -> T:
+    """A contract's dataclass from a row that has its fields (and maybe more: a password hash)."""
+    return cls(**{name: row[name] for name in _field_names(cls)})
+
+
+@cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+async def find_one(db: Database, q: Query, missing: ShopCode, **params: Any) -> Row:
+    """The row the query finds, or the ShopError that says it is missing."""
+    row = await db.fetchone(q, **params)
+    if row is None:
+        raise ShopError(missing)
+    return row

@@ -1,11 +1,10 @@
 """The coupon service: using a coupon for an order, releasing it when the order is cancelled."""
-from typing import Any
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
 from shop.services.coupon.contracts import Coupon, CouponFacts, CouponState, CreateCoupon, UseCoupon
@@ -15,12 +14,6 @@ from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, O
 INBOX = Inbox(inbox)
 
 
-def _coupon(row: Any) -> Coupon:
-    return Coupon(
-        coupon_id=row["coupon_id"], coupon_price=row["coupon_price"], user_id=row["user_id"],
-        order_id=row["order_id"], is_used=row["is_used"], used_time=row["used_time"],
-    )
-
 
 class CouponHandlers:
     def __init__(self, db: Database, ids: IdWorker) -> None:
@@ -28,11 +21,8 @@ class CouponHandlers:
         self.ids = ids
 
     async def find_coupon(self, coupon_id: int) -> Coupon:
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await repo.find(uow, coupon_id)
-        if row is None:
-            raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)
-        return _coupon(row)
+        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_COUPON_NO_EXIST, coupon_id=coupon_id)
+        return as_record(Coupon, row)
 
     async def create_coupon(self, cmd: CreateCoupon) -> int:
         coupon_id = self.ids.next_id()

@@ -1,11 +1,10 @@
 """The goods service: finding goods, reducing stock for an order, restoring it when the order is cancelled."""
-from typing import Any
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
 from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
@@ -15,12 +14,6 @@ from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, O
 INBOX = Inbox(inbox)
 
 
-def _goods(row: Any) -> Goods:
-    return Goods(
-        goods_id=row["goods_id"], goods_name=row["goods_name"], goods_number=row["goods_number"],
-        goods_price=row["goods_price"], goods_desc=row["goods_desc"], add_time=row["add_time"],
-    )
-
 
 class GoodsHandlers:
     def __init__(self, db: Database, ids: IdWorker) -> None:
@@ -28,11 +21,8 @@ class GoodsHandlers:
         self.ids = ids
 
     async def find_goods(self, goods_id: int) -> Goods:
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await repo.find(uow, goods_id)
-        if row is None:
-            raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST)
-        return _goods(row)
+        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_GOODS_NO_EXIST, goods_id=goods_id)
+        return as_record(Goods, row)
 
     async def create_goods(self, cmd: CreateGoods) -> int:
         goods_id = self.ids.next_id()

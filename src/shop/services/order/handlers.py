@@ -12,13 +12,12 @@ undoes what it did for this order, or records that it did nothing.
 """
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from shop.common.clock import now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
@@ -34,9 +33,6 @@ log = logging.getLogger("shop.order")
 
 Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that message to be handled
 
-
-def _order(row: Any) -> Order:
-    return Order(**{f: row[f] for f in Order.__slots__})
 
 
 class OrderHandlers:
@@ -55,11 +51,8 @@ class OrderHandlers:
         self.pay_timeout_s = pay_timeout_s
 
     async def find_order(self, order_id: int) -> Order:
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await repo.find(uow, order_id)
-        if row is None:
-            raise ShopError(ShopCode.SHOP_ORDER_NO_EXIST)
-        return _order(row)
+        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_ORDER_NO_EXIST, order_id=order_id)
+        return as_record(Order, row)
 
     async def confirm_order(self, cmd: PlaceOrder) -> Order:
         pricing = await self._check(cmd)
@@ -185,7 +178,7 @@ class OrderHandlers:
         async with self.db.unit_of_work() as uow:
             rows = await uow.fetchall(repo.ALL)
             due = await self.outbox.count_due(uow)
-        return OrderFacts(orders={r["order_id"]: _order(r) for r in rows}, outbox_due=due)
+        return OrderFacts(orders={r["order_id"]: as_record(Order, r) for r in rows}, outbox_due=due)
 
 
 async def guard_cancel(uow: UnitOfWork, msg: Message) -> bool:

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import orjson
 
@@ -16,7 +15,7 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
 from shop.infra.messaging import Consumes, Message, Outbox
 from shop.infra.signing import Verifier
@@ -28,12 +27,6 @@ from shop.services.pay.domain import PaymentStatus
 
 log = logging.getLogger("shop.pay")
 
-
-def _payment(row: Any) -> Payment:
-    return Payment(
-        pay_id=row["pay_id"], order_id=row["order_id"], user_id=row["user_id"], pay_amount=row["pay_amount"],
-        is_paid=row["is_paid"], trade_no=row["trade_no"], paid_time=row["paid_time"], is_refunded=row["is_refunded"],
-    )
 
 
 def _bad_signature(why: str) -> ShopError:
@@ -72,7 +65,7 @@ class PayHandlers:
                               pay_amount=order.pay_amount, create_time=utcnow())
             row = await repo.find_by_order(uow, order_id)
             await uow.commit()
-        payment = _payment(row)
+        payment = as_record(Payment, row)
         if payment.is_paid == PaymentStatus.PAID:
             raise ShopError(ShopCode.SHOP_ORDER_PAY_STATUS_IS_PAY)
         # Idempotent at the platform: asked again whenever the open payment is handed out.
@@ -80,11 +73,8 @@ class PayHandlers:
         return payment
 
     async def find_payment(self, pay_id: int) -> Payment:
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await repo.find(uow, pay_id)
-        if row is None:
-            raise ShopError(ShopCode.SHOP_PAYMENT_NOT_FOUND)
-        return _payment(row)
+        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_PAYMENT_NOT_FOUND, pay_id=pay_id)
+        return as_record(Payment, row)
 
     async def notify(self, n: Notification) -> None:
         """Verify, check, mark paid with its message, return: the caller answers at once."""
@@ -130,7 +120,7 @@ class PayHandlers:
         async with self.db.unit_of_work() as uow:
             rows = await uow.fetchall(repo.ALL)
             due = await self.outbox.count_due(uow)
-        return PayFacts(payments={r["order_id"]: _payment(r) for r in rows}, outbox_due=due)
+        return PayFacts(payments={r["order_id"]: as_record(Payment, r) for r in rows}, outbox_due=due)
 
 
 CONSUMES = (

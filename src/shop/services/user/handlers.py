@@ -1,7 +1,6 @@
 """The user service: users, logins, and the balance's payments and refunds."""
 import asyncio
 from decimal import Decimal
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -10,7 +9,7 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.common.money import floor_points
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, OrderCancelled, OrderPaid
@@ -22,12 +21,6 @@ INBOX = Inbox(inbox)
 
 
 
-def _user(row: Any) -> User:
-    return User(
-        user_id=row["user_id"], user_name=row["user_name"], user_mobile=row["user_mobile"],
-        user_score=row["user_score"], user_money=row["user_money"], user_reg_time=row["user_reg_time"],
-    )
-
 
 class UserHandlers:
     def __init__(self, db: Database, ids: IdWorker, hasher: PasswordHasher | None = None) -> None:
@@ -38,11 +31,8 @@ class UserHandlers:
         self._dummy_hash = self.hasher.hash("not a password")
 
     async def find_user(self, user_id: int) -> User:
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await repo.find(uow, user_id)
-        if row is None:
-            raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
-        return _user(row)
+        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_USER_NO_EXIST, user_id=user_id)
+        return as_record(User, row)
 
     async def create_user(self, cmd: CreateUser) -> int:
         # Hashing takes tens of milliseconds: off the event loop.
@@ -69,7 +59,7 @@ class UserHandlers:
             row = None
         if row is None:
             raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "wrong user name or password")
-        return _user(row)
+        return as_record(User, row)
 
     async def change_money(self, cmd: ChangeMoney) -> None:
         if cmd.money <= 0:
