@@ -24,15 +24,19 @@ MONEY_ROWS = Query(sa.select(user_money_log).where(user_money_log.c.order_id == 
 
 
 async def take(uow, goods_id, order_id, n):
-    return await STOCK.take(uow, goods_id, order_id, n, lambda: goods_repo.take(uow, goods_id, n))
+    return await STOCK.take(uow, goods_id, order_id, n, lambda: goods_repo.take(uow, goods_id, n), goods_repo.REFUSAL)
 
 
 async def step(db, goods_id, order_id, n):
     """One order's step on one goods, in its own transaction, committed unless refused."""
     async with db.unit_of_work() as uow:
-        taken = await take(uow, goods_id, order_id, n)
-        if taken is not None:
-            await uow.commit()
+        try:
+            taken = await take(uow, goods_id, order_id, n)
+        except ShopError as exc:
+            if exc.code != ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH:
+                raise
+            return None
+        await uow.commit()
         return taken
 
 
@@ -109,7 +113,9 @@ async def test_several_steps_in_one_transaction_are_all_or_nothing(shop):
     a, b = await goods(shop, 5), await goods(shop, 1)
     async with db.unit_of_work() as uow:  # two lines of one order; the second finds too little stock
         assert await take(uow, a, order, 2) == Taken(2, repeated=False)
-        assert await take(uow, b, order, 2) is None
+        with pytest.raises(ShopError) as e:
+            await take(uow, b, order, 2)
+        assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
     assert (await stock(shop, a), await stock(shop, b), await rows(db, order)) == (5, 1, {})
 
     async with db.unit_of_work() as uow:
@@ -192,7 +198,7 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
                 await asyncio.sleep(random.uniform(0, 0.01))  # the ledger row is written, not committed
                 return await goods_repo.take(uow, g, n)
 
-            taken = await STOCK.take(uow, g, order_id, n, change)
+            taken = await STOCK.take(uow, g, order_id, n, change, goods_repo.REFUSAL)
             await uow.commit()
             return taken
 

@@ -57,6 +57,16 @@ class LedgerKinds:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a service's conditional update changed nothing: the entity is missing (`find`, by the
+    ledger's entity column, finds no row), or it refused (not enough stock, a used coupon, ...)."""
+
+    find: Query
+    missing: ShopCode
+    refused: ShopCode
+
+
+@dataclass(frozen=True, slots=True)
 class Taken:
     """What a step holds: on a repeat, the first call's amount, not this call's."""
 
@@ -108,11 +118,11 @@ class Ledger:
         await self._record(uow, entity_id, 0, self.kinds.put_in, amount, at or utcnow())
 
     async def take(
-        self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change
-    ) -> Taken | None:
-        """The order's step on one entity, in the caller's transaction. None when `change` changed
-        nothing: the caller raises its own reason and leaves without commit, which takes the
-        ledger row back with everything else the transaction wrote."""
+        self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change, refusal: Refusal,
+    ) -> Taken:
+        """The order's step on one entity, in the caller's transaction. When `change` changes
+        nothing, the refusal's ShopError: the caller leaves without commit, which takes the ledger
+        row back with everything else the transaction wrote."""
         if amount <= 0:
             raise invalid("a step takes a positive amount")  # an empty take row is the barrier
         if not await self._record(uow, entity_id, order_id, self.kinds.take, amount, utcnow()):
@@ -122,7 +132,9 @@ class Ledger:
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
             return Taken(first, repeated=True)
         if not await change():
-            return None
+            if await uow.fetchone(refusal.find, **{self.columns.entity: entity_id}) is None:
+                raise ShopError(refusal.missing)
+            raise ShopError(refusal.refused)
         return Taken(amount, repeated=False)
 
     async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:

@@ -2,14 +2,24 @@
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
-from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
-from shop.services.coupon.contracts import Coupon, CouponFacts, CouponState, CreateCoupon, UseCoupon
+from shop.services.coupon.contracts import (
+    Coupon,
+    CouponFacts,
+    CouponState,
+    CreateCoupon,
+    UseCoupon,
+)
 from shop.services.coupon.models import inbox
-from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
+from shop.services.order.contracts import (
+    ORDER_TOPIC,
+    TAG_CANCEL,
+    TAG_REFUND,
+    OrderCancelled,
+)
 
 INBOX = Inbox(inbox)
 
@@ -33,12 +43,8 @@ class CouponHandlers:
 
     async def use_coupon(self, cmd: UseCoupon) -> None:
         async with self.db.unit_of_work() as uow:
-            taken = await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1,
-                                           lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()))
-            if taken is None:
-                if await repo.find(uow, cmd.coupon_id) is None:
-                    raise ShopError(ShopCode.SHOP_COUPON_NO_EXIST)
-                raise ShopError(ShopCode.SHOP_COUPON_INVALID)
+            await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1,
+                                   lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()), repo.REFUSAL)
             await uow.commit()
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:

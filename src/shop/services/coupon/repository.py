@@ -3,8 +3,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
 from shop.services.coupon.models import coupon, coupon_log
 
 c = coupon.c
@@ -32,6 +33,7 @@ LEDGER = Ledger(
     LedgerColumns(entity="coupon_id", order="order_id", kind="log_type", amount="applied", time="log_time"),
     LedgerKinds(take=USE, give_back=RELEASE),
 )
+REFUSAL = Refusal(FIND, ShopCode.SHOP_COUPON_NO_EXIST, ShopCode.SHOP_COUPON_INVALID)
 
 
 async def find(uow: UnitOfWork, coupon_id: int) -> Any:

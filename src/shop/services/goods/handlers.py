@@ -2,14 +2,18 @@
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
-from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
 from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
 from shop.services.goods.models import inbox
-from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_REFUND, OrderCancelled
+from shop.services.order.contracts import (
+    ORDER_TOPIC,
+    TAG_CANCEL,
+    TAG_REFUND,
+    OrderCancelled,
+)
 
 INBOX = Inbox(inbox)
 
@@ -38,12 +42,8 @@ class GoodsHandlers:
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
         async with self.db.unit_of_work() as uow:
-            taken = await repo.LEDGER.take(uow, cmd.goods_id, cmd.order_id, cmd.goods_number,
-                                           lambda: repo.take(uow, cmd.goods_id, cmd.goods_number))
-            if taken is None:
-                if await repo.find(uow, cmd.goods_id) is None:
-                    raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST)
-                raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
+            await repo.LEDGER.take(uow, cmd.goods_id, cmd.order_id, cmd.goods_number,
+                                   lambda: repo.take(uow, cmd.goods_id, cmd.goods_number), repo.REFUSAL)
             await uow.commit()
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:

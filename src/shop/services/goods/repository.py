@@ -3,8 +3,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
 from shop.services.goods.models import goods, goods_number_log
 
 g = goods.c
@@ -29,6 +30,7 @@ LEDGER = Ledger(
     LedgerColumns(entity="goods_id", order="order_id", kind="log_type", amount="goods_number", time="log_time"),
     LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE),
 )
+REFUSAL = Refusal(FIND, ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
 
 
 async def find(uow: UnitOfWork, goods_id: int) -> Any:

@@ -22,7 +22,14 @@ from shop.infra.messaging import Consumes, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
-    ORDER_TOPIC, TAG_CANCEL, Order, OrderCancelled, OrderFacts, OrderPaid, PlaceOrder, refund_message,
+    ORDER_TOPIC,
+    TAG_CANCEL,
+    Order,
+    OrderCancelled,
+    OrderFacts,
+    OrderPaid,
+    PlaceOrder,
+    refund_message,
     refund_payment_message,
 )
 from shop.services.order.domain import OrderStatus, PayStatus

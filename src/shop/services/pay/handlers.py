@@ -19,10 +19,21 @@ from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
 from shop.infra.messaging import Consumes, Message, Outbox
 from shop.infra.signing import Verifier
-from shop.services.order.contracts import ORDER_TOPIC, TAG_REFUND, TAG_REFUND_PAYMENT, OrderService
+from shop.services.order.contracts import (
+    ORDER_TOPIC,
+    TAG_REFUND,
+    TAG_REFUND_PAYMENT,
+    OrderService,
+)
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay import repository as repo
-from shop.services.pay.contracts import Notification, PayFacts, Payment, PaymentPaid, PaymentPlatform
+from shop.services.pay.contracts import (
+    Notification,
+    PayFacts,
+    Payment,
+    PaymentPaid,
+    PaymentPlatform,
+)
 from shop.services.pay.domain import PaymentStatus
 
 log = logging.getLogger("shop.pay")

@@ -9,12 +9,25 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
+from shop.common.money import floor_points
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
-from shop.common.money import floor_points
-from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, OrderCancelled, OrderPaid
+from shop.services.order.contracts import (
+    ORDER_TOPIC,
+    TAG_CANCEL,
+    TAG_PAID,
+    TAG_REFUND,
+    OrderCancelled,
+    OrderPaid,
+)
 from shop.services.user import repository as repo
-from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User, UserFacts
+from shop.services.user.contracts import (
+    ChangeMoney,
+    CreateUser,
+    MoneyLogType,
+    User,
+    UserFacts,
+)
 from shop.services.user.models import inbox
 
 INBOX = Inbox(inbox)
@@ -74,12 +87,8 @@ class UserHandlers:
             await uow.commit()
 
     async def _pay(self, uow: UnitOfWork, cmd: ChangeMoney) -> None:
-        taken = await repo.LEDGER.take(uow, cmd.user_id, cmd.order_id, cmd.money,
-                                       lambda: repo.take(uow, cmd.user_id, cmd.money))
-        if taken is None:
-            if await repo.find(uow, cmd.user_id) is None:
-                raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
-            raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
+        await repo.LEDGER.take(uow, cmd.user_id, cmd.order_id, cmd.money,
+                               lambda: repo.take(uow, cmd.user_id, cmd.money), repo.REFUSAL)
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         ev = OrderCancelled.from_message(msg)

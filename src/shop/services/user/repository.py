@@ -3,8 +3,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds
+from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
 from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import user, user_money_log
 
@@ -34,6 +35,7 @@ LEDGER = Ledger(
     LedgerColumns(entity="user_id", order="order_id", kind="money_log_type", amount="use_money", time="create_time"),
     LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
 )
+REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_INVALID)
 
 
 async def find(uow: UnitOfWork, user_id: int) -> Any:

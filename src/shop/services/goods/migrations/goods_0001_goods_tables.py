@@ -4,10 +4,11 @@ Revision ID: goods_0001
 Revises: 
 Create Date: 2026-11-26 12:39:00.223751
 """
-from alembic import op
 import sqlalchemy as sa
-import shop.infra.types
+from alembic import op
 from sqlalchemy.dialects import mysql
+
+import shop.infra.types
 
 revision = 'goods_0001'
 down_revision = None

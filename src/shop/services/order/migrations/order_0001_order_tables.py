@@ -4,10 +4,11 @@ Revision ID: order_0001
 Revises: 
 Create Date: 2026-11-26 12:39:01.958403
 """
-from alembic import op
 import sqlalchemy as sa
-import shop.infra.types
+from alembic import op
 from sqlalchemy.dialects import mysql
+
+import shop.infra.types
 
 revision = 'order_0001'
 down_revision = None

@@ -4,10 +4,11 @@ Revision ID: pay_0001
 Revises: 
 Create Date: 2026-11-26 13:47:10.183057
 """
-from alembic import op
 import sqlalchemy as sa
-import shop.infra.types
+from alembic import op
 from sqlalchemy.dialects import mysql
+
+import shop.infra.types
 
 revision = 'pay_0001'
 down_revision = None
