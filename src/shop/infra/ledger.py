@@ -30,6 +30,7 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.infra.db import Query, Row, UnitOfWork, insert_ignore
+from shop.infra.types import Timestamp
 
 Amount = int | Decimal
 Change = Callable[[], Awaitable[bool]]  # the service's conditional update: did one row change?
@@ -90,11 +91,28 @@ class LedgerFacts:
         return {e: n for e, n in net.items() if n}
 
 
-class Ledger:
-    """The ledger over one service's existing table: nothing is added to it."""
+def ledger_table(
+    metadata: sa.MetaData, name: str, *, entity: str, amount: str, amount_type: sa.types.TypeEngine[Amount],
+    kind: str = "log_type", time: str = "log_time",
+) -> sa.Table:
+    """A service's ledger table (the original's names kept): one row per (entity, order, kind), the
+    key that makes a step idempotent and leaves a compensation's barrier."""
+    table = sa.Table(
+        name, metadata,
+        *(sa.Column(key, sa.BigInteger if key != kind else sa.Integer, primary_key=True, autoincrement=False)
+          for key in (entity, "order_id", kind)),
+        sa.Column(amount, amount_type, nullable=False),
+        sa.Column(time, Timestamp(), nullable=False),
+    )
+    table.info["ledger"] = LedgerColumns(entity=entity, order="order_id", kind=kind, amount=amount, time=time)
+    return table
 
-    def __init__(self, table: sa.Table, columns: LedgerColumns, kinds: LedgerKinds) -> None:
-        self.columns = columns
+
+class Ledger:
+    """The ledger over one service's table (ledger_table)."""
+
+    def __init__(self, table: sa.Table, kinds: LedgerKinds) -> None:
+        self.columns = columns = table.info["ledger"]
         self.kinds = kinds
         c = table.c
         amount = c[columns.amount]

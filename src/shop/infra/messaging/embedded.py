@@ -14,7 +14,7 @@ from shop.common.clock import now_ms, utcnow
 from shop.infra.db import Query, SqliteDatabase, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.messaging.consumer import Binding, Subscription, consume
-from shop.infra.messaging.message import Message
+from shop.infra.messaging.message import Message, message_columns
 from shop.infra.messaging.relay import backoff_ms, poll_forever
 from shop.infra.types import Timestamp
 
@@ -26,11 +26,7 @@ delivery = sa.Table(
     broker_metadata,
     sa.Column("delivery_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("msg_id", sa.String(64), nullable=False),
-    sa.Column("group_name", sa.String(100), nullable=False),
-    sa.Column("msg_topic", sa.String(100), nullable=False),
-    sa.Column("msg_tag", sa.String(100), nullable=False),
-    sa.Column("msg_key", sa.String(100), nullable=False),
-    sa.Column("msg_body", sa.Text, nullable=False),
+    *message_columns(),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_at", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(10), nullable=False),  # ready | dead

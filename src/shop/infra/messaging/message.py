@@ -33,17 +33,22 @@ class Message:
         return f"{self.topic}_{self.tag}"
 
 
+def message_columns() -> list[sa.Column[Any]]:
+    """What every table holding a message keeps of it: for whom (the group), where it goes (topic,
+    tag), its business key and its body."""
+    return [
+        *(sa.Column(name, sa.String(100), nullable=False) for name in ("group_name", "msg_topic", "msg_tag", "msg_key")),
+        sa.Column("msg_body", sa.Text, nullable=False),
+    ]
+
+
 def add_message_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """Every service owns an outbox and an inbox in its own database."""
     outbox = sa.Table(
         "trade_mq_producer_temp",
         metadata,
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("group_name", sa.String(100), nullable=False),
-        sa.Column("msg_topic", sa.String(100), nullable=False),
-        sa.Column("msg_tag", sa.String(100), nullable=False),
-        sa.Column("msg_key", sa.String(100), nullable=False),
-        sa.Column("msg_body", sa.Text, nullable=False),
+        *message_columns(),
         sa.Column("msg_status", sa.Integer, nullable=False, server_default="0"),
         sa.Column("create_time", Timestamp(), nullable=False),
         # Epoch milliseconds after which the relay may publish it: now, or a deadline.
@@ -53,9 +58,7 @@ def add_message_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     inbox = sa.Table(
         "trade_mq_consumer_log",
         metadata,
-        sa.Column("group_name", sa.String(100), primary_key=True),
-        sa.Column("msg_tag", sa.String(100), primary_key=True),
-        sa.Column("msg_key", sa.String(100), primary_key=True),
+        *(sa.Column(name, sa.String(100), primary_key=True) for name in ("group_name", "msg_tag", "msg_key")),
         sa.Column("msg_id", sa.String(64), nullable=False),
         sa.Column("msg_body", sa.Text, nullable=False),
         sa.Column("consumer_status", sa.Integer, nullable=False),  # 2 done (in the work's transaction)

@@ -1,6 +1,7 @@
 """The coupon service's tables."""
 import sqlalchemy as sa
 
+from shop.infra.ledger import ledger_table
 from shop.infra.messaging import add_message_tables
 from shop.infra.schema import service_metadata
 from shop.infra.types import Money, Timestamp
@@ -20,14 +21,6 @@ coupon = sa.Table(
 
 # Not in the original: the coupon's barrier. One row per (coupon, order, type), type 1 use and
 # 2 release; a release that finds no use leaves a type-1 row with applied 0, refusing a late use.
-coupon_log = sa.Table(
-    "trade_coupon_log",
-    metadata,
-    sa.Column("coupon_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("log_type", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied", sa.Integer, nullable=False),
-    sa.Column("log_time", Timestamp(), nullable=False),
-)
+coupon_log = ledger_table(metadata, "trade_coupon_log", entity="coupon_id", amount="applied", amount_type=sa.Integer())
 
 outbox, inbox = add_message_tables(metadata)

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
+from shop.infra.ledger import Ledger, LedgerKinds, Refusal
 from shop.services.coupon.models import coupon, coupon_log
 
 c = coupon.c
@@ -28,11 +28,7 @@ GIVE_BACK = Query(
 ALL_COUPONS = Query(sa.select(coupon))
 
 # A use takes the coupon (amount 1) for one order; a release gives it back.
-LEDGER = Ledger(
-    coupon_log,
-    LedgerColumns(entity="coupon_id", order="order_id", kind="log_type", amount="applied", time="log_time"),
-    LedgerKinds(take=USE, give_back=RELEASE),
-)
+LEDGER = Ledger(coupon_log, LedgerKinds(take=USE, give_back=RELEASE))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_COUPON_NO_EXIST, ShopCode.SHOP_COUPON_INVALID)
 
 

@@ -1,6 +1,7 @@
 """The goods service's tables."""
 import sqlalchemy as sa
 
+from shop.infra.ledger import ledger_table
 from shop.infra.messaging import add_message_tables
 from shop.infra.schema import service_metadata
 from shop.infra.types import Money, Timestamp
@@ -22,14 +23,8 @@ goods = sa.Table(
 # restore row of a cancelled order: it is keyed by operation too. log_type 0 is stock put in
 # by an operator (order_id 0), 1 an order's reduction, 2 its restoration. A reduction row with
 # goods_number 0 is the barrier a restore leaves when it finds no reduction.
-goods_number_log = sa.Table(
-    "trade_goods_number_log",
-    metadata,
-    sa.Column("goods_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("log_type", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("goods_number", sa.Integer, nullable=False),
-    sa.Column("log_time", Timestamp(), nullable=False),
+goods_number_log = ledger_table(
+    metadata, "trade_goods_number_log", entity="goods_id", amount="goods_number", amount_type=sa.Integer(),
 )
 
 outbox, inbox = add_message_tables(metadata)

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
+from shop.infra.ledger import Ledger, LedgerKinds, Refusal
 from shop.services.goods.models import goods, goods_number_log
 
 g = goods.c
@@ -25,11 +25,7 @@ GIVE_BACK = Query(
 )
 ALL_GOODS = Query(sa.select(goods))
 
-LEDGER = Ledger(
-    goods_number_log,
-    LedgerColumns(entity="goods_id", order="order_id", kind="log_type", amount="goods_number", time="log_time"),
-    LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE),
-)
+LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
 
 

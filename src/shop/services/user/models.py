@@ -1,6 +1,7 @@
 """The user service's tables (the original's data dictionary, plus the message tables)."""
 import sqlalchemy as sa
 
+from shop.infra.ledger import ledger_table
 from shop.infra.messaging import add_message_tables
 from shop.infra.schema import service_metadata
 from shop.infra.types import Money, Timestamp
@@ -23,14 +24,9 @@ user = sa.Table(
 # order is refused by the key. Type 0 is the opening deposit (order_id 0), 1 an order's
 # payment, 2 its refund. A payment row with use_money 0 is the barrier a refund leaves when
 # it finds no payment (null compensation): a payment arriving after it is refused.
-user_money_log = sa.Table(
-    "trade_user_money_log",
-    metadata,
-    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("money_log_type", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("use_money", Money(), nullable=False),
-    sa.Column("create_time", Timestamp(), nullable=False),
+user_money_log = ledger_table(
+    metadata, "trade_user_money_log", entity="user_id", amount="use_money", amount_type=Money(),
+    kind="money_log_type", time="create_time",
 )
 
 outbox, inbox = add_message_tables(metadata)

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
-from shop.infra.ledger import Ledger, LedgerColumns, LedgerKinds, Refusal
+from shop.infra.ledger import Ledger, LedgerKinds, Refusal
 from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import user, user_money_log
 
@@ -30,11 +30,7 @@ ADD_SCORE = Query(
 )
 ALL_USERS = Query(sa.select(user.c.user_id, user.c.user_money, user.c.user_score))
 
-LEDGER = Ledger(
-    user_money_log,
-    LedgerColumns(entity="user_id", order="order_id", kind="money_log_type", amount="use_money", time="create_time"),
-    LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
-)
+LEDGER = Ledger(user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_INVALID)
 
 
