@@ -149,8 +149,8 @@ def prepare(config: ClusterConfig) -> str:
 
 async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
     """Until every service process is registered and the HTTP roles answer /healthz."""
-    from shop.infra.rpc.admin import ADMIN_SERVICE
     from shop.infra.registry import ZkRegistry
+    from shop.infra.rpc.admin import ADMIN_SERVICE
 
     services = sum(n for r, n in config.scale.items() if r in SERVICES)
     async with asyncio.timeout(timeout_s):

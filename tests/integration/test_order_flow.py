@@ -13,7 +13,9 @@ pytestmark = pytest.mark.all_backends
 
 async def test_the_original_scenario(shop):
     w = await world(shop, money="100.00", stock=10, price="5000.00", coupon="100.00")
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    order = await shop.orders.confirm_order(
+        place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+    )
     assert order.order_status == OrderStatus.CONFIRMED
     assert order.pay_amount == D("4800.00")
     assert order.shipping_fee == D("0.00") and order.order_amount == D("5000.00")
@@ -34,7 +36,9 @@ async def test_small_order_pays_shipping(shop):
 async def test_stock_shortage_found_at_the_update_cancels_and_restores(shop):
     w = await world(shop, stock=1, money="500.00")
     # Take the last unit behind the order service's back, after its validation would pass.
-    first = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="50.00"))
+    first = await shop.orders.confirm_order(
+        place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="50.00")
+    )
     assert first.order_status == 1
     with pytest.raises(ShopError) as e:
         await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="50.00"))

@@ -4,9 +4,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
 
+from shop.admin.operator import Operator
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.admin.operator import Operator
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, ok
 

@@ -72,5 +72,7 @@ class GoodsHandlers:
 
 
 CONSUMES = (
-    Consumes("goods", ORDER_TOPIC, {TAG_CANCEL: GoodsHandlers.on_order_cancel, TAG_REFUND: GoodsHandlers.on_order_cancel}),
+    Consumes(
+        "goods", ORDER_TOPIC, {TAG_CANCEL: GoodsHandlers.on_order_cancel, TAG_REFUND: GoodsHandlers.on_order_cancel}
+    ),
 )

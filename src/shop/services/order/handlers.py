@@ -23,7 +23,14 @@ from shop.infra.messaging import Consumes, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
-    ORDER_TOPIC, TAG_CANCEL, Order, OrderCancelled, OrderFacts, OrderPaid, PlaceOrder, refund_message,
+    ORDER_TOPIC,
+    TAG_CANCEL,
+    Order,
+    OrderCancelled,
+    OrderFacts,
+    OrderPaid,
+    PlaceOrder,
+    refund_message,
     refund_payment_message,
 )
 from shop.services.order.domain import OrderStatus, PayStatus
@@ -144,7 +151,9 @@ class OrderHandlers:
         """The owner returns a paid, unshipped order: 1 -> 4, and the refund message undoes it all."""
         order = await self._owned(order_id, user_id)
         msg = refund_message(
-            OrderCancelled(order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid),
+            OrderCancelled(
+                order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid
+            ),
             order.pay_amount,
         )
         async with self.db.unit_of_work() as uow:

@@ -22,7 +22,9 @@ CONFIRM = Query(
 CONFIRM_PAID = Query(  # nothing left to pay (coupon and balance covered it): paid at confirmation
     sa.update(order)
     .where(o.order_id == sa.bindparam("order_id"), o.order_status == 0)
-    .values(order_status=1, confirm_time=sa.bindparam("confirm_time"), pay_status=2, pay_time=sa.bindparam("confirm_time"))
+    .values(
+        order_status=1, confirm_time=sa.bindparam("confirm_time"), pay_status=2, pay_time=sa.bindparam("confirm_time")
+    )
 )
 # The payment timeout and the owner's cancel: only a confirmed order nobody has paid for.
 CANCEL_UNPAID = Query(

@@ -10,7 +10,9 @@ p = pay.c
 
 FIND = Query(sa.select(pay).where(p.pay_id == sa.bindparam("pay_id")))
 FIND_BY_ORDER = Query(sa.select(pay).where(p.order_id == sa.bindparam("order_id")))
-INSERT = insert_ignore(pay, **bind("pay_id", "order_id", "user_id", "pay_amount", "create_time"), is_paid=1, is_refunded=0)
+INSERT = insert_ignore(
+    pay, **bind("pay_id", "order_id", "user_id", "pay_amount", "create_time"), is_paid=1, is_refunded=0
+)
 # The notification's compare-and-set: of many notifications for one payment, one marks it paid.
 MARK_PAID = Query(
     sa.update(pay)

@@ -10,9 +10,9 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
+from shop.common.money import floor_points
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging import Consumes, Inbox, Message
-from shop.common.money import floor_points
 from shop.services.order.contracts import ORDER_TOPIC, TAG_CANCEL, TAG_PAID, TAG_REFUND, OrderCancelled, OrderPaid
 from shop.services.user import repository as repo
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType, User, UserFacts
