@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from shop.infra.config import Settings
     from shop.runtime import Shop
 
 app = typer.Typer(help="shop: an order and payment back end that never loses money, stock or coupons.",
@@ -20,7 +21,7 @@ app = typer.Typer(help="shop: an order and payment back end that never loses mon
 console = Console()
 
 
-def _settings(data_dir: Path | None):  # noqa: ANN202
+def _settings(data_dir: Path | None) -> Settings:
     from shop.infra.config import Settings
 
     if data_dir is not None:

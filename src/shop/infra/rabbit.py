@@ -203,7 +203,8 @@ class RabbitBroker:
             if msg.tag in self.report_tags:
                 await self._report(sub.group, msg)
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done
-            attempts = int(h.get("attempts", 0)) + 1
+            prior = h.get("attempts", 0)  # an int: _amqp and replay write it
+            attempts = (prior if isinstance(prior, int) else 0) + 1
             log.warning("%s failed on %s/%s %s (attempt %s): %r", sub.group, msg.topic, msg.tag, msg.key, attempts, exc)
             out = self._amqp(msg, attempts)
             out.headers["error"] = repr(exc)[:500]
