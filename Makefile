@@ -18,6 +18,8 @@ run: $(STAMP)
 	$(BIN)/shop run --demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs
 
 # The distributed mode: one process per service on the local PostgreSQL, RabbitMQ and Zookeeper.
@@ -28,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/orders_http.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -133,8 +133,8 @@ def data(r: httpx.Response) -> Any:
 
 
 async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int) -> tuple[str, list[tuple[str, dict]]]:
-    goods_id = data(await c.post("/admin/goods", headers=admin,
-                                 json={"goodsName": "bench", "goodsNumber": STOCK, "goodsPrice": str(PRICE)}))["goodsId"]
+    goods = {"goodsName": "bench", "goodsNumber": STOCK, "goodsPrice": str(PRICE)}
+    goods_id = data(await c.post("/admin/goods", headers=admin, json=goods))["goodsId"]
     run = secrets.token_hex(4)  # unique names, also against a server that already has users
 
     async def user(i: int) -> tuple[str, dict[str, str]]:

@@ -120,10 +120,10 @@ class Cluster:
         queues by the hundred slow RabbitMQ down for everyone), registry root and databases."""
         from kazoo.client import KazooClient
 
-        from shop.services.catalog import TOPOLOGY
         from shop.infra.config import SERVICES
         from shop.infra.db import drop_databases
         from shop.infra.rabbit import delete_topology
+        from shop.services.catalog import TOPOLOGY
 
         env = self.process_env()
         asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
@@ -160,5 +160,7 @@ class Cluster:
         for child in children:
             url = urlsplit(unquote(child))
             q = parse_qs(url.query)
-            out.append({"address": url.netloc, "pid": q.get("pid", [""])[0], "application": q.get("application", [""])[0]})
+            out.append(
+                {"address": url.netloc, "pid": q.get("pid", [""])[0], "application": q.get("application", [""])[0]}
+            )
         return out

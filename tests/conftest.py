@@ -5,7 +5,6 @@ test; elsewhere the test is skipped with the reason.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +15,12 @@ import pytest
 
 from shop.app import create_app
 from shop.bootstrap import bootstrap
-from shop.runtime import Shop
-from shop.services.catalog import PARTS
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import drop_databases, ensure_databases
 from shop.infra.migrate import upgrade
+from shop.runtime import Shop
 from shop.sandbox.notify import http_sender
+from shop.services.catalog import PARTS
 
 ADMIN = "test-admin-token"
 PG_URL = os.environ.get("SHOP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -32,7 +31,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     base: dict[str, object] = dict(
         data_dir=data_dir, admin_token=ADMIN, token_secret="test-token-secret-of-at-least-32-bytes", faults=True,
-        order_cancel_after_s=2.0, message_backoff_ms=50, sandbox_notify_schedule_s="0.1,0.2,0.4,0.8", message_backoff_cap_ms=400, message_max_attempts=4,
+        order_cancel_after_s=2.0, message_backoff_ms=50, sandbox_notify_schedule_s="0.1,0.2,0.4,0.8",
+        message_backoff_cap_ms=400, message_max_attempts=4,
         password_time_cost=1, password_memory_kib=1024,
     )
     base.update(overrides)

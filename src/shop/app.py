@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from shop.admin import api as admin_api
 from shop.infra.config import Settings
-from shop.infra.web import install_error_handlers, ok
+from shop.infra.web import Envelope, install_error_handlers, ok
 from shop.runtime import Shop
 from shop.sandbox import api as sandbox_api
 from shop.services.coupon import api as coupon_api
@@ -37,7 +37,7 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
-    async def healthz():
+    async def healthz() -> Envelope:
         return ok()
 
     return app

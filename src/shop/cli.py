@@ -7,12 +7,13 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from shop.infra.config import Settings
     from shop.runtime import Shop
 
 app = typer.Typer(help="shop: an order and payment back end that never loses money, stock or coupons.",
@@ -20,7 +21,7 @@ app = typer.Typer(help="shop: an order and payment back end that never loses mon
 console = Console()
 
 
-def _settings(data_dir: Optional[Path]):  # noqa: ANN202
+def _settings(data_dir: Path | None) -> Settings:
     from shop.infra.config import Settings
 
     if data_dir is not None:
@@ -32,7 +33,7 @@ def _settings(data_dir: Optional[Path]):  # noqa: ANN202
 def run(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="where the SQLite files live")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="where the SQLite files live")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="load the demo data and print how to use it")] = False,
 ) -> None:
     """Serve every service and endpoint from one process (embedded mode)."""
@@ -78,7 +79,9 @@ def _logging(name: str) -> None:
 
 @app.command()
 def serve(
-    role: Annotated[str, typer.Argument(help="user, goods, coupon, order, pay, log, web, order-web, pay-web or sandbox")],
+    role: Annotated[
+        str, typer.Argument(help="user, goods, coupon, order, pay, log, web, order-web, pay-web or sandbox")
+    ],
     host: Annotated[str, typer.Option(help="HTTP roles: address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP roles: port to listen on")] = 8000,
     run_migrations: Annotated[bool, typer.Option("--migrate/--no-migrate",
@@ -141,7 +144,9 @@ def cluster(
     db: Annotated[str, typer.Option(help="postgresql or mysql (MariaDB)")] = "postgresql",
     port: Annotated[int, typer.Option(help="the front door's port; the sandbox takes the next one")] = 8000,
     scale: Annotated[str, typer.Option(help="instances per role, e.g. goods=2,order-web=1")] = "",
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="keys, secrets and the sandbox's file")] = Path("./var/cluster"),
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="keys, secrets and the sandbox's file")
+    ] = Path("./var/cluster"),
     name: Annotated[str, typer.Option(help="names the databases (NAME_goods, ...), queues and registry root")] = "shop",
     demo: Annotated[bool, typer.Option("--demo", help="load the demo data and print how to use it")] = False,
 ) -> None:
@@ -172,7 +177,7 @@ def _has(module: str) -> bool:
 
 @app.command()
 def migrate(
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Apply every service's migrations to its database."""
     from shop.bootstrap import migrate as do_migrate
@@ -186,7 +191,7 @@ def migrate(
 
 @app.command()
 def prepare(
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Before the processes of a distributed shop start: create each service's database where it is
     missing, apply the migrations, and make the shared token secret and the sandbox's key pair."""
@@ -198,7 +203,7 @@ def prepare(
 
 @app.command()
 def audit(
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Check that stock, coupons and balances agree with the orders; exit 1 if not."""
     from shop.bootstrap import bootstrap

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -143,14 +144,15 @@ def prepare(config: ClusterConfig) -> str:
     """Databases, migrations and shared secrets (bootstrap.prepare); returns the admin token."""
     from shop.bootstrap import prepare as prepare_shop
 
-    prepare_shop(Settings(data_dir=config.data_dir, **{f"{s}_db_url": config.db_url(s) for s in SERVICES}))
+    db_urls: dict[str, Any] = {f"{s}_db_url": config.db_url(s) for s in SERVICES}
+    prepare_shop(Settings(data_dir=config.data_dir, **db_urls))
     return os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
 
 
 async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
     """Until every service process is registered and the HTTP roles answer /healthz."""
-    from shop.infra.rpc.admin import ADMIN_SERVICE
     from shop.infra.registry import ZkRegistry
+    from shop.infra.rpc.admin import ADMIN_SERVICE
 
     services = sum(n for r, n in config.scale.items() if r in SERVICES)
     async with asyncio.timeout(timeout_s):
@@ -233,8 +235,8 @@ def unreachable(config: ClusterConfig, env: dict[str, str]) -> list[str]:
     wanted = {f"the {config.db} server": (db.host or "127.0.0.1", db.port or DEFAULT_PORTS[config.db]),
               "RabbitMQ": (broker.host or "127.0.0.1", broker.port or 5672)}
     for i, hostport in enumerate(env["SHOP_REGISTRY_URL"].split("/")[0].split(",")):
-        host, _, port = hostport.strip().rpartition(":")
-        wanted[f"Zookeeper {i + 1}"] = (host or "127.0.0.1", int(port or 2181))
+        host, _, zk_port = hostport.strip().rpartition(":")
+        wanted[f"Zookeeper {i + 1}"] = (host or "127.0.0.1", int(zk_port or 2181))
     missing = []
     for what, (host, port) in wanted.items():
         try:

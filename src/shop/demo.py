@@ -7,8 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from shop.runtime import Shop
 from shop.common.errors import ShopError
+from shop.runtime import Shop
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods
 from shop.services.user.contracts import CreateUser
@@ -26,7 +26,9 @@ async def load_demo(shop: Shop) -> dict[str, Any]:
         except ShopError:
             pass  # a data dir emptied by hand: load afresh
     user_id = await shop.users.create_user(CreateUser(USER, PASSWORD, Decimal("1000.00"), "18888888888"))
-    goods_id = await shop.goods.create_goods(CreateGoods("iphone7", 10, Decimal("5000.00"), "the original's sample goods"))
+    goods_id = await shop.goods.create_goods(
+        CreateGoods("iphone7", 10, Decimal("5000.00"), "the original's sample goods")
+    )
     coupon_id = await shop.coupons.create_coupon(CreateCoupon(user_id, Decimal("100.00")))
     ids = {"userId": str(user_id), "goodsId": str(goods_id), "couponId": str(coupon_id)}
     path.write_text(json.dumps(ids))
@@ -57,7 +59,8 @@ a coupon of 100.00. Try it (needs curl and python3):
   PAY=$(curl -s {base}/pay/createPayment -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
       -d '{payment}' | {field.format("payId")})
   curl -s -X POST {base}/sandbox/pay/$PAY
-  sleep 1; curl -s {base}/order/$ORDER -H "Authorization: Bearer $TOKEN"     # payStatus 2 (the notification is asynchronous)
+  sleep 1; curl -s {base}/order/$ORDER -H "Authorization: Bearer $TOKEN"\
+     # payStatus 2 (the notification is asynchronous)
 
   # what is left (balance 900.00, 4800 points), and whether every service agrees
   curl -s {base}/user/me -H "Authorization: Bearer $TOKEN"

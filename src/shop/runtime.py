@@ -86,7 +86,7 @@ class Runtime:
         if self.registry is not None and self.exposed:
             s = self.settings
             self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, faults=self.faults)
-            address = f"{s.advertise_host or _advertised(s.rpc_host)}:{self._rpc_server.port}"  # type: ignore[attr-defined]
+            address = f"{s.advertise_host or _advertised(s.rpc_host)}:{self._rpc_server.port}"
             for service, _ in self.exposed:
                 await self.registry.register(service.full_name, address, application=self.role)
             await self.registry.register(ADMIN_SERVICE, address, application=self.role)

@@ -189,7 +189,9 @@ async def test_me_needs_a_valid_token(api, client, shop):
     user_id, auth, _ = await new_user(api)
     assert success(await client.get("/user/me", headers=auth))["userId"] == user_id
     expired = jwt.encode({"sub": user_id, "iat": 1, "exp": 2}, shop.settings.token_secret, algorithm="HS256")
-    forged = jwt.encode({"sub": user_id, "exp": int(time.time()) + 600}, "not-the-secret-but-long-enough-for-hs256", algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": user_id, "exp": int(time.time()) + 600}, "not-the-secret-but-long-enough-for-hs256", algorithm="HS256"
+    )
     for headers in (
         {}, {"Authorization": "Bearer"}, {"Authorization": "Bearer garbage.token.here"},
         {"Authorization": auth["Authorization"].replace("Bearer", "Basic")},
@@ -424,7 +426,9 @@ REJECTIONS: list[tuple[str, dict[str, Any], int | tuple[int, ...], str]] = [
 MISSING = ["userId", "goodsId", "goodsNumber", "goodsPrice", "shippingFee", "orderAmount", "address"]
 
 
-async def reject(api: Api, scene: Scene, r: httpx.Response, status: Any, code: str | None, before: tuple[Any, ...]) -> None:
+async def reject(
+    api: Api, scene: Scene, r: httpx.Response, status: Any, code: str | None, before: tuple[Any, ...]
+) -> None:
     body = failure(r, status, code)
     assert body["data"] is None or set(body["data"]) <= {"orderId"}, body
     assert await snapshot(api, scene) == before

@@ -54,7 +54,9 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
     async def given_back() -> bool:
         return (await api.get(f"/admin/goods/{gid}"))["goodsNumber"] == 5 and await parked() is None
 
-    assert await until(given_back, 20.0), (await api.get(f"/admin/goods/{gid}"), await api.get("/admin/messages?state=dead"))
+    assert await until(given_back, 20.0), (
+        await api.get(f"/admin/goods/{gid}"), await api.get("/admin/messages?state=dead")
+    )
 
     assert await quiet_api(api, 20.0) == {"consistent": True, "violations": [], "pending": 0}
     # Replayed once: it is no longer there to replay.

@@ -41,13 +41,13 @@ def _signed(shop, body: dict, *, ts: int | None = None, key=None) -> tuple[bytes
     raw = orjson.dumps(body)
     signer = key or Signer((shop.settings.data_dir / "sandbox_private.pem").read_bytes())
     timestamp, nonce = str(ts if ts is not None else int(time.time())), os.urandom(8).hex()
-    return raw, {"X-Pay-Timestamp": timestamp, "X-Pay-Nonce": nonce, "X-Pay-Signature": signer.sign(timestamp, nonce, raw),
-                 "Content-Type": "application/json"}
+    return raw, {"X-Pay-Timestamp": timestamp, "X-Pay-Nonce": nonce,
+                 "X-Pay-Signature": signer.sign(timestamp, nonce, raw), "Content-Type": "application/json"}
 
 
 def _note(payment: dict, **over) -> dict:
-    body = {"payId": payment["payId"], "isPaid": 2, "payAmount": payment["payAmount"], "tradeNo": "T-" + os.urandom(4).hex(),
-            "notifyId": os.urandom(4).hex()}
+    body = {"payId": payment["payId"], "isPaid": 2, "payAmount": payment["payAmount"],
+            "tradeNo": "T-" + os.urandom(4).hex(), "notifyId": os.urandom(4).hex()}
     body.update(over)
     return body
 
@@ -96,8 +96,8 @@ async def test_the_whole_happy_path_through_the_sandbox(api, shop):
 async def test_the_answer_does_not_wait_for_the_fan_out(api, shop):
     uid, auth, gid, cid, order = await _order(api)
     payment = await _payment(api, auth, order)
-    armed = await api.c.post("/admin/faults", json={"point": "order.on_pay_paid", "action": "delay", "delayMs": 1500, "times": 1},
-                             headers=api.admin)
+    armed = await api.c.post("/admin/faults", headers=api.admin,
+                             json={"point": "order.on_pay_paid", "action": "delay", "delayMs": 1500, "times": 1})
     assert armed.status_code == 200, armed.text
     raw, headers = _signed(shop, _note(payment))
     t = time.monotonic()
@@ -164,7 +164,7 @@ async def test_ten_concurrent_duplicate_notifications_are_processed_once(api, sh
 
 async def test_create_payment_refusals(api, shop):
     uid, auth, gid, cid, order = await _order(api)
-    other = await api.login((await _named(api)))
+    other = await api.login(await _named(api))
     bad = [
         ({"orderId": order["orderId"], "payAmount": "4800.01"}, auth, 422, "SHOP_PAYMENT_AMOUNT_INVALID"),
         ({"orderId": order["orderId"], "payAmount": "4800.00"}, other, 403, "SHOP_USER_NOT_AUTHORIZED"),

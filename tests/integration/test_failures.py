@@ -5,8 +5,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from shop.common.codes import ShopCode
 from shop.common.clock import now_ms
+from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.db import Query
 from shop.infra.messaging import Message
@@ -38,7 +38,9 @@ async def test_an_error_at_each_fault_point_undoes_everything(shop, point):
     w = await world(shop, money="100.00", stock=10, coupon="100.00")
     shop.faults.arm(point, "error", times=1)
     with pytest.raises(ShopError) as e:
-        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+        await shop.orders.confirm_order(
+            place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+        )
     assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
     order = await _only_order(shop)
     assert e.value.data == {"orderId": str(order.order_id)}
@@ -57,7 +59,9 @@ async def test_a_failing_compensation_is_retried_until_it_succeeds(shop, point):
     shop.faults.arm("order.before_confirm", "error", times=1)
     shop.faults.arm(point, "error", times=2)
     with pytest.raises(ShopError):
-        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+        await shop.orders.confirm_order(
+            place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+        )
     report = await quiet(shop)
     assert report["consistent"], report
     assert await state(shop, w) == (10, D("100.00"), 0)
@@ -94,7 +98,9 @@ async def test_a_duplicated_cancel_message_changes_nothing(shop):
     w = await world(shop, money="100.00", coupon="100.00")
     shop.faults.arm("order.before_confirm", "error", times=1)
     with pytest.raises(ShopError) as e:
-        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+        await shop.orders.confirm_order(
+            place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+        )
     order_id = int(e.value.data["orderId"])
     await quiet(shop)
     cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 1, w.coupon_id, D("100.00")).to_message()
@@ -149,7 +155,9 @@ async def test_the_deadline_cancels_an_order_left_unconfirmed(shop):
     loop = asyncio.get_running_loop()
     start = loop.time()
     with pytest.raises(ShopError) as e:
-        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+        await shop.orders.confirm_order(
+            place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+        )
     # The relay cancelled the order at the deadline; confirming afterwards lost the compare-and-set.
     assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
     assert loop.time() - start < shop.settings.order_cancel_after_s + 4
@@ -161,7 +169,9 @@ async def test_the_deadline_cancels_an_order_left_unconfirmed(shop):
 
 async def test_a_confirmed_order_is_never_cancelled_by_its_deadline(shop):
     w = await world(shop, money="100.00", coupon="100.00")
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    order = await shop.orders.confirm_order(
+        place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+    )
     await asyncio.sleep(shop.settings.order_cancel_after_s + 1)
     assert (await shop.orders.find_order(order.order_id)).order_status == OrderStatus.CONFIRMED
     assert await state(shop, w) == (9, D("0.00"), 1)

@@ -24,7 +24,9 @@ def _deliver_to(shop):
 async def _paid_order(shop):
     shop.sandbox.use_sender(_deliver_to(shop))
     w = await world(shop, money="100.00", coupon="100.00")
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    order = await shop.orders.confirm_order(
+        place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+    )
     payment = await shop.pay.create_payment(order.order_id, w.user_id, D("4800.00"))
     assert (await shop.pay.create_payment(order.order_id, w.user_id, D("4800.00"))).pay_id == payment.pay_id
     trade_no = await shop.sandbox.pay(payment.pay_id)

@@ -5,11 +5,11 @@ import os
 import pytest
 
 from shop.bootstrap import bootstrap
-from shop.services.catalog import TOPOLOGY
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.config import SERVICES
 from shop.infra.rabbit import delete_topology
+from shop.services.catalog import TOPOLOGY
 from shop.services.order.domain import OrderStatus, PayStatus
 from tests.conftest import _unavailable, make_settings, server_urls, truncate
 from tests.integration.test_payment_flow import _paid_order
@@ -42,7 +42,9 @@ async def shop(tmp_path, pg_urls):
 
 async def test_the_original_scenario_and_a_failure_on_rabbitmq(shop):
     w = await world(shop, money="200.00", coupon="100.00")
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    order = await shop.orders.confirm_order(
+        place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+    )
     assert order.pay_amount == D("4800.00")
     assert await state(shop, w) == (9, D("100.00"), 1)
     shop.faults.arm("order.before_confirm", "error", times=1)

@@ -132,7 +132,7 @@ async def test_retries_follow_the_schedule_and_stop_at_success(sandbox, shop):
     shop.script = [False, RuntimeError("connection refused")]
     await paid(sandbox, 102)
     calls = await shop.wait(3)
-    gaps = [b.at - a.at for a, b in zip(calls, calls[1:])]
+    gaps = [b.at - a.at for a, b in zip(calls, calls[1:], strict=False)]
     assert SCHEDULE[0] <= gaps[0] + 0.005 < SCHEDULE[0] + 0.1, gaps
     assert SCHEDULE[1] <= gaps[1] + 0.005 < SCHEDULE[1] + 0.1, gaps
     # Quiet: no send in flight and none due (next_notify_at NULL); then nothing else was sent.

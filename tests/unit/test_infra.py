@@ -12,10 +12,10 @@ from shop.common.errors import ServiceUnavailable
 from shop.infra.db import Query, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.ledger import LedgerFacts
-from shop.services.goods.repository import LEDGER as STOCK
 from shop.infra.messaging import backoff_ms
 from shop.services.coupon.contracts import CouponFacts, CouponState
 from shop.services.goods.contracts import GoodsFacts
+from shop.services.goods.repository import LEDGER as STOCK
 from shop.services.user.contracts import UserFacts
 
 t = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("n", sa.Integer))
@@ -23,7 +23,9 @@ t = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), 
 
 @pytest.mark.parametrize("dialect,marker", [("sqlite", "?"), ("postgresql", "$1"), ("mysql", "%s")])
 def test_a_query_compiles_once_per_dialect_with_its_parameters_in_order(dialect, marker):
-    q = Query(sa.update(t).where(t.c.id == sa.bindparam("id"), t.c.n >= sa.bindparam("k")).values(n=t.c.n - sa.bindparam("k")))
+    q = Query(
+        sa.update(t).where(t.c.id == sa.bindparam("id"), t.c.n >= sa.bindparam("k")).values(n=t.c.n - sa.bindparam("k"))
+    )
     sql, args = q.args(dialect, {"id": 5, "k": 2})
     assert marker in sql
     assert 5 in args and 2 in args
@@ -37,8 +39,8 @@ def test_literal_values_in_a_statement_need_no_parameter():
     assert q.args("sqlite", {"id": 1})[1] == (None, 1)
 
 
-@pytest.mark.parametrize("dialect,text", [("sqlite", "ON CONFLICT DO NOTHING"), ("postgresql", "ON CONFLICT DO NOTHING"),
-                                          ("mysql", "INSERT IGNORE")])
+@pytest.mark.parametrize("dialect,text", [("sqlite", "ON CONFLICT DO NOTHING"),
+                                          ("postgresql", "ON CONFLICT DO NOTHING"), ("mysql", "INSERT IGNORE")])
 def test_insert_ignore_per_dialect(dialect, text):
     assert text in insert_ignore(t, id=sa.bindparam("id"), n=1).compiled(dialect)[0]
 

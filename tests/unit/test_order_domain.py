@@ -12,7 +12,8 @@ from shop.services.order.domain import (
 )
 
 
-@pytest.mark.parametrize("amount,fee", [("100.00", "10.00"), ("100.01", "0.00"), ("5000.00", "0.00"), ("0.50", "10.00")])
+@pytest.mark.parametrize("amount,fee", [("100.00", "10.00"), ("100.01", "0.00"), ("5000.00", "0.00"),
+                                        ("0.50", "10.00")])
 def test_shipping_is_free_only_above_100(amount, fee):
     assert shipping_fee(D(amount)) == D(fee)
 
@@ -37,9 +38,11 @@ def test_goods_checks_pass_and_compute():
 
 def test_goods_checks_in_the_original_order():
     # Several things wrong at once: the first in the original's order is reported.
-    assert code(goods, client_price=D("1.00"), goods_number=99, client_shipping_fee=D("1")) == ShopCode.SHOP_GOODS_PRICE_INVALID
+    assert (code(goods, client_price=D("1.00"), goods_number=99, client_shipping_fee=D("1"))
+            == ShopCode.SHOP_GOODS_PRICE_INVALID)
     assert code(goods, goods_number=11, client_shipping_fee=D("1")) == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
-    assert code(goods, client_shipping_fee=D("10.00"), client_order_amount=D("1")) == ShopCode.SHOP_ORDER_SHIPPINGFEE_INVALID
+    assert (code(goods, client_shipping_fee=D("10.00"), client_order_amount=D("1"))
+            == ShopCode.SHOP_ORDER_SHIPPINGFEE_INVALID)
     assert code(goods, client_order_amount=D("5010.00")) == ShopCode.SHOP_ORDERAMOUNT_INVALID
     assert code(goods, goods_number=0) == ShopCode.SHOP_REQUEST_PARAMETER_VALID
 
@@ -61,7 +64,8 @@ def test_payment_refusals():
     assert code(pay, coupon_user_id=2) == ShopCode.SHOP_COUPON_INVALID
     assert code(pay, money_paid=D("-1")) == ShopCode.SHOP_MONEY_PAID_LESS_ZERO
     assert code(pay, money_paid=D("100.01")) == ShopCode.SHOP_MONEY_PAID_INVALID
-    assert code(pay, order_amount=D("150.00"), user_money=D("1000"), money_paid=D("60")) == ShopCode.SHOP_PAY_AMOUNT_INVALID
+    assert (code(pay, order_amount=D("150.00"), user_money=D("1000"), money_paid=D("60"))
+            == ShopCode.SHOP_PAY_AMOUNT_INVALID)
     assert pay(order_amount=D("200.00"), money_paid=D("100.00")).pay_amount == D("0.00")  # exactly zero is fine
 
 

@@ -4,11 +4,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
 
+from shop.admin.operator import Operator
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.admin.operator import Operator
 from shop.infra.deps import AdminDep, from_state
-from shop.infra.web import Camel, ok
+from shop.infra.web import Camel, Envelope, ok
 
 router = APIRouter(tags=["admin"], dependencies=[AdminDep])
 OperatorDep = Annotated[Operator, from_state("operator")]
@@ -22,17 +22,17 @@ class FaultIn(Camel):
 
 
 @router.get("/admin/audit")
-async def audit(operator: OperatorDep):
+async def audit(operator: OperatorDep) -> Envelope:
     return ok((await operator.audit()).json())
 
 
 @router.get("/admin/messages")
-async def messages(operator: OperatorDep, state: Literal["dead"] = Query("dead")):
+async def messages(operator: OperatorDep, state: Literal["dead"] = Query("dead")) -> Envelope:
     return ok(await operator.dead())
 
 
 @router.post("/admin/messages/{message_id}/replay")
-async def replay(message_id: str, operator: OperatorDep):
+async def replay(message_id: str, operator: OperatorDep) -> Envelope:
     # An id as GET /admin/messages lists it: a number on the embedded broker, group:msgId on RabbitMQ.
     if len(message_id) > 200 or not await operator.replay(message_id):
         raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead message with that id")
@@ -44,12 +44,12 @@ def faults_router() -> APIRouter:
     r = APIRouter(tags=["admin"], dependencies=[AdminDep])
 
     @r.post("/admin/faults")
-    async def arm(body: FaultIn, operator: OperatorDep):
+    async def arm(body: FaultIn, operator: OperatorDep) -> Envelope:
         await operator.arm_fault(body.point, body.action, body.times, body.delay_ms)
         return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
 
     @r.delete("/admin/faults")
-    async def clear(operator: OperatorDep):
+    async def clear(operator: OperatorDep) -> Envelope:
         await operator.clear_faults()
         return ok()
 

@@ -89,11 +89,12 @@ def check(
             if oid != 0 and oid not in orders and ledger.held(oid):
                 v.append(f"{name} holds effects of order {oid}, which the order service does not know")
     for cid, state in coupons.coupons.items():
-        used, oid = state.is_used, state.order_id
-        if used and (oid not in orders or orders[oid].order_status not in HOLDS_EFFECTS | {OrderStatus.UNCONFIRMED}):
-            if oid in orders and oid not in coupons.cancels_seen and pending:
+        used, order_id = state.is_used, state.order_id
+        if used and (order_id not in orders
+                     or orders[order_id].order_status not in HOLDS_EFFECTS | {OrderStatus.UNCONFIRMED}):
+            if order_id in orders and order_id not in coupons.cancels_seen and pending:
                 continue
-            v.append(f"coupon {cid}: used by order {oid}, which is not confirmed")
+            v.append(f"coupon {cid}: used by order {order_id}, which is not confirmed")
     if pending == 0 and payments is not None:
         v += check_payments(orders, users, payments, logged or {})
     for d in dead:
@@ -108,17 +109,17 @@ def check_payments(orders: dict[int, Any], users: UserFacts, payments: dict[int,
     points: dict[int, int] = {}
     for oid, o in orders.items():
         p = payments.get(oid)
-        paid_here = p is not None and p.is_paid == PaymentStatus.PAID
+        paid = p if p is not None and p.is_paid == PaymentStatus.PAID else None  # its payment, if paid
         if o.order_status == OrderStatus.CONFIRMED and o.pay_status == PayStatus.PAID and o.pay_amount > 0:
-            if not paid_here or p.is_refunded:
+            if paid is None or paid.is_refunded:
                 v.append(f"order {oid}: paid, but its payment is {p and (p.is_paid, p.is_refunded)}")
             if logged.get(oid, 0) != 1:
                 v.append(f"order {oid}: paid, with {logged.get(oid, 0)} payment log rows")
             points[o.user_id] = points.get(o.user_id, 0) + floor_points(o.pay_amount)
-        elif o.order_status in HOLDS_NONE and paid_here and not p.is_refunded:
-            v.append(f"order {oid}: {o.order_status} but payment {p.pay_id} was kept, not refunded")
-        elif o.order_status == OrderStatus.CONFIRMED and o.pay_status != PayStatus.PAID and paid_here:
-            v.append(f"order {oid}: payment {p.pay_id} paid, the order never marked paid")
+        elif o.order_status in HOLDS_NONE and paid is not None and not paid.is_refunded:
+            v.append(f"order {oid}: {o.order_status} but payment {paid.pay_id} was kept, not refunded")
+        elif o.order_status == OrderStatus.CONFIRMED and o.pay_status != PayStatus.PAID and paid is not None:
+            v.append(f"order {oid}: payment {paid.pay_id} paid, the order never marked paid")
     for uid, score in users.scores.items():
         if score != points.get(uid, 0):
             v.append(f"user {uid}: {score} points, its paid orders earn {points.get(uid, 0)}")

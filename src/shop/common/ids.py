@@ -2,6 +2,7 @@
 5 bits of datacenter, 5 bits of worker, 12 bits of sequence."""
 import threading
 import time
+from collections.abc import Callable
 
 TWEPOCH = 1288834974657
 WORKER_BITS = 5
@@ -16,7 +17,7 @@ TIMESTAMP_SHIFT = SEQUENCE_BITS + WORKER_BITS + DATACENTER_BITS
 
 
 class IdWorker:
-    def __init__(self, worker_id: int = 0, datacenter_id: int = 0, clock=None) -> None:
+    def __init__(self, worker_id: int = 0, datacenter_id: int = 0, clock: Callable[[], int] | None = None) -> None:
         if not 0 <= worker_id <= MAX_WORKER:
             raise ValueError(f"worker id must be 0..{MAX_WORKER}")
         if not 0 <= datacenter_id <= MAX_DATACENTER:

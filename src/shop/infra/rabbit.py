@@ -136,7 +136,9 @@ class RabbitBroker:
         assert self.pub is not None
         for group, topic, tags in self.topology:
             ex = await self._exchange(topic)
-            q = await self.pub.declare_queue(queue_name(group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"})
+            q = await self.pub.declare_queue(
+                queue_name(group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"}
+            )
             for tag in tags:
                 await q.bind(ex, routing_key=tag)
             await self.pub.declare_queue(
@@ -179,7 +181,9 @@ class RabbitBroker:
         for sub in subscriptions:
             ch = await self.conn.channel(publisher_confirms=True)
             await ch.set_qos(prefetch_count=self.prefetch)
-            q = await ch.declare_queue(queue_name(sub.group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"})
+            q = await ch.declare_queue(
+                queue_name(sub.group, self.prefix), durable=True, arguments={"x-queue-type": "quorum"}
+            )
             tag = await q.consume(self._handler(sub, ch))
             self._consumers.append((q, tag))
         await asyncio.Event().wait()
@@ -199,7 +203,8 @@ class RabbitBroker:
             if msg.tag in self.report_tags:
                 await self._report(sub.group, msg)
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done
-            attempts = int(h.get("attempts", 0)) + 1
+            prior = h.get("attempts", 0)  # an int: _amqp and replay write it
+            attempts = (prior if isinstance(prior, int) else 0) + 1
             log.warning("%s failed on %s/%s %s (attempt %s): %r", sub.group, msg.topic, msg.tag, msg.key, attempts, exc)
             out = self._amqp(msg, attempts)
             out.headers["error"] = repr(exc)[:500]

@@ -20,7 +20,10 @@ class Signer:
         self._key = serialization.load_pem_private_key(private_pem, password=None)
 
     def sign(self, timestamp: str, nonce: str, body: bytes) -> str:
-        sig = self._key.sign(message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+        key = self._key
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError(f"the platform signs with an RSA key, not {type(key).__name__}")
+        sig = key.sign(message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256())
         return base64.b64encode(sig).decode()
 
 
@@ -31,7 +34,10 @@ class Verifier:
     def verify(self, timestamp: str, nonce: str, body: bytes, signature: str) -> bool:
         try:
             sig = base64.b64decode(signature, validate=True)
-            self._key.verify(sig, message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+            key = self._key
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise TypeError(f"the platform signs with an RSA key, not {type(key).__name__}")
+            key.verify(sig, message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256())
             return True
         except (InvalidSignature, binascii.Error, ValueError):
             return False

@@ -39,7 +39,9 @@ class HttpPlatform:
         raise from_wire(str(code), str(message), http_status=r.status_code, data=answer.get("data"))
 
     async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
-        await self._call("POST", "/sandbox/trades", {"payId": str(pay_id), "amount": fmt(amount), "notifyUrl": notify_url})
+        await self._call(
+            "POST", "/sandbox/trades", {"payId": str(pay_id), "amount": fmt(amount), "notifyUrl": notify_url}
+        )
 
     async def pay(self, pay_id: int) -> str:
         return (await self._call("POST", f"/sandbox/pay/{pay_id}"))["tradeNo"]

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
@@ -42,7 +43,7 @@ class Query:
 
     __slots__ = ("_build", "_compiled")
 
-    def __init__(self, build: sa.sql.Executable | Callable[[str], sa.sql.Executable]) -> None:
+    def __init__(self, build: sa.sql.ClauseElement | Callable[[str], sa.sql.ClauseElement]) -> None:
         self._build = build
         self._compiled: dict[str, tuple[str, tuple[tuple[str, bool, Any], ...]]] = {}
 
@@ -53,6 +54,7 @@ class Query:
             pass
         stmt = self._build(dialect) if callable(self._build) else self._build
         c = stmt.compile(dialect=_DIALECTS[dialect])
+        assert isinstance(c, SQLCompiler)  # a statement, not DDL
         names = c.positiontup or []
         # Literal values in a statement (`.values(is_used=1)`) become bound parameters too:
         # keep their values as defaults, and insist on the ones the caller must give.
@@ -82,7 +84,7 @@ def insert_ignore(table: sa.Table, **values: Any) -> Query:
     a transaction on purpose, because PostgreSQL aborts the whole transaction on an error.
     """
 
-    def build(dialect: str) -> sa.sql.Executable:
+    def build(dialect: str) -> sa.sql.ClauseElement:
         if dialect == "postgresql":
             return pg_insert(table).values(**values).on_conflict_do_nothing()
         if dialect == "sqlite":

@@ -8,6 +8,7 @@ from sqlalchemy.engine import make_url
 
 from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
 
+
 class MysqlDatabase(PooledDatabase):
     dialect = "mysql"
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from shop.infra.db.base import Database, Query, Row, UnitOfWork
 
+
 def _cents(d: Decimal) -> int:
     cents = d.scaleb(2)
     if cents != cents.to_integral_value():

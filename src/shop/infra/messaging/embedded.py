@@ -63,7 +63,9 @@ _Q_REPLAY = Query(
     .values(state="ready", attempts=0, next_at=sa.bindparam("now"))
 )
 _Q_WAITING = Query(
-    sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.msg_tag == sa.bindparam("msg_tag"), _d.msg_key == sa.bindparam("msg_key"), _d.state == "ready")
+    sa.select(sa.func.count().label("n"))
+    .select_from(delivery)
+    .where(_d.msg_tag == sa.bindparam("msg_tag"), _d.msg_key == sa.bindparam("msg_key"), _d.state == "ready")
 )
 _Q_PENDING = Query(sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.state == "ready"))
 

@@ -43,7 +43,9 @@ class Outbox:
             .order_by(t.c.due_at)
             .limit(200)
         )
-        self._count_due = Query(sa.select(sa.func.count().label("n")).select_from(t).where(t.c.due_at <= sa.bindparam("now")))
+        self._count_due = Query(
+            sa.select(sa.func.count().label("n")).select_from(t).where(t.c.due_at <= sa.bindparam("now"))
+        )
 
     async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
         await uow.execute(

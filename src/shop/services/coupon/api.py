@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, from_state
-from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.coupon.contracts import Coupon, CouponService, CreateCoupon
 from shop.services.user.api import UsersDep
 
@@ -27,12 +27,12 @@ def coupon_json(c: Coupon) -> dict[str, Any]:
 
 
 @router.post("/admin/coupons", tags=["admin"], dependencies=[AdminDep])
-async def create_coupon(body: CreateCouponIn, users: UsersDep, coupons: CouponsDep):
+async def create_coupon(body: CreateCouponIn, users: UsersDep, coupons: CouponsDep) -> Envelope:
     await users.find_user(body.user_id)  # a coupon belongs to a real user
     coupon_id = await coupons.create_coupon(CreateCoupon(body.user_id, body.coupon_price))
     return ok({"couponId": str(coupon_id)})
 
 
 @router.get("/admin/coupons/{coupon_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_coupon(coupon_id: IdIn, coupons: CouponsDep):
+async def get_coupon(coupon_id: IdIn, coupons: CouponsDep) -> Envelope:
     return ok(coupon_json(await coupons.find_coupon(coupon_id)))

@@ -66,5 +66,7 @@ class CouponHandlers:
 
 
 CONSUMES = (
-    Consumes("coupon", ORDER_TOPIC, {TAG_CANCEL: CouponHandlers.on_order_cancel, TAG_REFUND: CouponHandlers.on_order_cancel}),
+    Consumes(
+        "coupon", ORDER_TOPIC, {TAG_CANCEL: CouponHandlers.on_order_cancel, TAG_REFUND: CouponHandlers.on_order_cancel}
+    ),
 )

@@ -7,7 +7,7 @@ from pydantic import Field, StrictInt
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, from_state
-from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.goods.contracts import CreateGoods, Goods, GoodsService
 
 router = APIRouter()
@@ -29,12 +29,12 @@ def goods_json(g: Goods) -> dict[str, Any]:
 
 
 @router.get("/goods/{goods_id}", tags=["goods"])
-async def get_goods_public(goods_id: IdIn, goods: GoodsDep):
+async def get_goods_public(goods_id: IdIn, goods: GoodsDep) -> Envelope:
     return ok(goods_json(await goods.find_goods(goods_id)))
 
 
 @router.post("/admin/goods", tags=["admin"], dependencies=[AdminDep])
-async def create_goods(body: CreateGoodsIn, goods: GoodsDep):
+async def create_goods(body: CreateGoodsIn, goods: GoodsDep) -> Envelope:
     goods_id = await goods.create_goods(
         CreateGoods(body.goods_name, body.goods_number, body.goods_price, body.goods_desc)
     )
@@ -42,5 +42,5 @@ async def create_goods(body: CreateGoodsIn, goods: GoodsDep):
 
 
 @router.get("/admin/goods/{goods_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_goods(goods_id: IdIn, goods: GoodsDep):
+async def get_goods(goods_id: IdIn, goods: GoodsDep) -> Envelope:
     return ok(goods_json(await goods.find_goods(goods_id)))

@@ -49,7 +49,7 @@ class GoodsHandlers:
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         """Give back what this order took, once; if it took nothing, make sure it never will."""
         ev = OrderCancelled.from_message(msg)
-        await repo.LEDGER.give_back(uow, ev.goods_id, ev.order_id, lambda n: repo.give_back(uow, ev.goods_id, n))
+        await repo.LEDGER.give_back(uow, ev.goods_id, ev.order_id, lambda n: repo.give_back(uow, ev.goods_id, int(n)))
 
     async def audit_facts(self) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
@@ -62,5 +62,7 @@ class GoodsHandlers:
 
 
 CONSUMES = (
-    Consumes("goods", ORDER_TOPIC, {TAG_CANCEL: GoodsHandlers.on_order_cancel, TAG_REFUND: GoodsHandlers.on_order_cancel}),
+    Consumes(
+        "goods", ORDER_TOPIC, {TAG_CANCEL: GoodsHandlers.on_order_cancel, TAG_REFUND: GoodsHandlers.on_order_cancel}
+    ),
 )

@@ -13,7 +13,9 @@ g = goods.c
 STOCK_IN, REDUCE, RESTORE = 0, 1, 2
 
 FIND = Query(sa.select(goods).where(g.goods_id == sa.bindparam("goods_id")))
-INSERT = Query(sa.insert(goods).values(bind("goods_id", "goods_name", "goods_number", "goods_price", "goods_desc", "add_time")))
+INSERT = Query(
+    sa.insert(goods).values(bind("goods_id", "goods_name", "goods_number", "goods_price", "goods_desc", "add_time"))
+)
 # The conditional update that stops overselling: one row changed, or not enough stock.
 TAKE = Query(
     sa.update(goods)
@@ -21,7 +23,9 @@ TAKE = Query(
     .values(goods_number=g.goods_number - sa.bindparam("n"))
 )
 GIVE_BACK = Query(
-    sa.update(goods).where(g.goods_id == sa.bindparam("goods_id")).values(goods_number=g.goods_number + sa.bindparam("n"))
+    sa.update(goods)
+    .where(g.goods_id == sa.bindparam("goods_id"))
+    .values(goods_number=g.goods_number + sa.bindparam("n"))
 )
 ALL_GOODS = Query(sa.select(goods))
 

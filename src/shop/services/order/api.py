@@ -7,7 +7,7 @@ from pydantic import Field, StrictInt
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
-from shop.infra.web import Camel, IdIn, MoneyIn, SignedMoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, ok
 from shop.services.order.contracts import Order, OrderService, PlaceOrder
 
 router = APIRouter()
@@ -44,7 +44,7 @@ def order_json(o: Order) -> dict[str, Any]:
 
 
 @router.post("/order/confirm", tags=["orders"])
-async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep):
+async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     forbid_unless(body.user_id, user_id)
     order = await orders.confirm_order(
         PlaceOrder(
@@ -57,22 +57,22 @@ async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep):
 
 
 @router.get("/order/{order_id}", tags=["orders"])
-async def get_order(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+async def get_order(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     order = await orders.find_order(order_id)
     forbid_unless(order.user_id, user_id)
     return ok(order_json(order))
 
 
 @router.post("/order/{order_id}/cancel", tags=["orders"])
-async def cancel(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+async def cancel(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.cancel_order(order_id, user_id)))
 
 
 @router.post("/order/{order_id}/refund", tags=["orders"])
-async def refund(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep):
+async def refund(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.refund_order(order_id, user_id)))
 
 
 @router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep])
-async def admin_get_order(order_id: IdIn, orders: OrdersDep):
+async def admin_get_order(order_id: IdIn, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.find_order(order_id)))

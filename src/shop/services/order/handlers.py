@@ -144,7 +144,9 @@ class OrderHandlers:
         """The owner returns a paid, unshipped order: 1 -> 4, and the refund message undoes it all."""
         order = await self._owned(order_id, user_id)
         msg = refund_message(
-            OrderCancelled(order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid),
+            OrderCancelled(
+                order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid
+            ),
             order.pay_amount,
         )
         async with self.db.unit_of_work() as uow:

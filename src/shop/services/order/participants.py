@@ -46,4 +46,6 @@ class Participants:
 
     async def pay_from_balance(self, order: Order) -> None:
         if order.money_paid > 0:
-            await self.users.change_money(ChangeMoney(order.user_id, order.order_id, order.money_paid, MoneyLogType.PAID))
+            await self.users.change_money(
+                ChangeMoney(order.user_id, order.order_id, order.money_paid, MoneyLogType.PAID)
+            )

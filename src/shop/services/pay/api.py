@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
-from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.log.contracts import LogService, PayLogEntry
 from shop.services.pay.contracts import Notification, Payment, PayService
 
@@ -34,20 +34,20 @@ def pay_log_json(e: PayLogEntry) -> dict[str, Any]:
 
 
 @router.post("/pay/createPayment")
-async def create_payment(body: CreatePaymentIn, user_id: UserIdDep, pay: PayDep):
+async def create_payment(body: CreatePaymentIn, user_id: UserIdDep, pay: PayDep) -> Envelope:
     p = await pay.create_payment(body.order_id, user_id, body.pay_amount)
     return ok(payment_json(p, f"/sandbox/pay/{p.pay_id}"))
 
 
 @router.get("/pay/{pay_id}")
-async def get_payment(pay_id: IdIn, user_id: UserIdDep, pay: PayDep):
+async def get_payment(pay_id: IdIn, user_id: UserIdDep, pay: PayDep) -> Envelope:
     p = await pay.find_payment(pay_id)
     forbid_unless(p.user_id, user_id)
     return ok(payment_json(p))
 
 
 @router.post("/pay/callbackPayment")
-async def callback(request: Request, pay: PayDep):
+async def callback(request: Request, pay: PayDep) -> Envelope:
     h = request.headers
     await pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
                                        await request.body()))
@@ -55,10 +55,10 @@ async def callback(request: Request, pay: PayDep):
 
 
 @router.get("/admin/payments/{pay_id}", tags=["admin"], dependencies=[AdminDep])
-async def admin_get_payment(pay_id: IdIn, pay: PayDep):
+async def admin_get_payment(pay_id: IdIn, pay: PayDep) -> Envelope:
     return ok(payment_json(await pay.find_payment(pay_id)))
 
 
 @router.get("/admin/paylog", tags=["admin"], dependencies=[AdminDep])
-async def admin_paylog(order_id: Annotated[IdIn, Query(alias="orderId")], log: LogDep):
+async def admin_paylog(order_id: Annotated[IdIn, Query(alias="orderId")], log: LogDep) -> Envelope:
     return ok([pay_log_json(e) for e in await log.pay_log(order_id)])

@@ -109,7 +109,8 @@ class PayHandlers:
             if amount != row["pay_amount"]:
                 raise ShopError(ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, "amount differs from the payment's")
             if await repo.mark_paid(uow, pay_id, trade_no, utcnow()):
-                await self.outbox.add(uow, PaymentPaid(pay_id, row["order_id"], row["pay_amount"], trade_no).to_message())
+                paid = PaymentPaid(pay_id, row["order_id"], row["pay_amount"], trade_no)
+                await self.outbox.add(uow, paid.to_message())
             await uow.commit()
         await self.faults.hit("pay.after_mark_paid")
         self.wake()

@@ -7,7 +7,7 @@ from pydantic import Field
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, TokensDep, UserIdDep, from_state
-from shop.infra.web import Camel, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.user.contracts import CreateUser, User, UserService
 
 router = APIRouter()
@@ -34,18 +34,18 @@ def user_json(u: User) -> dict[str, Any]:
 
 
 @router.post("/user/login", tags=["users"])
-async def login(body: LoginIn, users: UsersDep, tokens: TokensDep):
+async def login(body: LoginIn, users: UsersDep, tokens: TokensDep) -> Envelope:
     user = await users.login(body.user_name, body.user_password)
     return ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
 
 
 @router.get("/user/me", tags=["users"])
-async def me(user_id: UserIdDep, users: UsersDep):
+async def me(user_id: UserIdDep, users: UsersDep) -> Envelope:
     return ok(user_json(await users.find_user(user_id)))
 
 
 @router.post("/admin/users", tags=["admin"], dependencies=[AdminDep])
-async def create_user(body: CreateUserIn, users: UsersDep):
+async def create_user(body: CreateUserIn, users: UsersDep) -> Envelope:
     user_id = await users.create_user(
         CreateUser(body.user_name, body.user_password, body.user_money, body.user_mobile)
     )
@@ -53,5 +53,5 @@ async def create_user(body: CreateUserIn, users: UsersDep):
 
 
 @router.get("/admin/users/{user_id}", tags=["admin"], dependencies=[AdminDep])
-async def get_user(user_id: IdIn, users: UsersDep):
+async def get_user(user_id: IdIn, users: UsersDep) -> Envelope:
     return ok(user_json(await users.find_user(user_id)))
