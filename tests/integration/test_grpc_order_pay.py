@@ -15,15 +15,15 @@ import pytest
 from shop.bootstrap import bootstrap
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
-from shop.infra.rpc.errors import MD_CODE, MD_DATA
 from shop.infra.rpc.client import GrpcClient
+from shop.infra.rpc.errors import MD_CODE, MD_DATA
 from shop.infra.rpc.server import serve
-from shop.runtime import Shop
-from shop.services.order import rpc as order_rpc
-from shop.services.pay import rpc as pay_rpc
 from shop.rpc.v1 import orders_pb2 as opb
 from shop.rpc.v1 import orders_pb2_grpc as opb_grpc
+from shop.runtime import Shop
+from shop.services.order import rpc as order_rpc
 from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.pay import rpc as pay_rpc
 from shop.services.pay.contracts import Notification
 from tests.conftest import make_settings
 from tests.support import D, place, state, world
@@ -48,7 +48,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
     try:
         server = await serve([(order_rpc.SERVICE, shop.orders), (pay_rpc.SERVICE, shop.pay)], "127.0.0.1", 0)
         target = f"127.0.0.1:{server.port}"
-        n = Net(shop, server, target, GrpcClient(order_rpc.SERVICE, target, DEADLINE_S), GrpcClient(pay_rpc.SERVICE, target, DEADLINE_S))
+        n = Net(shop, server, target, GrpcClient(order_rpc.SERVICE, target, DEADLINE_S),
+                GrpcClient(pay_rpc.SERVICE, target, DEADLINE_S))
         try:
             yield n
         finally:
@@ -222,7 +223,8 @@ async def test_only_idempotent_calls_are_retried_once() -> None:
     server = await serve([(order_rpc.SERVICE, flaky), (pay_rpc.SERVICE, flaky)], "127.0.0.1", 0)
     target = f"127.0.0.1:{server.port}"
     try:
-        async with GrpcClient(order_rpc.SERVICE, target, 3.0) as orders, GrpcClient(pay_rpc.SERVICE, target, 3.0) as pay:
+        async with (GrpcClient(order_rpc.SERVICE, target, 3.0) as orders,
+                    GrpcClient(pay_rpc.SERVICE, target, 3.0) as pay):
             calls = [
                 orders.confirm_order(place(1, 2, D("10.00"))), orders.find_order(1), orders.cancel_order(1, 2),
                 orders.refund_order(1, 2), pay.create_payment(1, 2, D("1.00")), pay.find_payment(1),

@@ -20,7 +20,8 @@ HOLD_MS = 1000
 
 async def test_the_original_scenario(shop):
     w = await world(shop, money="100.00", stock=10, price="5000.00", coupon="100.00")
-    order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00"))
+    cmd = place(w.user_id, w.goods_id, w.price, coupon_id=w.coupon_id, money_paid="100.00")
+    order = await shop.orders.confirm_order(cmd)
     assert order.order_status == OrderStatus.CONFIRMED
     assert order.pay_amount == D("4800.00")
     assert order.shipping_fee == D("0.00") and order.order_amount == D("5000.00")

@@ -82,7 +82,7 @@ async def test_consumer_sees_both_providers_in_dubbo_layout_and_round_robins(zk,
 
     picks = [view.pick() for _ in range(6)]
     assert set(picks) == {A, B}
-    assert all(x != y for x, y in zip(picks, picks[1:])), picks
+    assert all(x != y for x, y in zip(picks, picks[1:], strict=False)), picks
 
     # Dubbo's layout: /<root>/<interface>/providers/<URL-quoted URL>, ephemeral, one per instance.
     assert path1.startswith(f"{root}/{IFACE}/providers/grpc%3A%2F%2F127.0.0.1%3A50051%2F")
@@ -229,11 +229,11 @@ class _Counting:
 async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path) -> None:
     from shop.common.ids import IdWorker
     from shop.infra.db import open_database
-    from shop.infra.rpc.server import serve
-    from shop.services.goods import rpc as goods_rpc
-    from shop.infra.rpc.client import GrpcClient
     from shop.infra.migrate import upgrade
     from shop.infra.registry import Discovered
+    from shop.infra.rpc.client import GrpcClient
+    from shop.infra.rpc.server import serve
+    from shop.services.goods import rpc as goods_rpc
     from shop.services.goods.contracts import CreateGoods, ReduceStock
     from shop.services.goods.handlers import GoodsHandlers
 

@@ -8,7 +8,16 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.services.order import domain
 from shop.services.order.domain import (
-    ORDER, PAY, SHIPPING, OrderStatus, PayStatus, ShippingStatus, Transition, check_goods, check_payment, shipping_fee,
+    ORDER,
+    PAY,
+    SHIPPING,
+    OrderStatus,
+    PayStatus,
+    ShippingStatus,
+    Transition,
+    check_goods,
+    check_payment,
+    shipping_fee,
 )
 
 

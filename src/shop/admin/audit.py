@@ -14,9 +14,9 @@ from typing import Any
 from shop.common.money import ZERO, floor_points
 from shop.services.coupon.contracts import CouponFacts, CouponState
 from shop.services.goods.contracts import GoodsFacts
-from shop.services.user.contracts import UserFacts
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay.domain import PaymentStatus
+from shop.services.user.contracts import UserFacts
 
 HOLDS_EFFECTS = {OrderStatus.CONFIRMED}  # the stock, coupon and balance stay taken
 HOLDS_NONE = {OrderStatus.CANCELLED, OrderStatus.INVALID, OrderStatus.REFUNDED}  # everything given back

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -92,7 +93,7 @@ class LedgerFacts:
 
 
 def ledger_table(
-    metadata: sa.MetaData, name: str, *, entity: str, amount: str, amount_type: sa.types.TypeEngine[Amount],
+    metadata: sa.MetaData, name: str, *, entity: str, amount: str, amount_type: sa.types.TypeEngine[Any],
     kind: str = "log_type", time: str = "log_time",
 ) -> sa.Table:
     """A service's ledger table (the original's names kept): one row per (entity, order, kind), the

@@ -1,6 +1,14 @@
 """Databases: the ports (base), one adapter per engine, and opening them by URL (servers)."""
 from shop.infra.db.base import (
-    Database, PooledDatabase, Query, Row, UnitOfWork, as_record, bind, find_one, insert_ignore,
+    Database,
+    PooledDatabase,
+    Query,
+    Row,
+    UnitOfWork,
+    as_record,
+    bind,
+    find_one,
+    insert_ignore,
 )
 from shop.infra.db.mysql import MysqlDatabase
 from shop.infra.db.postgres import PostgresDatabase
@@ -9,5 +17,6 @@ from shop.infra.db.sqlite import SqliteDatabase
 
 __all__ = [
     "Database", "MysqlDatabase", "PooledDatabase", "PostgresDatabase", "Query", "Row", "SqliteDatabase",
-    "UnitOfWork", "as_record", "bind", "find_one", "drop_databases", "ensure_databases", "insert_ignore", "open_database",
+    "UnitOfWork", "as_record", "bind", "drop_databases", "ensure_databases", "find_one", "insert_ignore",
+    "open_database",
 ]

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -28,8 +27,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Row = Mapping[str, Any]
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 _DIALECTS: dict[str, sa.engine.Dialect] = {
     "sqlite": sqlite_dialect.dialect(paramstyle="qmark"),
@@ -154,14 +157,15 @@ class PooledDatabase(Database):
         self.pool: Any = None
 
 
-def as_record(cls: type[T], row: Row) -> T:
+def as_record(cls: type[D], row: Row) -> D:
     """A contract's dataclass from a row that has its fields (and maybe more: a password hash)."""
-    return cls(**{name: row[name] for name in _field_names(cls)})
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return cls(**{name: row[name] for name in names})
 
 
-@cache
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}  # by dataclass, worked out once
 
 
 async def find_one(db: Database, q: Query, missing: ShopCode, **params: Any) -> Row:

@@ -37,7 +37,8 @@ def message_columns() -> list[sa.Column[Any]]:
     """What every table holding a message keeps of it: for whom (the group), where it goes (topic,
     tag), its business key and its body."""
     return [
-        *(sa.Column(name, sa.String(100), nullable=False) for name in ("group_name", "msg_topic", "msg_tag", "msg_key")),
+        *(sa.Column(name, sa.String(100), nullable=False)
+          for name in ("group_name", "msg_topic", "msg_tag", "msg_key")),
         sa.Column("msg_body", sa.Text, nullable=False),
     ]
 

@@ -71,7 +71,8 @@ class GrpcClient:
     flight, within one deadline), so a long-lived client keeps only the channels it can use."""
 
     def __init__(
-        self, service: Service, target: str | Target, deadline_s: float = 5.0, *, channel: grpc.aio.Channel | None = None,
+        self, service: Service, target: str | Target, deadline_s: float = 5.0, *,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         self.service = service
         if deadline_s <= 0:

@@ -3,8 +3,8 @@ Service), the adapter from its handlers to the generated servicer, and serve()."
 from __future__ import annotations
 
 import asyncio
-import logging
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -103,7 +103,7 @@ async def serve(
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:  # older grpcio reports a failed bind as port 0 rather than raising
         raise OSError(f"cannot listen on {host}:{port}")
-    server.port = bound  # type: ignore[attr-defined]
+    server.port = bound
     await server.start()
     log.info("gRPC serving %s on %s:%d", sorted(s.name for s, _ in exposed), host, bound)
     return server

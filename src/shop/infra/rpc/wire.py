@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
-from functools import cache
 from types import NoneType, UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -118,10 +117,14 @@ def _field(name: str, t: Any, default: Any = dataclasses.MISSING) -> _Field:
     return _Field(name, optional, out, into, default)
 
 
-@cache
+_FIELDS: dict[type[Any], tuple[_Field, ...]] = {}  # by dataclass, worked out once
+
+
 def _fields(cls: type[Any]) -> tuple[_Field, ...]:
-    hints = get_type_hints(cls)
-    return tuple(_field(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls))
+    if cls not in _FIELDS:
+        hints = get_type_hints(cls)
+        _FIELDS[cls] = tuple(_field(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls))
+    return _FIELDS[cls]
 
 
 def build(make: Callable[[], T]) -> T:
@@ -146,9 +149,13 @@ def dataclass_in(cls: type[T], m: Any) -> T:
     return cls(**{f.name: f.read(m) for f in _fields(cls)})
 
 
-@cache
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
 
 
 class Call:
@@ -167,7 +174,7 @@ class Call:
             self.params = _fields(self.command)
         else:
             self.params = tuple(_field(p.name, hints[p.name]) for p in params)
-        self.returns = None if hints["return"] is NoneType else hints["return"]
+        self.returns: Any = None if hints["return"] is NoneType else hints["return"]
         reply_fields = reply.DESCRIPTOR.fields
         self.one_field = reply_fields[0].name if len(reply_fields) == 1 else None
         self.item = get_args(self.returns)[0] if get_origin(self.returns) is list else None

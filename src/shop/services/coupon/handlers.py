@@ -43,8 +43,8 @@ class CouponHandlers:
 
     async def use_coupon(self, cmd: UseCoupon) -> None:
         async with self.db.unit_of_work() as uow:
-            await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1,
-                                   lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow()), repo.REFUSAL)
+            use = lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow())  # noqa: E731
+            await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1, use, repo.REFUSAL)
             await uow.commit()
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:

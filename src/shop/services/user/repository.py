@@ -30,7 +30,9 @@ ADD_SCORE = Query(
 )
 ALL_USERS = Query(sa.select(user.c.user_id, user.c.user_money, user.c.user_score))
 
-LEDGER = Ledger(user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND))
+LEDGER = Ledger(
+    user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
+)
 REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_INVALID)
 
 
