@@ -92,6 +92,17 @@ class LedgerFacts:
         return {e: n for e, n in net.items() if n}
 
 
+def counter_updates(table: sa.Table, key: str, counter: str) -> tuple[Query, Query]:
+    """A counter's conditional take and its give-back, ARCHITECTURE.md point 2: `UPDATE t SET c = c - :n
+    WHERE key = :key AND c >= :n` changes one row or none (not enough: stock, a balance), so two takes
+    racing for the last units can never both win; and `c = c + :n` for the compensation."""
+    c, k = table.c[counter], table.c[key]
+    n: sa.BindParameter[Any] = sa.bindparam("n")
+    take = sa.update(table).where(k == sa.bindparam(key), c >= n).values({counter: c - n})
+    give = sa.update(table).where(k == sa.bindparam(key)).values({counter: c + n})
+    return Query(take), Query(give)
+
+
 def ledger_table(
     metadata: sa.MetaData, name: str, *, entity: str, amount: str, amount_type: sa.types.TypeEngine[Any],
     kind: str = "log_type", time: str = "log_time",

@@ -29,9 +29,10 @@ class Inbox:
             ),
         )
 
-    async def keys(self, uow: UnitOfWork, tag: str) -> set[str]:
-        """The keys of the messages with this tag that this service has handled (for the audit)."""
-        return {r["msg_key"] for r in await uow.fetchall(self._keys, msg_tag=tag)}
+    async def orders_handled(self, uow: UnitOfWork, tag: str) -> set[int]:
+        """The orders (a message's key is its order id) whose messages with this tag this service
+        has handled: for the audit."""
+        return {int(r["msg_key"]) for r in await uow.fetchall(self._keys, msg_tag=tag)}
 
     async def claim(self, uow: UnitOfWork, group: str, msg: Message) -> bool:
         """True if this group has not handled this message before (and now has, once uow commits)."""

@@ -56,13 +56,9 @@ class CouponHandlers:
 
     async def audit_facts(self) -> CouponFacts:
         async with self.db.unit_of_work() as uow:
-            coupons = await uow.fetchall(repo.ALL_COUPONS)
-            ledger = await repo.LEDGER.facts(uow)
-            seen = await INBOX.keys(uow, TAG_CANCEL)
-        return CouponFacts(
-            coupons={r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in coupons},
-            ledger=ledger, cancels_seen={int(k) for k in seen},
-        )
+            rows = await uow.fetchall(repo.ALL_COUPONS)
+            coupons = {r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in rows}
+            return CouponFacts(coupons, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
 
 
 CONSUMES = (

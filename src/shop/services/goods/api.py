@@ -28,11 +28,6 @@ def goods_json(g: Goods) -> dict[str, Any]:
     }
 
 
-@router.get("/goods/{goods_id}", tags=["goods"])
-async def get_goods_public(goods_id: IdIn, goods: GoodsDep) -> Envelope:
-    return ok(goods_json(await goods.find_goods(goods_id)))
-
-
 @router.post("/admin/goods", tags=["admin"], dependencies=[AdminDep])
 async def create_goods(body: CreateGoodsIn, goods: GoodsDep) -> Envelope:
     goods_id = await goods.create_goods(
@@ -41,6 +36,7 @@ async def create_goods(body: CreateGoodsIn, goods: GoodsDep) -> Envelope:
     return ok({"goodsId": str(goods_id)})
 
 
+@router.get("/goods/{goods_id}", tags=["goods"])  # for shoppers, and below for operators: the same view
 @router.get("/admin/goods/{goods_id}", tags=["admin"], dependencies=[AdminDep])
 async def get_goods(goods_id: IdIn, goods: GoodsDep) -> Envelope:
     return ok(goods_json(await goods.find_goods(goods_id)))

@@ -54,11 +54,8 @@ class GoodsHandlers:
     async def audit_facts(self) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
         async with self.db.unit_of_work() as uow:
-            goods_rows = await uow.fetchall(repo.ALL_GOODS)
-            ledger = await repo.LEDGER.facts(uow)
-            seen = await INBOX.keys(uow, TAG_CANCEL)
-        stock = {r["goods_id"]: r["goods_number"] for r in goods_rows}
-        return GoodsFacts(stock=stock, ledger=ledger, cancels_seen={int(k) for k in seen})
+            stock = {r["goods_id"]: r["goods_number"] for r in await uow.fetchall(repo.ALL_GOODS)}
+            return GoodsFacts(stock, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
 
 
 CONSUMES = (

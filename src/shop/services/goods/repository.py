@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerKinds, Refusal
+from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.goods.models import goods, goods_number_log
 
 g = goods.c
@@ -17,16 +17,7 @@ INSERT = Query(
     sa.insert(goods).values(bind("goods_id", "goods_name", "goods_number", "goods_price", "goods_desc", "add_time"))
 )
 # The conditional update that stops overselling: one row changed, or not enough stock.
-TAKE = Query(
-    sa.update(goods)
-    .where(g.goods_id == sa.bindparam("goods_id"), g.goods_number >= sa.bindparam("n"))
-    .values(goods_number=g.goods_number - sa.bindparam("n"))
-)
-GIVE_BACK = Query(
-    sa.update(goods)
-    .where(g.goods_id == sa.bindparam("goods_id"))
-    .values(goods_number=g.goods_number + sa.bindparam("n"))
-)
+TAKE, GIVE_BACK = counter_updates(goods, "goods_id", "goods_number")
 ALL_GOODS = Query(sa.select(goods))
 
 LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE))

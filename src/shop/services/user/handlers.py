@@ -110,13 +110,10 @@ class UserHandlers:
         """This service's side of the cross-service invariants (see admin.audit)."""
         async with self.db.unit_of_work() as uow:
             users = await uow.fetchall(repo.ALL_USERS)
+            balances = {r["user_id"]: r["user_money"] for r in users}
+            scores = {r["user_id"]: r["user_score"] for r in users}
             ledger = await repo.LEDGER.facts(uow)
-            seen = await INBOX.keys(uow, TAG_CANCEL)
-        return UserFacts(
-            balances={r["user_id"]: r["user_money"] for r in users},
-            scores={r["user_id"]: r["user_score"] for r in users},
-            ledger=ledger, cancels_seen={int(k) for k in seen},
-        )
+            return UserFacts(balances, scores, ledger, await INBOX.orders_handled(uow, TAG_CANCEL))
 
 
 async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> None:

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
-from shop.infra.ledger import Ledger, LedgerKinds, Refusal
+from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import user, user_money_log
 
@@ -17,14 +17,7 @@ INSERT = insert_ignore(
     user, **bind("user_id", "user_name", "user_password", "user_mobile", "user_score", "user_reg_time", "user_money")
 )
 # The conditional update that stops an overdraft.
-TAKE = Query(
-    sa.update(user)
-    .where(u.user_id == sa.bindparam("user_id"), u.user_money >= sa.bindparam("money"))
-    .values(user_money=u.user_money - sa.bindparam("money"))
-)
-GIVE = Query(
-    sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_money=u.user_money + sa.bindparam("money"))
-)
+TAKE, GIVE = counter_updates(user, "user_id", "user_money")
 ADD_SCORE = Query(
     sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_score=u.user_score + sa.bindparam("points"))
 )
@@ -50,11 +43,11 @@ async def insert(uow: UnitOfWork, **row: Any) -> bool:
 
 
 async def take(uow: UnitOfWork, user_id: int, money: Any) -> bool:
-    return await uow.execute(TAKE, user_id=user_id, money=money) == 1
+    return await uow.execute(TAKE, user_id=user_id, n=money) == 1
 
 
 async def give(uow: UnitOfWork, user_id: int, money: Any) -> None:
-    await uow.execute(GIVE, user_id=user_id, money=money)
+    await uow.execute(GIVE, user_id=user_id, n=money)
 
 
 async def add_score(uow: UnitOfWork, user_id: int, points: int) -> None:
