@@ -20,7 +20,7 @@ nothing is patched in after construction.
 from __future__ import annotations
 
 import secrets
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from argon2 import PasswordHasher
@@ -66,8 +66,6 @@ SETTLE_TAGS = (TAG_CANCEL,)
 SETTLE_TIMEOUT_S = 2.0
 # Only these services send messages (the others only consume): only they have a relay.
 SENDERS = ("order", "pay")
-
-T = TypeVar("T")
 
 
 def migrate(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Row = Mapping[str, Any]
-T = TypeVar("T")
 D = TypeVar("D", bound="DataclassInstance")
 
 _DIALECTS: dict[str, sa.engine.Dialect] = {
