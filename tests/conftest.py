@@ -17,10 +17,10 @@ from shop.app import create_app
 from shop.bootstrap import bootstrap
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import drop_databases, ensure_databases
-from shop.infra.migrate import upgrade
 from shop.runtime import Shop
 from shop.sandbox.notify import http_sender
 from shop.services.catalog import PARTS
+from shop.services.catalog import migrate_service as upgrade
 
 ADMIN = "test-admin-token"
 PG_URL = os.environ.get("SHOP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")

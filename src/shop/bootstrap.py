@@ -33,7 +33,6 @@ from shop.infra.config import SERVICES, Settings
 from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
 from shop.infra.faults import Faults, with_faults
 from shop.infra.messaging import Broker, EmbeddedBroker, Inbox, Outbox, Relay, Settler, Subscription
-from shop.infra.migrate import upgrade
 from shop.infra.rabbit import RabbitBroker
 from shop.infra.registry import Discovered, ZkRegistry
 from shop.infra.rpc.client import GrpcClient
@@ -43,7 +42,7 @@ from shop.runtime import Runtime, Shop
 from shop.sandbox.client import HttpPlatform
 from shop.sandbox.notify import http_sender
 from shop.sandbox.platform import Sandbox
-from shop.services.catalog import CONSUMERS, PARTS, TOPOLOGY
+from shop.services.catalog import CONSUMERS, PARTS, TOPOLOGY, migrate_service
 from shop.services.coupon.contracts import CouponService
 from shop.services.coupon.handlers import CouponHandlers
 from shop.services.goods.contracts import GoodsService
@@ -70,7 +69,7 @@ SENDERS = ("order", "pay")
 
 def migrate(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
     for service in services:
-        upgrade(service, settings.db_url(service))
+        migrate_service(service, settings.db_url(service))
 
 
 def prepare(settings: Settings) -> None:

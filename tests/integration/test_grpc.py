@@ -20,12 +20,12 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Database, open_database
-from shop.infra.migrate import upgrade
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.errors import MD_CODE
 from shop.infra.rpc.server import serve
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
+from shop.services.catalog import migrate_service as upgrade
 from shop.services.coupon import rpc as coupon_rpc
 from shop.services.coupon.contracts import CreateCoupon, UseCoupon
 from shop.services.coupon.handlers import CouponHandlers

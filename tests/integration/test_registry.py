@@ -229,10 +229,10 @@ class _Counting:
 async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path) -> None:
     from shop.common.ids import IdWorker
     from shop.infra.db import open_database
-    from shop.infra.migrate import upgrade
     from shop.infra.registry import Discovered
     from shop.infra.rpc.client import GrpcClient
     from shop.infra.rpc.server import serve
+    from shop.services.catalog import migrate_service as upgrade
     from shop.services.goods import rpc as goods_rpc
     from shop.services.goods.contracts import CreateGoods, ReduceStock
     from shop.services.goods.handlers import GoodsHandlers

@@ -3,11 +3,13 @@ gRPC service and client. Nothing here is wired; each service declares its own pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
 
 from shop.infra.messaging import Binding, Consumes, topology
+from shop.infra.migrate import upgrade
 from shop.infra.rpc.server import Service
 from shop.services.coupon import handlers as coupon_handlers
 from shop.services.coupon import models as coupon_models
@@ -37,9 +39,12 @@ class Parts:
     consumes: tuple[Consumes[object], ...]
     rpc: Service
 
+    migrations: Path  # its Alembic history
+
     @classmethod
     def of(cls, models: ModuleType, handlers: ModuleType, rpc: ModuleType) -> Parts:
-        return cls(models.metadata, models.outbox, models.inbox, handlers.CONSUMES, rpc.SERVICE)
+        migrations = Path(models.__file__ or "").parent / "migrations"
+        return cls(models.metadata, models.outbox, models.inbox, handlers.CONSUMES, rpc.SERVICE, migrations)
 
 
 PARTS: dict[str, Parts] = {
@@ -57,3 +62,9 @@ CONSUMERS: tuple[Consumes[object], ...] = tuple(
     c for s in ("goods", "coupon", "user", "order", "pay", "log") for c in PARTS[s].consumes
 )
 TOPOLOGY: list[Binding] = topology(CONSUMERS)
+
+
+def migrate_service(service: str, url: str) -> None:
+    """Bring the service's database at `url` to the head of its history."""
+    parts = PARTS[service]
+    upgrade(url, parts.migrations, parts.metadata)

@@ -1,14 +1,13 @@
-"""Shared Alembic environment: the service to migrate comes from the config's attributes."""
+"""Shared Alembic environment: the tables of the service being migrated come from the config's
+attributes (infra.migrate.alembic_config)."""
 import asyncio
-import importlib
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 config = context.config
-service = config.attributes.get("service") or config.get_main_option("service")
-target_metadata = importlib.import_module(f"shop.services.{service}.models").metadata
+target_metadata = config.attributes["target_metadata"]
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
