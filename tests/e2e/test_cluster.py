@@ -24,7 +24,7 @@ import pytest
 
 from tests.cluster import Cluster
 from tests.conftest import _unavailable
-from tests.support import Api, order_json, quiet_api
+from tests.support import Api, order_json, quiet_api, until
 
 GOODS = "shop.v1.GoodsService"
 ADMIN_SERVICE = "shop.v1.AdminService"
@@ -252,9 +252,24 @@ async def test_order_web_and_pay_web_serve_their_parts(cluster: Cluster, api: Ap
         r = await c.post("/pay/createPayment", json={"orderId": order["orderId"], "payAmount": order["payAmount"]},
                          headers=auth)
         assert r.status_code == 200, r.text
+        pay_id = r.json()["data"]["payId"]
         r = await c.post("/pay/callbackPayment", content=b"{}", headers={"Content-Type": "application/json"})
         assert r.status_code == 401 and r.json()["code"].startswith("SHOP_"), r.text  # unsigned: refused
         assert (await c.post("/order/confirm", json={}, headers=auth)).status_code == 404
+        # The payment log comes from the log service over gRPC (it answered 500 here when pay-web
+        # reached for a handler only the embedded shop has).
+        paylog = f"/admin/paylog?orderId={order['orderId']}"
+        r = await c.get(paylog, headers=api.admin)
+        assert r.status_code == 200 and r.json()["data"] == [], r.text
+        assert (await api.c.post(f"/sandbox/pay/{pay_id}")).status_code == 200
+
+        async def logged() -> list | None:
+            r = await c.get(paylog, headers=api.admin)
+            assert r.status_code == 200, r.text
+            return r.json()["data"] or None
+        entries = await until(logged)
+        assert entries and [(e["orderId"], e["payId"], e["userId"], e["payAmount"]) for e in entries] == [
+            (order["orderId"], pay_id, uid, order["payAmount"])]
 
 
 def test_sigterm_stops_every_process_and_leaves_the_registry(cluster: Cluster) -> None:
