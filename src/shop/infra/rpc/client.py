@@ -57,7 +57,8 @@ class Fixed:
 
 
 class GrpcClient:
-    """A client of one service. `target` is "host:port", or a Target that picks a provider per call
+    """A client of one service, with the methods of its interface (its Protocol: callers hold it as
+    that type; bootstrap does). `target` is "host:port", or a Target that picks a provider per call
     (registry.Discovered: round-robin over the live providers in Zookeeper). A channel per address
     is opened on first use, on the running loop (a grpc.aio channel belongs to the loop it was made
     on); `close()` ends them.
@@ -171,8 +172,3 @@ class GrpcClient:
         method.__name__ = name
         setattr(self, name, method)
         return method
-
-
-def grpc_client(service: Service, target: str | Target, deadline_s: float) -> Any:
-    """A client of `service` that its callers hold as the service's interface (its Protocol)."""
-    return GrpcClient(service, target, deadline_s)
