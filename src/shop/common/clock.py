@@ -18,3 +18,8 @@ def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def epoch_ms(at: datetime) -> int:
+    """Epoch milliseconds of a naive UTC time (the shop's convention, see utcnow)."""
+    return int(at.replace(tzinfo=UTC).timestamp() * 1000)

@@ -71,3 +71,9 @@ def parse_id(value: object, field: str = "id") -> int:
     if not 0 < n < (1 << 63):
         raise invalid(f"{field} is out of range")
     return n
+
+
+def first_id_at(at_ms: int) -> int:
+    """The smallest id any worker makes at this instant (epoch milliseconds): ids grow with their
+    creation time, so a time range is also an id range."""
+    return max(0, at_ms - TWEPOCH) << TIMESTAMP_SHIFT

@@ -99,8 +99,11 @@ class _Field:
     out: Callable[[Any], Any]
     into: Callable[[Any], Any]
     default: Any  # used when the wire leaves a required string empty (an older client)
+    items: type[Any] | None = None  # a list of these dataclasses: a repeated message field
 
     def read(self, m: Any) -> Any:
+        if self.items is not None:
+            return [dataclass_in(self.items, e) for e in getattr(m, self.name)]
         if self.optional and not m.HasField(self.name):
             return None
         raw = getattr(m, self.name)
@@ -113,6 +116,8 @@ class _Field:
 
 
 def _field(name: str, t: Any, default: Any = dataclasses.MISSING) -> _Field:
+    if get_origin(t) is list and dataclasses.is_dataclass(get_args(t)[0]):
+        return _Field(name, False, _plain, _plain, default, items=get_args(t)[0])
     optional, out, into = _converters(t)
     return _Field(name, optional, out, into, default)
 
@@ -137,7 +142,17 @@ def build(make: Callable[[], T]) -> T:
 
 
 def _message(cls: type[Proto], fields: Sequence[_Field], values: Sequence[Any]) -> Proto:
-    return build(lambda: cls(**{f.name: f.write(v) for f, v in zip(fields, values, strict=True)}))
+    def make() -> Proto:
+        kwargs = {}
+        for f, v in zip(fields, values, strict=True):
+            if f.items is not None:  # each element as the repeated field's message
+                element = GetMessageClass(cls.DESCRIPTOR.fields_by_name[f.name].message_type)
+                kwargs[f.name] = [dataclass_out(element, x) for x in v]
+            else:
+                kwargs[f.name] = f.write(v)
+        return cls(**kwargs)
+
+    return build(make)
 
 
 def dataclass_out(cls: type[Proto], value: Any) -> Proto:

@@ -1,7 +1,9 @@
 from shop.rpc.v1 import facts_pb2 as _facts_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -94,6 +96,32 @@ class RefundOrderRequest(_message.Message):
     order_id: int
     user_id: int
     def __init__(self, order_id: _Optional[int] = ..., user_id: _Optional[int] = ...) -> None: ...
+
+class ListOrdersRequest(_message.Message):
+    __slots__ = ("user_id", "order_status", "pay_status", "from_time", "to_time", "before_id", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    order_status: int
+    pay_status: int
+    from_time: str
+    to_time: str
+    before_id: int
+    limit: int
+    def __init__(self, user_id: _Optional[int] = ..., order_status: _Optional[int] = ..., pay_status: _Optional[int] = ..., from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., before_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListOrdersReply(_message.Message):
+    __slots__ = ("items", "next_before_id")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Order]
+    next_before_id: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_before_id: _Optional[int] = ...) -> None: ...
 
 class Payment(_message.Message):
     __slots__ = ("pay_id", "order_id", "user_id", "pay_amount", "is_paid", "trade_no", "paid_time", "is_refunded")

@@ -45,6 +45,11 @@ class OrderServiceStub:
                 request_serializer=shop_dot_v1_dot_orders__pb2.FindOrderRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_orders__pb2.Order.FromString,
                 _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/shop.v1.OrderService/ListOrders',
+                request_serializer=shop_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_orders__pb2.ListOrdersReply.FromString,
+                _registered_method=True)
         self.CancelOrder = channel.unary_unary(
                 '/shop.v1.OrderService/CancelOrder',
                 request_serializer=shop_dot_v1_dot_orders__pb2.CancelOrderRequest.SerializeToString,
@@ -73,6 +78,12 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FindOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrders(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +120,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.FindOrder,
                     request_deserializer=shop_dot_v1_dot_orders__pb2.FindOrderRequest.FromString,
                     response_serializer=shop_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=shop_dot_v1_dot_orders__pb2.ListOrdersRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_orders__pb2.ListOrdersReply.SerializeToString,
             ),
             'CancelOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelOrder,
@@ -180,6 +196,33 @@ class OrderService:
             '/shop.v1.OrderService/FindOrder',
             shop_dot_v1_dot_orders__pb2.FindOrderRequest.SerializeToString,
             shop_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.OrderService/ListOrders',
+            shop_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
+            shop_dot_v1_dot_orders__pb2.ListOrdersReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,14 +1,16 @@
 """REST (order-web): placing and reading orders."""
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
 
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, ok
-from shop.services.order.contracts import Order, OrderService, PlaceOrder
+from shop.services.order.contracts import Order, OrderPage, OrderQuery, OrderService, PlaceOrder
+from shop.services.order.domain import OrderStatus, PayStatus
 
 router = APIRouter()
 OrdersDep = Annotated[OrderService, from_state("orders")]
@@ -54,6 +56,44 @@ async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> 
         )
     )
     return ok(order_json(order))
+
+
+# The lists' query parameters: validated here, so a bad one is a 422 with its ShopCode.
+Limit = Annotated[int, Query(ge=1, le=100, description="orders per page")]
+Cursor = Annotated[IdIn | None, Query(description="nextCursor of the previous page")]
+StatusIn = Annotated[OrderStatus | None, Query(alias="status")]
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    # The shop keeps naive UTC (common/clock.py); a time without a zone is taken as UTC.
+    return at.astimezone(UTC).replace(tzinfo=None) if at is not None and at.tzinfo is not None else at
+
+
+def page_json(page: OrderPage) -> dict[str, Any]:
+    return {"items": [order_json(o) for o in page.items],
+            "nextCursor": None if page.next_before_id is None else str(page.next_before_id)}
+
+
+@router.get("/order", tags=["orders"])
+async def my_orders(user_id: UserIdDep, orders: OrdersDep, status: StatusIn = None, limit: Limit = 20,
+                    cursor: Cursor = None) -> Envelope:
+    """The caller's own orders, newest first."""
+    query = OrderQuery(user_id=user_id, order_status=status, before_id=cursor, limit=limit)
+    return ok(page_json(await orders.list_orders(query)))
+
+
+@router.get("/admin/orders", tags=["admin"], dependencies=[AdminDep])
+async def admin_orders(
+    orders: OrdersDep, user_id: Annotated[IdIn | None, Query(alias="userId")] = None, status: StatusIn = None,
+    pay_status: Annotated[PayStatus | None, Query(alias="payStatus")] = None,
+    from_time: Annotated[datetime | None, Query(alias="from", description="created at or after")] = None,
+    to_time: Annotated[datetime | None, Query(alias="to", description="created before")] = None,
+    limit: Limit = 20, cursor: Cursor = None,
+) -> Envelope:
+    """Every order, newest first, filtered."""
+    query = OrderQuery(user_id=user_id, order_status=status, pay_status=pay_status, from_time=_utc(from_time),
+                       to_time=_utc(to_time), before_id=cursor, limit=limit)
+    return ok(page_json(await orders.list_orders(query)))
 
 
 @router.get("/order/{order_id}", tags=["orders"])

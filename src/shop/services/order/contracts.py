@@ -122,6 +122,26 @@ def refund_payment_message(order_id: int, pay_id: int) -> Message:
     return Message(ORDER_TOPIC, TAG_REFUND_PAYMENT, str(order_id), {"orderId": str(order_id), "payId": str(pay_id)})
 
 
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """Which orders, newest first: every filter is optional. `before_id` is the keyset cursor: the
+    last order of the previous page (an order id grows with its creation time)."""
+
+    user_id: int | None = None
+    order_status: int | None = None
+    pay_status: int | None = None
+    from_time: datetime | None = None  # created at or after
+    to_time: datetime | None = None  # created before
+    before_id: int | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    items: list[Order]
+    next_before_id: int | None  # pass back as before_id for the next page; None: no more
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """The order service's side of the audit: every order, and its messages not yet sent."""
@@ -134,6 +154,8 @@ class OrderService(Protocol):
     async def confirm_order(self, cmd: PlaceOrder) -> Order: ...
 
     async def find_order(self, order_id: int) -> Order: ...
+
+    async def list_orders(self, query: OrderQuery) -> OrderPage: ...
 
     async def cancel_order(self, order_id: int, user_id: int) -> Order: ...
 

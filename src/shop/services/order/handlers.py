@@ -27,7 +27,9 @@ from shop.services.order.contracts import (
     Order,
     OrderCancelled,
     OrderFacts,
+    OrderPage,
     OrderPaid,
+    OrderQuery,
     PlaceOrder,
     refund_message,
     refund_payment_message,
@@ -60,6 +62,11 @@ class OrderHandlers:
     async def find_order(self, order_id: int) -> Order:
         row = await find_one(self.db, repo.FIND, ShopCode.SHOP_ORDER_NO_EXIST, order_id=order_id)
         return as_record(Order, row)
+
+    async def list_orders(self, query: OrderQuery) -> OrderPage:
+        rows, more = await repo.list_orders(self.db, query)
+        items = [as_record(Order, r) for r in rows]
+        return OrderPage(items, items[-1].order_id if more else None)
 
     async def confirm_order(self, cmd: PlaceOrder) -> Order:
         pricing = await self._check(cmd)

@@ -11,7 +11,7 @@ order = sa.Table(
     "trade_order",
     metadata,
     sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("order_status", sa.Integer, nullable=False),
     sa.Column("pay_status", sa.Integer, nullable=False),
     sa.Column("shipping_status", sa.Integer, nullable=False),
@@ -30,6 +30,10 @@ order = sa.Table(
     sa.Column("add_time", Timestamp(), nullable=False),
     sa.Column("confirm_time", Timestamp()),
     sa.Column("pay_time", Timestamp()),
+    # The lists, newest first (services/order/repository.py): one index per filter, in id order.
+    sa.Index("ix_trade_order_user_id_order_id", "user_id", "order_id"),
+    sa.Index("ix_trade_order_order_status_order_id", "order_status", "order_id"),
+    sa.Index("ix_trade_order_pay_status_order_id", "pay_status", "order_id"),
 )
 
 outbox, inbox = add_message_tables(metadata)

@@ -4,10 +4,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shop.common.clock import epoch_ms
+from shop.common.ids import first_id_at
 from shop.infra.db import Database, Query, UnitOfWork
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
-from shop.services.order.contracts import Order
+from shop.services.order.contracts import Order, OrderQuery
 from shop.services.order.models import order
 
 o = order.c
@@ -111,3 +113,37 @@ class SagaStore:
             await cancel_unconfirmed(uow, order_id)
             await self.outbox.make_due(uow, cancel.msg_id)
             await uow.commit()
+
+
+# Orders newest first, filtered, a page at a time. The keyset is the id, which grows with the
+# order's creation time: a page continues below the last id of the previous one, and a time range
+# is an id range too (widened by a second for clocks apart, add_time staying the truth), so every
+# query walks an index (the key, or (user_id | order_status | pay_status, order_id)) in order and
+# stops after one page. One statement per combination of filters, compiled once.
+_LISTS: dict[frozenset[str], Query] = {}
+_SLACK_MS = 1000
+
+
+def _list_query(filters: frozenset[str]) -> Query:
+    if filters not in _LISTS:
+        where = [o[f] == sa.bindparam(f) for f in ("user_id", "order_status", "pay_status") if f in filters]
+        if "from_time" in filters:
+            where += [o.order_id >= sa.bindparam("from_id"), o.add_time >= sa.bindparam("from_time")]
+        if "to_time" in filters:
+            where += [o.order_id < sa.bindparam("to_id"), o.add_time < sa.bindparam("to_time")]
+        if "before_id" in filters:
+            where.append(o.order_id < sa.bindparam("before_id"))
+        _LISTS[filters] = Query(sa.select(order).where(*where).order_by(o.order_id.desc()).limit(sa.bindparam("n")))
+    return _LISTS[filters]
+
+
+async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Any], bool]:
+    """Up to q.limit rows, and whether there are more."""
+    params: dict[str, Any] = {f: getattr(q, f) for f in ("user_id", "order_status", "pay_status", "from_time",
+                                                          "to_time", "before_id") if getattr(q, f) is not None}
+    if q.from_time is not None:
+        params["from_id"] = first_id_at(epoch_ms(q.from_time) - _SLACK_MS)
+    if q.to_time is not None:
+        params["to_id"] = first_id_at(epoch_ms(q.to_time) + _SLACK_MS)
+    rows = list(await db.fetchall(_list_query(frozenset(params)), n=q.limit + 1, **params))
+    return rows[: q.limit], len(rows) > q.limit
