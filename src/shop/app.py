@@ -8,6 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from shop.admin import api as admin_api
 from shop.infra.config import Settings
@@ -29,18 +33,34 @@ ROUTERS: dict[str, tuple[APIRouter, ...]] = {
     "pay-web": (pay_api.router,),
 }
 ROUTERS["web"] = ROUTERS["all"]
+DOCS_ASSETS = "/docs/assets"
 
 
 def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> FastAPI:
-    app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Order and payment back end: see API.md for the contract.")
     install_error_handlers(app)
+    _docs(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Envelope:
         return ok()
 
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """/docs that works offline: Swagger UI's assets come from the swagger-ui-bundle package and are
+    served by the shop (FastAPI's default page loads them from a CDN)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
