@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from shop.admin import api as admin_api
+from shop.infra import metrics
 from shop.infra.config import Settings
 from shop.infra.web import Envelope, install_error_handlers, ok
 from shop.runtime import Shop
@@ -41,6 +42,11 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
                   description="Order and payment back end: see API.md for the contract.")
     install_error_handlers(app)
     _docs(app)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics_() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Envelope:

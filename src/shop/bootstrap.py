@@ -33,6 +33,7 @@ from shop.infra.config import SERVICES, Settings
 from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
 from shop.infra.faults import Faults, with_faults
 from shop.infra.messaging import Broker, EmbeddedBroker, Inbox, Outbox, Relay, Settler, Subscription
+from shop.infra.metrics import timed_steps
 from shop.infra.rabbit import RabbitBroker
 from shop.infra.registry import Discovered, ZkRegistry
 from shop.infra.rpc.client import GrpcClient
@@ -63,6 +64,9 @@ ROLES = ("all", *SERVICES, *WEB_ROLES, "sandbox")
 # A failed order's request waits (bounded) until its cancel is handled everywhere (Settler).
 SETTLE_TAGS = (TAG_CANCEL,)
 SETTLE_TIMEOUT_S = 2.0
+# The saga's steps as shop_saga_step_seconds labels them: the participants' and the order's own.
+SAGA_STEPS = {"reduce_stock": "reduce_stock", "use_coupon": "use_coupon", "pay_from_balance": "pay_from_balance",
+              "save_pre_order": "pre_order", "confirm": "confirm"}
 # Only these services send messages (the others only consume): only they have a relay.
 SENDERS = ("order", "pay")
 
@@ -179,7 +183,7 @@ class _Wiring:
         if service == "order":
             return OrderHandlers(
                 db, self.ids, self.outboxes["order"], participants=self.participants(),
-                store=SagaStore(db, self.outboxes["order"]),
+                store=timed_steps(SagaStore(db, self.outboxes["order"]), SAGA_STEPS),
                 settle=Settler(self.relays["order"], self.broker, SETTLE_TIMEOUT_S).settle,
                 cancel_after_s=s.order_cancel_after_s, pay_timeout_s=s.order_pay_timeout_s,
             )
@@ -194,7 +198,8 @@ class _Wiring:
         raise ValueError(service)
 
     def participants(self) -> Participants:
-        p = Participants(goods=self.client("goods"), coupons=self.client("coupon"), users=self.client("user"))
+        p = timed_steps(Participants(goods=self.client("goods"), coupons=self.client("coupon"),
+                                     users=self.client("user")), SAGA_STEPS)
         if not self.s.faults:
             return p
         # The saga's fault points wrap its steps: the saga itself carries no hooks.

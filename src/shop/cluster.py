@@ -11,6 +11,7 @@ Every process of a role gets its own snowflake worker id, so two goods instances
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -128,16 +129,39 @@ def _die_with_parent() -> None:
 
 
 def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
+    """One slot per process. A service process (gRPC only) also gets a port of its own for
+    GET /metrics, kept across its restarts; the HTTP roles serve /metrics on their port."""
     out = []
     worker = 0
     for role, count in config.scale.items():
         for i in range(count):
             argv = [sys.executable, "-m", "shop", "serve", role]
+            child_env = env
             if role in HTTP_ROLES:
                 argv += ["--host", config.host, "--port", str(config.http_port(role))]
-            out.append(Child(role, i, worker, argv, env))
+            else:
+                child_env = dict(env, SHOP_METRICS_PORT=str(_free_port(config.host)))
+            out.append(Child(role, i, worker, argv, child_env))
             worker += 1
     return out
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def write_scrape_targets(config: ClusterConfig, kids: list[Child]) -> Path:
+    """Prometheus's file-based discovery (file_sd_configs): every process's /metrics address."""
+    targets = []
+    for c in kids:
+        port = config.http_port(c.role) if c.role in HTTP_ROLES else int(c.env["SHOP_METRICS_PORT"])
+        targets.append({"targets": [f"{config.host}:{port}"],
+                        "labels": {"job": "shop", "cluster": config.name, "role": c.role, "process": c.name}})
+    path = (config.data_dir / "prometheus-targets.json").resolve()
+    path.write_text(json.dumps(targets, indent=2) + "\n")
+    return path
 
 
 def prepare(config: ClusterConfig) -> str:
@@ -266,6 +290,7 @@ async def run_cluster(config: ClusterConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    targets = write_scrape_targets(config, kids)
     for c in kids:
         await c.spawn()
     supervisors = [asyncio.create_task(_supervise(c, stopping)) for c in kids]
@@ -280,6 +305,7 @@ async def run_cluster(config: ClusterConfig) -> int:
             base = f"http://{config.host}:{config.port}"
             print(f"shop cluster serving on {base} ({len(kids)} processes, {config.db}); "
                   f"admin token: {admin_token}", flush=True)
+            print(f"prometheus scrape targets (file_sd_configs): {targets}", flush=True)
             if config.demo:
                 await _load_demo(env, base, admin_token)
         await stopping.wait()

@@ -13,6 +13,7 @@ import grpc
 import httpx
 
 from shop.admin.operator import Operator
+from shop.infra import metrics
 from shop.infra.auth import Tokens
 from shop.infra.config import Settings
 from shop.infra.db import Database
@@ -91,11 +92,20 @@ class Runtime:
                 await self.registry.register(service.full_name, address, application=self.role)
             await self.registry.register(ADMIN_SERVICE, address, application=self.role)
             log.info("%s serving gRPC on %s", self.role, address)
+        if self.settings.metrics_port is not None and self.exposed:
+            metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         self._tasks = [asyncio.create_task(r.run(), name=f"relay-{r.name}") for r in self.relays]
+        sampler = metrics.Sampler([r.sample for r in self.relays] + ([self._sample_dead] if self.subscriptions else []))
+        self._tasks.append(asyncio.create_task(sampler.run(), name="metrics"))
         if self.subscriptions:
             self._tasks.append(asyncio.create_task(self.broker.run(self.subscriptions), name="consumers"))
         if self.sandbox is not None:
             self._tasks.append(asyncio.create_task(self.sandbox.run(), name="sandbox"))
+
+    async def _sample_dead(self) -> None:
+        counts = await self.broker.dead_counts()
+        for sub in self.subscriptions:
+            metrics.MESSAGES_DEAD.labels(sub.group).set(counts.get(sub.group, 0))
 
     async def stop(self) -> None:
         if self.registry is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from shop.admin.audit import AuditReport, check
 from shop.common.errors import ServiceUnavailable
+from shop.infra import metrics
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
 from shop.infra.registry import ZkRegistry
@@ -44,12 +45,13 @@ class Operator:
         between two reads can look like a violation for an instant. A real violation stays, so
         only what two readings a moment apart both find is reported."""
         first = await self._audit_once()
-        if first.consistent:
-            return first
-        await asyncio.sleep(0.05)
-        second = await self._audit_once()
-        stable = [v for v in second.violations if v in set(first.violations)]
-        return AuditReport(consistent=not stable, violations=stable, pending=max(first.pending, second.pending))
+        if not first.consistent:
+            await asyncio.sleep(0.05)
+            second = await self._audit_once()
+            stable = [v for v in second.violations if v in set(first.violations)]
+            first = AuditReport(consistent=not stable, violations=stable, pending=max(first.pending, second.pending))
+        metrics.AUDIT_CONSISTENT.set(1 if first.consistent else 0)
+        return first
 
     async def _audit_once(self) -> AuditReport:
         pending = await self.broker.pending()

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     registry_session_timeout_s: float = Field(default=6.0, ge=1.0)
     rpc_host: str = "127.0.0.1"
     rpc_port: int = Field(default=0, ge=0, le=65535)
+    # A gRPC-only process (a service role) serves GET /metrics on this port; HTTP roles on their own.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     advertise_host: str | None = None
     sandbox_url: str = "http://127.0.0.1:8001"
     # One database URL per service; unset means a SQLite file per service under the data dir.

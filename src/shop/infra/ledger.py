@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
+from shop.infra import metrics
 from shop.infra.db import Query, Row, UnitOfWork, insert_ignore
 from shop.infra.types import Timestamp
 
@@ -126,6 +127,7 @@ class Ledger:
     def __init__(self, table: sa.Table, kinds: LedgerKinds) -> None:
         self.columns = columns = table.info["ledger"]
         self.kinds = kinds
+        self._service = columns.entity.removesuffix("_id")  # goods_id -> goods: the metrics' label
         c = table.c
         amount = c[columns.amount]
         # The barrier's empty amount, in the column's own type (SQLite binds every Decimal as cents).
@@ -174,11 +176,15 @@ class Ledger:
         if await self._record(uow, entity_id, order_id, self.kinds.take, self._zero, now):
             # Null compensation: the empty take row is the barrier, the give-back row its key.
             await self._record(uow, entity_id, order_id, self.kinds.give_back, self._zero, now)
+            metrics.BARRIERS.labels(self._service).inc()
             return self._zero
         taken = await self._recorded(uow, entity_id, order_id, self.kinds.take)
         # The give-back row is keyed too: a repeated compensation finds it and gives nothing.
         if await self._record(uow, entity_id, order_id, self.kinds.give_back, taken, now) and taken:
             await undo(taken)
+            # Counted in the consumer's transaction: one that fails to commit is counted again on
+            # its retry. A metric may overcount there; the ledger never does.
+            metrics.COMPENSATIONS.labels(self._service).inc()
             return taken
         return self._zero
 

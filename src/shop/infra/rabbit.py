@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from shop.infra.faults import Faults
 from shop.infra.messaging import Binding, Message, Subscription, backoff_ms, consume
+from shop.infra.messaging.consumer import failed
 
 log = logging.getLogger("shop.rabbit")
 
@@ -205,10 +206,9 @@ class RabbitBroker:
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done
             prior = h.get("attempts", 0)  # an int: _amqp and replay write it
             attempts = (prior if isinstance(prior, int) else 0) + 1
-            log.warning("%s failed on %s/%s %s (attempt %s): %r", sub.group, msg.topic, msg.tag, msg.key, attempts, exc)
             out = self._amqp(msg, attempts)
             out.headers["error"] = repr(exc)[:500]
-            if attempts >= self.max_attempts:
+            if failed(sub.group, msg, attempts, self.max_attempts, exc):
                 await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".dead")
             else:
                 out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
@@ -294,6 +294,18 @@ class RabbitBroker:
             finally:
                 await ch.close()
         return found
+
+    async def dead_counts(self) -> dict[str, int]:
+        """Parked messages per group of the shop (each copy of a message parked twice counts)."""
+        ch = await self._channel()
+        try:
+            counts = {}
+            for group, _, _ in self.topology:
+                q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", passive=True)
+                counts[group] = q.declaration_result.message_count or 0
+            return counts
+        finally:
+            await ch.close()
 
     async def pending(self) -> int:
         """Messages waiting in the groups' queues and retry queues (ready, not yet delivered)."""

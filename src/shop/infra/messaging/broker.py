@@ -32,6 +32,9 @@ class Broker(Protocol):
     async def wait_handled(self, tag: str, key: str, timeout_s: float) -> None:
         """Until every group that consumes `tag` handled (tag, key), or timeout_s passed."""
 
+    async def dead_counts(self) -> dict[str, int]:
+        """Parked messages per consumer group (for the metrics)."""
+
     async def pending(self) -> int:
         """Deliveries waiting to be handled (ready or in back-off)."""
 

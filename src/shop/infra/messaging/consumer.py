@@ -2,6 +2,7 @@
 group that declaration becomes when it is wired, and one delivery's handling."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -10,6 +11,7 @@ from typing import Generic, TypeVar
 import sqlalchemy as sa
 
 from shop.common.clock import utcnow
+from shop.infra import metrics
 from shop.infra.db import Database, Query, UnitOfWork, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.messaging.message import Message
@@ -49,6 +51,8 @@ class Inbox:
         )
         return n == 1
 
+
+log = logging.getLogger("shop.messaging")
 
 Handler = Callable[[UnitOfWork, Message], Awaitable[None]]
 Before = Callable[[Message], Awaitable[None]]
@@ -113,7 +117,19 @@ async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
     if before is not None:
         await before(msg)
     async with sub.db.unit_of_work() as uow:
-        if not await sub.inbox.claim(uow, sub.group, msg):
-            return  # a duplicate: the first delivery's work is already committed
-        await sub.handlers[msg.tag](uow, msg)
-        await uow.commit()
+        if await sub.inbox.claim(uow, sub.group, msg):
+            await sub.handlers[msg.tag](uow, msg)
+            await uow.commit()
+        # else a duplicate: the first delivery's work is already committed
+    metrics.MESSAGES.labels(sub.group, "handled").inc()
+
+
+def failed(group: str, msg: Message, attempts: int, max_attempts: int, exc: BaseException) -> bool:
+    """Count and log a delivery that failed; True when its retries ran out and it is parked dead."""
+    dead = attempts >= max_attempts
+    metrics.MESSAGES.labels(group, "dead" if dead else "retried").inc()
+    if dead:
+        log.error("%s parked %s/%s %s dead after %s attempts: %r", group, msg.topic, msg.tag, msg.key, attempts, exc)
+    else:
+        log.warning("%s failed on %s/%s %s (attempt %s): %r", group, msg.topic, msg.tag, msg.key, attempts, exc)
+    return dead

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from shop.common.clock import now_ms, utcnow
 from shop.infra.db import Query, SqliteDatabase, bind, insert_ignore
 from shop.infra.faults import Faults
-from shop.infra.messaging.consumer import Binding, Subscription, consume
+from shop.infra.messaging.consumer import Binding, Subscription, consume, failed
 from shop.infra.messaging.message import Message, message_columns
 from shop.infra.messaging.relay import backoff_ms, poll_forever
 from shop.infra.types import Timestamp
@@ -66,6 +66,9 @@ _Q_WAITING = Query(
     sa.select(sa.func.count().label("n"))
     .select_from(delivery)
     .where(_d.msg_tag == sa.bindparam("msg_tag"), _d.msg_key == sa.bindparam("msg_key"), _d.state == "ready")
+)
+_Q_DEAD_COUNTS = Query(
+    sa.select(_d.group_name, sa.func.count().label("n")).where(_d.state == "dead").group_by(_d.group_name)
 )
 _Q_PENDING = Query(sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.state == "ready"))
 
@@ -127,13 +130,12 @@ class EmbeddedBroker:
 
     async def _deliver(self, row: Any) -> None:
         did = row["delivery_id"]
+        msg = _row_message(row)
         try:
-            sub = self.by_group[row["group_name"]]
-            await consume(sub, _row_message(row), self.faults)
+            await consume(self.by_group[row["group_name"]], msg, self.faults)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, never acknowledged
             attempts = row["attempts"] + 1
-            dead = attempts >= self.max_attempts
-            log.warning("delivery %s to %s failed (attempt %s): %r", did, row["group_name"], attempts, exc)
+            dead = failed(row["group_name"], msg, attempts, self.max_attempts, exc)
             async with self.db.unit_of_work() as uow:
                 await uow.execute(
                     _Q_RETRY, id=did, attempts=attempts, state="dead" if dead else "ready", last_error=repr(exc)[:1000],
@@ -203,6 +205,10 @@ class EmbeddedBroker:
             if not row or not row["n"]:
                 return
             await asyncio.sleep(0.002)
+
+    async def dead_counts(self) -> dict[str, int]:
+        rows = await self.db.fetchall(_Q_DEAD_COUNTS)
+        return {r["group_name"]: int(r["n"]) for r in rows}
 
     async def pending(self) -> int:
         row = await self.db.fetchone(_Q_PENDING)

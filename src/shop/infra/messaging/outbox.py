@@ -44,7 +44,8 @@ class Outbox:
             .limit(200)
         )
         self._count_due = Query(
-            sa.select(sa.func.count().label("n")).select_from(t).where(t.c.due_at <= sa.bindparam("now"))
+            sa.select(sa.func.count().label("n"), sa.func.min(t.c.due_at).label("oldest"))
+            .select_from(t).where(t.c.due_at <= sa.bindparam("now"))
         )
 
     async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
@@ -88,5 +89,12 @@ class Outbox:
         ]
 
     async def count_due(self, uow: UnitOfWork) -> int:
-        row = await uow.fetchone(self._count_due, now=now_ms())
-        return int(row["n"]) if row else 0
+        return (await self.due_stats(uow))[0]
+
+    async def due_stats(self, uow: UnitOfWork) -> tuple[int, float]:
+        """How many messages are due, and how long (seconds) the oldest of them has been."""
+        now = now_ms()
+        row = await uow.fetchone(self._count_due, now=now)
+        if not row or not row["n"]:
+            return 0, 0.0
+        return int(row["n"]), (now - int(row["oldest"])) / 1000

@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging.broker import Broker
 from shop.infra.messaging.message import Message
@@ -40,6 +41,13 @@ class Relay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def sample(self) -> None:
+        """The outbox's gauges (infra.metrics.Sampler runs this every few seconds)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            due, oldest_s = await self.outbox.due_stats(uow)
+        metrics.OUTBOX_DUE.labels(self.name).set(due)
+        metrics.OUTBOX_OLDEST.labels(self.name).set(oldest_s)
 
     async def run_once(self) -> int:
         msgs = await self.outbox.due(self.db)

@@ -20,6 +20,7 @@ from typing import Any, Protocol, Self
 import grpc
 
 from shop.common.errors import ServiceUnavailable
+from shop.infra import metrics
 from shop.infra.rpc.errors import error_from_rpc, has_code
 from shop.infra.rpc.server import Service
 
@@ -166,8 +167,11 @@ class GrpcClient:
         except KeyError:
             raise AttributeError(name) from None
 
+        where = f"{self.service.name}.{name}"
+
         async def method(*args: Any, **kwargs: Any) -> Any:
-            return call.result(await self._call(name, call.request(args, kwargs)))
+            with metrics.rpc_timer(where):
+                return call.result(await self._call(name, call.request(args, kwargs)))
 
         method.__name__ = name
         setattr(self, name, method)

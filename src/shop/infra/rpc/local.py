@@ -14,6 +14,7 @@ import logging
 from typing import Any, TypeVar
 
 from shop.common.errors import ServiceUnavailable, ShopError
+from shop.infra import metrics
 
 log = logging.getLogger("shop.rpc")
 T = TypeVar("T")
@@ -33,25 +34,29 @@ class LocalClient:
         if name.startswith("_") or not asyncio.iscoroutinefunction(target):
             raise AttributeError(name)
 
-        deadline_s = self._deadline_s
+        method = f"{self._service}.{name}"
 
         @functools.wraps(target)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                if deadline_s is None:
-                    return await target(*args, **kwargs)
-                async with asyncio.timeout(deadline_s):
-                    return await target(*args, **kwargs)
-            except ShopError:
-                raise
-            except TimeoutError:
-                raise ServiceUnavailable(f"{self._service}.{name} timed out") from None
-            except Exception as exc:  # noqa: BLE001 - the boundary: only codes cross it
-                log.exception("%s.%s failed", self._service, name)
-                raise ServiceUnavailable(f"{self._service}.{name} failed: {exc.__class__.__name__}") from exc
+            with metrics.rpc_timer(method):
+                return await self._call(target, name, args, kwargs)
 
         setattr(self, name, call)  # bind once; later calls skip __getattr__
         return call
+
+    async def _call(self, target: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            if self._deadline_s is None:
+                return await target(*args, **kwargs)
+            async with asyncio.timeout(self._deadline_s):
+                return await target(*args, **kwargs)
+        except ShopError:
+            raise
+        except TimeoutError:
+            raise ServiceUnavailable(f"{self._service}.{name} timed out") from None
+        except Exception as exc:  # noqa: BLE001 - the boundary: only codes cross it
+            log.exception("%s.%s failed", self._service, name)
+            raise ServiceUnavailable(f"{self._service}.{name} failed: {exc.__class__.__name__}") from exc
 
 
 def local_client(impl: T, service: str, deadline_s: float | None = 5.0) -> T:

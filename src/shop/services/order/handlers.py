@@ -17,6 +17,7 @@ from shop.common.clock import now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
+from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Message, Outbox
 from shop.services.order import domain
@@ -69,7 +70,11 @@ class OrderHandlers:
         return OrderPage(items, items[-1].order_id if more else None)
 
     async def confirm_order(self, cmd: PlaceOrder) -> Order:
-        pricing = await self._check(cmd)
+        try:
+            pricing = await self._check(cmd)
+        except ShopError:
+            metrics.ORDERS.labels("rejected").inc()
+            raise
         order = self._pre_order(cmd, pricing)
         cancel = OrderCancelled(
             order.order_id, cmd.user_id, cmd.goods_id, cmd.goods_number, cmd.coupon_id, pricing.money_paid
@@ -86,11 +91,13 @@ class OrderHandlers:
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
+            metrics.ORDERS.labels("failed").inc()
             await self._fail(order.order_id, cancel)
             if not isinstance(exc, ShopError):
                 log.exception("order %s failed", order.order_id)
                 exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
             raise exc.with_data({"orderId": str(order.order_id)}) from None
+        metrics.ORDERS.labels("confirmed").inc()
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
                         "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID),

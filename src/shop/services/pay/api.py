@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
+from shop.infra.metrics import NOTIFY_ACK
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.log.contracts import LogService, PayLogEntry
 from shop.services.pay.contracts import Notification, Payment, PayService
@@ -48,9 +49,12 @@ async def get_payment(pay_id: IdIn, user_id: UserIdDep, pay: PayDep) -> Envelope
 
 @router.post("/pay/callbackPayment")
 async def callback(request: Request, pay: PayDep) -> Envelope:
+    """The platform's notification, answered as soon as the payment is marked paid (timed: the
+    platform retries what it does not hear back about in time)."""
     h = request.headers
-    await pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
-                                       await request.body()))
+    with NOTIFY_ACK.time():
+        await pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
+                                      await request.body()))
     return ok()
 
 
