@@ -124,7 +124,8 @@ class _Wiring:
         self.broker = self._broker()
         self.relays = {
             s: Relay(s, self.dbs[s], self.outboxes[s], self.broker,
-                     guards={TAG_CANCEL: guard_cancel} if s == "order" else None)
+                     guards={TAG_CANCEL: guard_cancel} if s == "order" else None,
+                     retention_s=settings.message_retention_days * 86400)
             for s in SENDERS if s in self.local
         }
         self.remote: list[GrpcClient] = []

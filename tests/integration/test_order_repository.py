@@ -17,10 +17,10 @@ pytestmark = pytest.mark.all_backends
 APPLY = [
     (domain.CONFIRM, lambda uow, oid, at: repo.confirm(uow, oid, at)),
     (domain.CONFIRM_PAID, lambda uow, oid, at: repo.confirm_paid(uow, oid, at)),
-    (domain.CANCEL_UNCONFIRMED, lambda uow, oid, at: repo.cancel_unconfirmed(uow, oid)),
-    (domain.CANCEL_UNPAID, lambda uow, oid, at: repo.cancel_unpaid(uow, oid)),
+    (domain.CANCEL_UNCONFIRMED, lambda uow, oid, at: repo.cancel_unconfirmed(uow, oid, at)),
+    (domain.CANCEL_UNPAID, lambda uow, oid, at: repo.cancel_unpaid(uow, oid, at)),
     (domain.MARK_PAID, lambda uow, oid, at: repo.mark_paid(uow, oid, at)),
-    (domain.REFUND, lambda uow, oid, at: repo.refund(uow, oid)),
+    (domain.REFUND, lambda uow, oid, at: repo.refund(uow, oid, at)),
 ]
 STATES = list(product(OrderStatus, PayStatus, ShippingStatus))
 
@@ -55,5 +55,6 @@ async def test_every_guarded_update_is_the_domains_transition(shop):
             stamped = set(transition.stamps) if allowed else set()
             got = {f: row[f] for f in (ORDER, PAY, SHIPPING)}
             assert (changed, got) == (allowed, expected), (transition, before)
-            assert {f for f in ("confirm_time", "pay_time") if row[f] is not None} == stamped, (transition, before)
+            times = ("confirm_time", "pay_time", "cancel_time", "refund_time")
+            assert {f for f in times if row[f] is not None} == stamped, (transition, before)
             assert all(row[f] == at for f in stamped), (transition, before, row)

@@ -97,11 +97,12 @@ EXPECTED = {
     "confirm": ({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CONFIRMED}, ("confirm_time",)),
     "confirm_paid": ({ORDER: OrderStatus.UNCONFIRMED, PAY: PayStatus.UNPAID},
                      {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID}, ("confirm_time", "pay_time")),
-    "cancel_unconfirmed": ({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED}, ()),
-    "cancel_unpaid": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED}, ()),
+    "cancel_unconfirmed": ({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED}, ("cancel_time",)),
+    "cancel_unpaid": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED},
+                      ("cancel_time",)),
     "mark_paid": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {PAY: PayStatus.PAID}, ("pay_time",)),
     "refund": ({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID, SHIPPING: ShippingStatus.NOT_SHIPPED},
-               {ORDER: OrderStatus.REFUNDED}, ()),
+               {ORDER: OrderStatus.REFUNDED}, ("refund_time",)),
 }
 
 

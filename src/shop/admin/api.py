@@ -5,10 +5,11 @@ from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
 
 from shop.admin.operator import Operator
+from shop.common.clock import iso
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.deps import AdminDep, from_state
-from shop.infra.web import Camel, Envelope, ok
+from shop.infra.web import Camel, Envelope, IdIn, ok
 
 router = APIRouter(tags=["admin"], dependencies=[AdminDep])
 OperatorDep = Annotated[Operator, from_state("operator")]
@@ -24,6 +25,13 @@ class FaultIn(Camel):
 @router.get("/admin/audit")
 async def audit(operator: OperatorDep) -> Envelope:
     return ok((await operator.audit()).json())
+
+
+@router.get("/admin/orders/{order_id}/timeline")
+async def timeline(order_id: IdIn, operator: OperatorDep) -> Envelope:
+    events = await operator.timeline(order_id)
+    return ok({"orderId": str(order_id), "events": [
+        {"at": iso(e.at), "service": e.service, "kind": e.kind, "detail": e.detail} for e in events]})
 
 
 @router.get("/admin/messages")

@@ -5,10 +5,13 @@ process opens another service's database."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from shop.admin.audit import AuditReport, check
+from shop.common.clock import utcnow
 from shop.common.errors import ServiceUnavailable
+from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
@@ -70,6 +73,23 @@ class Operator:
         violations = check(orders.orders, goods, users, coupons, pending=pending, dead=dead,
                            payments=payments.payments, logged=logged.logged)
         return AuditReport(consistent=not violations, violations=violations, pending=pending)
+
+    # -- an order's timeline -----------------------------------------------------------------------
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact about one order, from every service (each reports its own), and its messages
+        parked dead, in time order. An order the order service does not know is SHOP_ORDER_NO_EXIST."""
+        await self.orders.find_order(order_id)
+        services = (self.orders, self.goods, self.coupons, self.users, self.pay, self.log)
+        parts = await asyncio.gather(*(s.timeline(order_id) for s in services))
+        events = [e for part in parts for e in part]
+        for d in await self.broker.dead():
+            if d["key"] == str(order_id):
+                at = datetime.fromisoformat(d["parkedAt"].removesuffix("Z")) if d.get("parkedAt") else utcnow()
+                events.append(TimelineEvent(at, "broker", "message.dead", {
+                    "group": d["group"], "tag": d["tag"], "id": d["id"], "attempts": d["attempts"],
+                    "lastError": d["lastError"]}))
+        return sorted(events, key=lambda e: e.at)
 
     # -- dead messages ----------------------------------------------------------------------------
 

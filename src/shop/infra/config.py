@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
     message_max_attempts: int = 5
+    message_retention_days: float = Field(default=7.0, gt=0)  # sent messages kept for the timelines
     message_backoff_ms: int = 200
     message_backoff_cap_ms: int = 5000
     worker_id: int = Field(default=0, ge=0, le=31)

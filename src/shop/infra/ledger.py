@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
+from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.db import Query, Row, UnitOfWork, insert_ignore
 from shop.infra.types import Timestamp
@@ -116,6 +117,7 @@ def ledger_table(
           for key in (entity, "order_id", kind)),
         sa.Column(amount, amount_type, nullable=False),
         sa.Column(time, Timestamp(), nullable=False),
+        sa.Index(f"ix_{name}_order_id", "order_id"),  # an order's timeline
     )
     table.info["ledger"] = LedgerColumns(entity=entity, order="order_id", kind=kind, amount=amount, time=time)
     return table
@@ -142,6 +144,8 @@ class Ledger:
             c[columns.kind] == sa.bindparam("kind"),
         ))
         self._all = Query(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount))
+        self._of_order = Query(sa.select(c[columns.entity], c[columns.kind], amount, c[columns.time])
+                               .where(c[columns.order] == sa.bindparam("order")))
 
     async def put_in(self, uow: UnitOfWork, entity_id: int, amount: Amount, at: datetime | None = None) -> None:
         """An operator's stock-in or opening deposit (order 0): what the entity's sum starts from."""
@@ -187,6 +191,18 @@ class Ledger:
             metrics.COMPENSATIONS.labels(self._service).inc()
             return taken
         return self._zero
+
+    async def events(self, uow: UnitOfWork, order_id: int, took: str, gave_back: str) -> list[TimelineEvent]:
+        """The order's steps and compensations here, for its timeline: `took` and `gave_back` name
+        them (goods.stock_reduced, ...); a take row with nothing in it is the barrier."""
+        col, out = self.columns, []
+        for r in await uow.fetchall(self._of_order, order=order_id):
+            detail = {col.entity.removesuffix("_id") + "Id": str(r[col.entity]), "amount": str(r[col.amount])}
+            if r[col.kind] == self.kinds.take:
+                out.append(TimelineEvent(r[col.time], self._service, took if r[col.amount] else "barrier", detail))
+            elif r[col.kind] == self.kinds.give_back and r[col.amount]:
+                out.append(TimelineEvent(r[col.time], self._service, gave_back, detail))
+        return out
 
     async def facts(self, uow: UnitOfWork) -> LedgerFacts:
         return self.summary(await uow.fetchall(self._all))

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from shop.common.clock import iso
 from shop.infra.faults import Faults
 from shop.infra.messaging import Binding, Message, Subscription, backoff_ms, consume
 from shop.infra.messaging.consumer import failed
@@ -209,6 +212,7 @@ class RabbitBroker:
             out = self._amqp(msg, attempts)
             out.headers["error"] = repr(exc)[:500]
             if failed(sub.group, msg, attempts, self.max_attempts, exc):
+                out.headers["parked_at"] = int(time.time() * 1000)
                 await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".dead")
             else:
                 out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
@@ -255,7 +259,7 @@ class RabbitBroker:
                             "id": dead_id, "msgId": m.message_id, "group": group,
                             "topic": h.get("topic"), "tag": h.get("tag"), "key": h.get("key"),
                             "body": orjson.loads(m.body), "attempts": h.get("attempts"), "lastError": h.get("error"),
-                            "state": "dead",
+                            "state": "dead", "parkedAt": _parked_at(h.get("parked_at")),
                         })
                     for m in held:
                         await m.nack(requeue=True)
@@ -335,6 +339,10 @@ class RabbitBroker:
             await self.conn.close()
             self.conn = None
         self._notes = self._reports = None
+
+
+def _parked_at(ms: Any) -> str | None:
+    return iso(datetime.fromtimestamp(ms / 1000, UTC)) if isinstance(ms, int) else None
 
 
 async def delete_topology(url: str, prefix: str, topology: Iterable[Binding]) -> None:

@@ -11,8 +11,9 @@ from typing import Generic, TypeVar
 import sqlalchemy as sa
 
 from shop.common.clock import utcnow
+from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import Database, Query, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Database, Query, Row, UnitOfWork, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.messaging.message import Message
 
@@ -23,6 +24,10 @@ class Inbox:
     def __init__(self, table: sa.Table) -> None:
         t = table
         self._keys = Query(sa.select(t.c.msg_key).where(t.c.msg_tag == sa.bindparam("msg_tag")))
+        self._for_key = Query(
+            sa.select(t.c.group_name, t.c.msg_tag, t.c.msg_id, t.c.msg_body, t.c.consumer_times, t.c.consumer_timestamp)
+            .where(t.c.msg_key == sa.bindparam("key"))
+        )
         self._claim = insert_ignore(
             t,
             **bind(
@@ -35,6 +40,18 @@ class Inbox:
         """The orders (a message's key is its order id) whose messages with this tag this service
         has handled: for the audit."""
         return {int(r["msg_key"]) for r in await uow.fetchall(self._keys, msg_tag=tag)}
+
+    async def handled(self, uow: UnitOfWork, key: str) -> list[Row]:
+        """What this service's groups handled about this key (an order): for its timeline."""
+        return list(await uow.fetchall(self._for_key, key=key))
+
+    async def handled_events(self, uow: UnitOfWork, key: str, service: str) -> list[TimelineEvent]:
+        return [
+            TimelineEvent(r["consumer_timestamp"], service, "message.handled",
+                          {"group": r["group_name"], "tag": r["msg_tag"], "msgId": r["msg_id"],
+                           "attempts": r["consumer_times"]})
+            for r in await self.handled(uow, key)
+        ]
 
     async def claim(self, uow: UnitOfWork, group: str, msg: Message) -> bool:
         """True if this group has not handled this message before (and now has, once uow commits)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from shop.common.clock import now_ms, utcnow
+from shop.common.clock import iso, now_ms, utcnow
 from shop.infra.db import Query, SqliteDatabase, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.messaging.consumer import Binding, Subscription, consume, failed
@@ -139,7 +140,8 @@ class EmbeddedBroker:
             async with self.db.unit_of_work() as uow:
                 await uow.execute(
                     _Q_RETRY, id=did, attempts=attempts, state="dead" if dead else "ready", last_error=repr(exc)[:1000],
-                    next_at=now_ms() + backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms),
+                    # A dead delivery keeps the time it was parked (a replay sets it anew).
+                    next_at=now_ms() + (0 if dead else backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms)),
                 )
                 await uow.commit()
         else:
@@ -182,6 +184,7 @@ class EmbeddedBroker:
                 "id": str(r["delivery_id"]), "msgId": r["msg_id"], "group": r["group_name"], "topic": r["msg_topic"],
                 "tag": r["msg_tag"], "key": r["msg_key"], "body": orjson.loads(r["msg_body"]),
                 "attempts": r["attempts"], "lastError": r["last_error"], "state": r["state"],
+                "parkedAt": iso(datetime.fromtimestamp(r["next_at"] / 1000, UTC)),
             }
             for r in rows
         ]

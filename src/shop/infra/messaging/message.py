@@ -52,9 +52,13 @@ def add_message_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         *message_columns(),
         sa.Column("msg_status", sa.Integer, nullable=False, server_default="0"),
         sa.Column("create_time", Timestamp(), nullable=False),
-        # Epoch milliseconds after which the relay may publish it: now, or a deadline.
+        # Epoch milliseconds after which the relay may publish it: now, or a deadline. A sent
+        # message is kept (for an order's timeline) with due_at at SENT, out of every due range.
         sa.Column("due_at", sa.BigInteger, nullable=False),
+        sa.Column("sent_at", sa.BigInteger),  # epoch milliseconds; pruned after the retention period
         sa.Index("ix_trade_mq_producer_temp_due_at", "due_at"),
+        sa.Index("ix_trade_mq_producer_temp_msg_key", "msg_key"),
+        sa.Index("ix_trade_mq_producer_temp_sent_at", "sent_at"),
     )
     inbox = sa.Table(
         "trade_mq_consumer_log",
@@ -66,5 +70,6 @@ def add_message_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("consumer_times", sa.Integer, nullable=False),
         sa.Column("consumer_timestamp", Timestamp(), nullable=False),
         sa.Column("remark", sa.String(255)),
+        sa.Index("ix_trade_mq_consumer_log_msg_key", "msg_key"),  # an order's timeline
     )
     return outbox, inbox

@@ -1,16 +1,23 @@
 """The outbox: a service's messages, written in the transactions that decide them."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import sqlalchemy as sa
 
 from shop.common.clock import now_ms, utcnow
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, Query, UnitOfWork, bind
 from shop.infra.messaging.message import Message
 
+# A sent message's due_at: past every due range, so the relay never sees it again.
+SENT = 2**62
+
 
 class Outbox:
-    """Statements on one service's outbox table."""
+    """Statements on one service's outbox table. A sent message stays, marked sent, for its order's
+    timeline, until prune() removes it after the retention period."""
 
     def __init__(self, table: sa.Table, group: str) -> None:
         t = self.table = table
@@ -24,10 +31,19 @@ class Outbox:
         self._make_due = Query(
             sa.update(t).where(t.c.id == sa.bindparam("id")).values(due_at=sa.bindparam("due_at"))
         )
+        unsent = t.c.sent_at.is_(None)
         self._due_by_key = Query(
             sa.update(t)
-            .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+            .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"), unsent)
             .values(due_at=sa.bindparam("due_at"))
+        )
+        self._sent = Query(
+            sa.update(t).where(t.c.id == sa.bindparam("id")).values(sent_at=sa.bindparam("now"), due_at=SENT)
+        )
+        self._prune = Query(sa.delete(t).where(t.c.sent_at < sa.bindparam("before")))
+        self._sent_for = Query(
+            sa.select(t.c.msg_topic, t.c.msg_tag, t.c.id, t.c.sent_at)
+            .where(t.c.msg_key == sa.bindparam("key"), t.c.sent_at.is_not(None))
         )
         self._claim = Query(
             sa.update(t)
@@ -35,7 +51,7 @@ class Outbox:
             .values(due_at=sa.bindparam("lease_until"))
         )
         self._delete_by_key = Query(
-            sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"))
+            sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"), unsent)
         )
         self._due = Query(
             sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.due_at)
@@ -86,6 +102,21 @@ class Outbox:
         rows = await db.fetchall(self._due, now=now_ms())
         return [
             Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"]) for r in rows
+        ]
+
+    async def mark_sent(self, uow: UnitOfWork, msg_id: str) -> None:
+        await uow.execute(self._sent, id=msg_id, now=now_ms())
+
+    async def prune(self, uow: UnitOfWork, retention_ms: int) -> int:
+        """Remove the messages sent longer ago than the retention period."""
+        return await uow.execute(self._prune, before=now_ms() - retention_ms)
+
+    async def sent_events(self, uow: UnitOfWork, key: str, service: str) -> list[TimelineEvent]:
+        """The messages about this key (an order) that left, for its timeline."""
+        return [
+            TimelineEvent(datetime.fromtimestamp(r["sent_at"] / 1000, UTC).replace(tzinfo=None), service,
+                          "message.sent", {"topic": r["msg_topic"], "tag": r["msg_tag"], "msgId": r["id"]})
+            for r in await uow.fetchall(self._sent_for, key=key)
         ]
 
     async def count_due(self, uow: UnitOfWork) -> int:

@@ -28,8 +28,9 @@ class Relay:
 
     def __init__(
         self, name: str, db: Database, outbox: Outbox, broker: Broker, guards: dict[str, Guard] | None = None,
-        poll_s: float = 0.25, lease_s: float = 10.0,
+        poll_s: float = 0.25, lease_s: float = 10.0, retention_s: float = 7 * 86400,
     ) -> None:
+        self.retention_ms = int(retention_s * 1000)
         self.name = name
         self.db = db
         self.outbox = outbox
@@ -43,7 +44,11 @@ class Relay:
         self._wake.set()
 
     async def sample(self) -> None:
-        """The outbox's gauges (infra.metrics.Sampler runs this every few seconds)."""
+        """The outbox's gauges, and the pruning of what was sent before the retention period
+        (infra.metrics.Sampler runs this every few seconds)."""
+        async with self.db.unit_of_work() as uow:
+            await self.outbox.prune(uow, self.retention_ms)
+            await uow.commit()
         async with self.db.unit_of_work(readonly=True) as uow:
             due, oldest_s = await self.outbox.due_stats(uow)
         metrics.OUTBOX_DUE.labels(self.name).set(due)
@@ -75,7 +80,7 @@ class Relay:
                 return
         await self.broker.publish(msg)
         async with self.db.unit_of_work() as uow:
-            await self.outbox.delete(uow, msg.msg_id)
+            await self.outbox.mark_sent(uow, msg.msg_id)
             await uow.commit()
 
     async def run(self) -> None:

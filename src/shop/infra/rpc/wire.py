@@ -26,7 +26,6 @@ from google.protobuf.message_factory import GetMessageClass
 from pydantic import TypeAdapter
 
 from shop.common.errors import invalid
-from shop.rpc.v1 import facts_pb2
 
 T = TypeVar("T")
 
@@ -192,9 +191,10 @@ class Call:
         self.returns: Any = None if hints["return"] is NoneType else hints["return"]
         reply_fields = reply.DESCRIPTOR.fields
         self.one_field = reply_fields[0].name if len(reply_fields) == 1 else None
-        self.item = get_args(self.returns)[0] if get_origin(self.returns) is list else None
+        # A reply of one bytes field `json` carries the result as JSON (the audit's facts, a timeline).
+        self.facts = self.one_field == "json" and reply_fields[0].type == reply_fields[0].TYPE_BYTES
+        self.item = get_args(self.returns)[0] if get_origin(self.returns) is list and not self.facts else None
         self.item_cls = GetMessageClass(reply_fields[0].message_type) if self.item is not None else None
-        self.facts = reply is facts_pb2.AuditFactsReply
         self.plain = None if self.returns is None or dataclasses.is_dataclass(self.returns) or self.item \
             else _field(self.one_field or "", self.returns)
 
@@ -228,7 +228,7 @@ class Call:
 
     def reply(self, result: Any) -> Proto:
         if self.facts:
-            return facts_pb2.AuditFactsReply(json=_adapter(type(result)).dump_json(result))
+            return self.reply_cls(json=_adapter(self.returns).dump_json(result))
         if self.item_cls is not None:
             return self.reply_cls(**{self.one_field or "": [dataclass_out(self.item_cls, x) for x in result]})
         if self.plain is not None:

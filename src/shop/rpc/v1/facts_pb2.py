@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shop/v1/facts.proto\x12\x07shop.v1\"\x13\n\x11\x41uditFactsRequest\"\x1f\n\x0f\x41uditFactsReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shop/v1/facts.proto\x12\x07shop.v1\"\x13\n\x11\x41uditFactsRequest\"\x1f\n\x0f\x41uditFactsReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"#\n\x0fTimelineRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"\x1d\n\rTimelineReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITFACTSREQUEST']._serialized_end=51
   _globals['_AUDITFACTSREPLY']._serialized_start=53
   _globals['_AUDITFACTSREPLY']._serialized_end=84
+  _globals['_TIMELINEREQUEST']._serialized_start=86
+  _globals['_TIMELINEREQUEST']._serialized_end=121
+  _globals['_TIMELINEREPLY']._serialized_start=123
+  _globals['_TIMELINEREPLY']._serialized_end=152
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shop/v1/log.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"!\n\rPayLogRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"f\n\x0bPayLogEntry\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0e\n\x06pay_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x10\n\x08log_time\x18\x05 \x01(\t\"4\n\x0bPayLogReply\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.shop.v1.PayLogEntry2\x88\x01\n\nLogService\x12\x36\n\x06PayLog\x12\x16.shop.v1.PayLogRequest\x1a\x14.shop.v1.PayLogReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11shop/v1/log.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"!\n\rPayLogRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"f\n\x0bPayLogEntry\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0e\n\x06pay_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x10\n\x08log_time\x18\x05 \x01(\t\"4\n\x0bPayLogReply\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.shop.v1.PayLogEntry2\xc6\x01\n\nLogService\x12\x36\n\x06PayLog\x12\x16.shop.v1.PayLogRequest\x1a\x14.shop.v1.PayLogReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,5 +39,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYLOGREPLY']._serialized_start=190
   _globals['_PAYLOGREPLY']._serialized_end=242
   _globals['_LOGSERVICE']._serialized_start=245
-  _globals['_LOGSERVICE']._serialized_end=381
+  _globals['_LOGSERVICE']._serialized_end=443
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class LogServiceStub:
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.LogService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+                _registered_method=True)
 
 
 class LogServiceServicer:
@@ -62,6 +67,12 @@ class LogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +85,11 @@ def add_LogServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +146,33 @@ class LogService:
             '/shop.v1.LogService/AuditFacts',
             shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
             shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.LogService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
             options,
             channel_credentials,
             insecure,

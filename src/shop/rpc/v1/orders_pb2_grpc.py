@@ -65,6 +65,11 @@ class OrderServiceStub:
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.OrderService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -108,6 +113,12 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +151,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +330,33 @@ class OrderService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.OrderService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PayServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -343,6 +386,11 @@ class PayServiceStub:
                 '/shop.v1.PayService/AuditFacts',
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+                _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.PayService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
                 _registered_method=True)
 
 
@@ -375,6 +423,12 @@ class PayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -397,6 +451,11 @@ def add_PayServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -507,6 +566,33 @@ class PayService:
             '/shop.v1.PayService/AuditFacts',
             shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
             shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.PayService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,11 @@ class UserServiceStub:
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
                 _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.UserService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -97,6 +102,12 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +135,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +287,33 @@ class UserService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.UserService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class GoodsServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -300,6 +343,11 @@ class GoodsServiceStub:
                 '/shop.v1.GoodsService/AuditFacts',
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+                _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.GoodsService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
                 _registered_method=True)
 
 
@@ -332,6 +380,12 @@ class GoodsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GoodsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -354,6 +408,11 @@ def add_GoodsServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +533,33 @@ class GoodsService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.GoodsService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CouponServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -503,6 +589,11 @@ class CouponServiceStub:
                 '/shop.v1.CouponService/AuditFacts',
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+                _registered_method=True)
+        self.Timeline = channel.unary_unary(
+                '/shop.v1.CouponService/Timeline',
+                request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
                 _registered_method=True)
 
 
@@ -535,6 +626,12 @@ class CouponServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Timeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CouponServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -557,6 +654,11 @@ def add_CouponServiceServicer_to_server(servicer, server):
                     servicer.AuditFacts,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsReply.SerializeToString,
+            ),
+            'Timeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Timeline,
+                    request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -667,6 +769,33 @@ class CouponService:
             '/shop.v1.CouponService/AuditFacts',
             shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
             shop_dot_v1_dot_facts__pb2.AuditFactsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Timeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.CouponService/Timeline',
+            shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
+            shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
             options,
             channel_credentials,
             insecure,

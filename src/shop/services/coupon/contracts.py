@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
 from shop.infra.ledger import LedgerFacts
 
 
@@ -55,3 +56,7 @@ class CouponService(Protocol):
         ...
 
     async def audit_facts(self) -> CouponFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

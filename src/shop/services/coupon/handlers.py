@@ -3,6 +3,7 @@
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.ids import IdWorker
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
@@ -53,6 +54,11 @@ class CouponHandlers:
             return
         coupon_id = ev.coupon_id
         await repo.LEDGER.give_back(uow, coupon_id, ev.order_id, lambda _: repo.give_back(uow, coupon_id, ev.order_id))
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            steps = await repo.LEDGER.events(uow, order_id, "coupon.used", "coupon.restored")
+            return steps + await INBOX.handled_events(uow, str(order_id), "coupon")
 
     async def audit_facts(self) -> CouponFacts:
         async with self.db.unit_of_work() as uow:

@@ -7,5 +7,5 @@ from shop.services.coupon.contracts import CouponService
 
 SERVICE = Service(
     "coupon", CouponService, pb.DESCRIPTOR.services_by_name["CouponService"], pb_grpc.CouponServiceStub,
-    pb_grpc.add_CouponServiceServicer_to_server, retry={"find_coupon", "use_coupon", "audit_facts"},
+    pb_grpc.add_CouponServiceServicer_to_server, retry={"find_coupon", "use_coupon", "audit_facts", "timeline"},
 )

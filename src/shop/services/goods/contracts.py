@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
 from shop.infra.ledger import LedgerFacts
 
 
@@ -51,3 +52,7 @@ class GoodsService(Protocol):
         ...
 
     async def audit_facts(self) -> GoodsFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

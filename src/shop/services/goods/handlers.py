@@ -3,6 +3,7 @@
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.ids import IdWorker
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
@@ -50,6 +51,11 @@ class GoodsHandlers:
         """Give back what this order took, once; if it took nothing, make sure it never will."""
         ev = OrderCancelled.from_message(msg)
         await repo.LEDGER.give_back(uow, ev.goods_id, ev.order_id, lambda n: repo.give_back(uow, ev.goods_id, int(n)))
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            steps = await repo.LEDGER.events(uow, order_id, "goods.stock_reduced", "goods.stock_restored")
+            return steps + await INBOX.handled_events(uow, str(order_id), "goods")
 
     async def audit_facts(self) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""

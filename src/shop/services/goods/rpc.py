@@ -7,5 +7,5 @@ from shop.services.goods.contracts import GoodsService
 
 SERVICE = Service(
     "goods", GoodsService, pb.DESCRIPTOR.services_by_name["GoodsService"], pb_grpc.GoodsServiceStub,
-    pb_grpc.add_GoodsServiceServicer_to_server, retry={"find_goods", "reduce_stock", "audit_facts"},
+    pb_grpc.add_GoodsServiceServicer_to_server, retry={"find_goods", "reduce_stock", "audit_facts", "timeline"},
 )

@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
+
 
 @dataclass(frozen=True, slots=True)
 class PayLogEntry:
@@ -23,3 +25,7 @@ class LogService(Protocol):
     async def pay_log(self, order_id: int) -> list[PayLogEntry]: ...
 
     async def audit_facts(self) -> LogFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

@@ -1,10 +1,15 @@
 """The log service: records every payment accepted for an order, once."""
 from shop.common.clock import utcnow
+from shop.common.money import fmt
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, UnitOfWork
-from shop.infra.messaging import Consumes, Message
+from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.log import repository as repo
 from shop.services.log.contracts import LogFacts, PayLogEntry
+from shop.services.log.models import inbox
 from shop.services.order.contracts import ORDER_TOPIC, TAG_PAID, OrderPaid
+
+INBOX = Inbox(inbox)
 
 
 class LogHandlers:
@@ -20,6 +25,13 @@ class LogHandlers:
         rows = await self.db.fetchall(repo.FOR_ORDER, order_id=order_id)
         return [PayLogEntry(order_id=r["order_id"], pay_id=r["pay_id"], user_id=r["user_id"],
                             pay_amount=r["pay_amount"], log_time=r["log_time"]) for r in rows]
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = await uow.fetchall(repo.FOR_ORDER, order_id=order_id)
+            events = [TimelineEvent(r["log_time"], "log", "log.recorded",
+                                    {"payId": str(r["pay_id"]), "payAmount": fmt(r["pay_amount"])}) for r in rows]
+            return events + await INBOX.handled_events(uow, str(order_id), "log")
 
     async def audit_facts(self) -> LogFacts:
         rows = await self.db.fetchall(repo.ALL)

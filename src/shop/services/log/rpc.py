@@ -6,5 +6,5 @@ from shop.services.log.contracts import LogService
 
 SERVICE = Service(
     "log", LogService, pb.DESCRIPTOR.services_by_name["LogService"], pb_grpc.LogServiceStub,
-    pb_grpc.add_LogServiceServicer_to_server, retry={"pay_log", "audit_facts"},
+    pb_grpc.add_LogServiceServicer_to_server, retry={"pay_log", "audit_facts", "timeline"},
 )

@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
 from shop.infra.messaging import Message
 
 ORDER_TOPIC = "order"
@@ -162,3 +163,7 @@ class OrderService(Protocol):
     async def refund_order(self, order_id: int, user_id: int) -> Order: ...
 
     async def audit_facts(self) -> OrderFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

@@ -56,13 +56,15 @@ CONFIRM_PAID = Transition(
     ("confirm_time", "pay_time"),
 )
 # A failure in the saga, or its deadline: only an order nobody confirmed.
-CANCEL_UNCONFIRMED = Transition({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED})
+CANCEL_UNCONFIRMED = Transition({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CANCELLED}, ("cancel_time",))
 # The payment timeout and the owner's cancel: only a confirmed order nobody has paid for.
-CANCEL_UNPAID = Transition({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED})
+CANCEL_UNPAID = Transition(
+    {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {ORDER: OrderStatus.CANCELLED}, ("cancel_time",),
+)
 MARK_PAID = Transition({ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.UNPAID}, {PAY: PayStatus.PAID}, ("pay_time",))
 REFUND = Transition(
     {ORDER: OrderStatus.CONFIRMED, PAY: PayStatus.PAID, SHIPPING: ShippingStatus.NOT_SHIPPED},
-    {ORDER: OrderStatus.REFUNDED},
+    {ORDER: OrderStatus.REFUNDED}, ("refund_time",),
 )
 
 

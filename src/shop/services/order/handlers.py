@@ -17,9 +17,10 @@ from shop.common.clock import now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
+from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
-from shop.infra.messaging import Consumes, Message, Outbox
+from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
@@ -36,6 +37,7 @@ from shop.services.order.contracts import (
     refund_payment_message,
 )
 from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.order.models import inbox
 from shop.services.order.participants import Participants
 from shop.services.pay.contracts import PAY_TOPIC, TAG_PAID, PaymentPaid
 
@@ -43,6 +45,8 @@ log = logging.getLogger("shop.order")
 
 Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that message to be handled
 
+
+INBOX = Inbox(inbox)
 
 
 class OrderHandlers:
@@ -196,6 +200,19 @@ class OrderHandlers:
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         await repo.cancel_unconfirmed(uow, int(msg.key))
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await repo.find(uow, order_id)
+            events = await self.outbox.sent_events(uow, str(order_id), "order")
+            events += await INBOX.handled_events(uow, str(order_id), "order")
+        if row is not None:
+            for column, kind in (("add_time", "order.saved"), ("confirm_time", "order.confirmed"),
+                                 ("pay_time", "order.paid"), ("cancel_time", "order.cancelled"),
+                                 ("refund_time", "order.refunded")):
+                if row[column] is not None:
+                    events.append(TimelineEvent(row[column], "order", kind, {"orderStatus": row["order_status"]}))
+        return events
 
     async def audit_facts(self) -> OrderFacts:
         async with self.db.unit_of_work() as uow:

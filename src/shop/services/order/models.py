@@ -30,6 +30,8 @@ order = sa.Table(
     sa.Column("add_time", Timestamp(), nullable=False),
     sa.Column("confirm_time", Timestamp()),
     sa.Column("pay_time", Timestamp()),
+    sa.Column("cancel_time", Timestamp()),  # not in the original: when it was cancelled, for its timeline
+    sa.Column("refund_time", Timestamp()),
     # The lists, newest first (services/order/repository.py): one index per filter, in id order.
     sa.Index("ix_trade_order_user_id_order_id", "user_id", "order_id"),
     sa.Index("ix_trade_order_user_id_order_status_order_id", "user_id", "order_status", "order_id"),

@@ -4,7 +4,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shop.common.clock import epoch_ms
+from shop.common.clock import epoch_ms, utcnow
 from shop.common.ids import first_id_at
 from shop.infra.db import Database, Query, UnitOfWork
 from shop.infra.messaging import Message, Outbox
@@ -15,7 +15,7 @@ from shop.services.order.models import order
 o = order.c
 
 FIND = Query(sa.select(order).where(o.order_id == sa.bindparam("order_id")))
-INSERT = Query(sa.insert(order).values({c.name: sa.bindparam(c.name) for c in order.columns}))
+INSERT = Query(sa.insert(order).values({name: sa.bindparam(name) for name in Order.__slots__}))
 
 
 def _guarded(t: domain.Transition) -> Query:
@@ -54,20 +54,20 @@ async def confirm_paid(uow: UnitOfWork, order_id: int, at: Any) -> bool:
     return await uow.execute(CONFIRM_PAID, order_id=order_id, at=at) == 1
 
 
-async def cancel_unpaid(uow: UnitOfWork, order_id: int) -> bool:
-    return await uow.execute(CANCEL_UNPAID, order_id=order_id) == 1
+async def cancel_unpaid(uow: UnitOfWork, order_id: int, at: datetime | None = None) -> bool:
+    return await uow.execute(CANCEL_UNPAID, order_id=order_id, at=at or utcnow()) == 1
 
 
 async def mark_paid(uow: UnitOfWork, order_id: int, at: Any) -> bool:
     return await uow.execute(MARK_PAID, order_id=order_id, at=at) == 1
 
 
-async def refund(uow: UnitOfWork, order_id: int) -> bool:
-    return await uow.execute(REFUND, order_id=order_id) == 1
+async def refund(uow: UnitOfWork, order_id: int, at: datetime | None = None) -> bool:
+    return await uow.execute(REFUND, order_id=order_id, at=at or utcnow()) == 1
 
 
-async def cancel_unconfirmed(uow: UnitOfWork, order_id: int) -> bool:
-    return await uow.execute(CANCEL_UNCONFIRMED, order_id=order_id) == 1
+async def cancel_unconfirmed(uow: UnitOfWork, order_id: int, at: datetime | None = None) -> bool:
+    return await uow.execute(CANCEL_UNCONFIRMED, order_id=order_id, at=at or utcnow()) == 1
 
 
 async def status(uow: UnitOfWork, order_id: int) -> Any:

@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
 from shop.infra.messaging import Message
 
 PAY_TOPIC = "pay"
@@ -77,3 +78,7 @@ class PayService(Protocol):
     async def notify(self, n: Notification) -> None: ...
 
     async def audit_facts(self) -> PayFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

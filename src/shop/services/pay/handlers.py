@@ -15,9 +15,11 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
+from shop.common.money import fmt
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
-from shop.infra.messaging import Consumes, Message, Outbox
+from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.infra.signing import Verifier
 from shop.services.order.contracts import (
     ORDER_TOPIC,
@@ -35,9 +37,12 @@ from shop.services.pay.contracts import (
     PaymentPlatform,
 )
 from shop.services.pay.domain import PaymentStatus
+from shop.services.pay.models import inbox
 
 log = logging.getLogger("shop.pay")
 
+
+INBOX = Inbox(inbox)
 
 
 def _bad_signature(why: str) -> ShopError:
@@ -127,6 +132,19 @@ class PayHandlers:
         row = await repo.find_by_order(uow, int(msg.key))
         if row is not None:
             await repo.mark_refunded(uow, row["pay_id"], utcnow())
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await repo.find_by_order(uow, order_id)
+            events = await self.outbox.sent_events(uow, str(order_id), "pay")
+            events += await INBOX.handled_events(uow, str(order_id), "pay")
+        if row is not None:
+            detail = {"payId": str(row["pay_id"]), "payAmount": fmt(row["pay_amount"])}
+            for column, kind in (("create_time", "pay.created"), ("paid_time", "pay.notified"),
+                                 ("refund_time", "pay.refunded")):
+                if row[column] is not None:
+                    events.append(TimelineEvent(row[column], "pay", kind, detail))
+        return events
 
     async def audit_facts(self) -> PayFacts:
         async with self.db.unit_of_work() as uow:

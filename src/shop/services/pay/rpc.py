@@ -8,5 +8,5 @@ from shop.services.pay.contracts import PayService
 
 SERVICE = Service(
     "pay", PayService, pb.DESCRIPTOR.services_by_name["PayService"], pb_grpc.PayServiceStub,
-    pb_grpc.add_PayServiceServicer_to_server, retry={"find_payment", "notify", "audit_facts"},
+    pb_grpc.add_PayServiceServicer_to_server, retry={"find_payment", "notify", "audit_facts", "timeline"},
 )

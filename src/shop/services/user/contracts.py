@@ -5,6 +5,7 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Protocol
 
+from shop.common.timeline import TimelineEvent
 from shop.infra.ledger import LedgerFacts
 
 
@@ -62,3 +63,7 @@ class UserService(Protocol):
     async def change_money(self, cmd: ChangeMoney) -> None: ...
 
     async def audit_facts(self) -> UserFacts: ...
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """Every fact this service holds about one order, for the operator."""
+        ...

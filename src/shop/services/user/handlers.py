@@ -2,6 +2,7 @@
 import asyncio
 from decimal import Decimal
 
+import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
@@ -10,6 +11,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import floor_points
+from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.order.contracts import (
@@ -105,6 +107,20 @@ class UserHandlers:
         ev = OrderCancelled.from_message(msg)
         await refund(uow, ev.user_id, ev.order_id)
         await repo.add_score(uow, ev.user_id, -floor_points(Decimal(msg.body["payAmount"])))
+
+    async def timeline(self, order_id: int) -> list[TimelineEvent]:
+        """The balance's steps, and the points: added by the order's paid message, taken back by its
+        refund (the inbox rows of those messages, with the amount they carried)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            events = await repo.LEDGER.events(uow, order_id, "user.money_paid", "user.money_refunded")
+            events += await INBOX.handled_events(uow, str(order_id), "user")
+            for r in await INBOX.handled(uow, str(order_id)):
+                points = {TAG_PAID: "user.points_added", TAG_REFUND: "user.points_removed"}.get(r["msg_tag"])
+                if points is not None:
+                    amount = Decimal(orjson.loads(r["msg_body"])["payAmount"])
+                    events.append(TimelineEvent(r["consumer_timestamp"], "user", points,
+                                                {"points": floor_points(amount)}))
+        return events
 
     async def audit_facts(self) -> UserFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""

@@ -8,5 +8,5 @@ from shop.services.user.contracts import UserService
 
 SERVICE = Service(
     "user", UserService, pb.DESCRIPTOR.services_by_name["UserService"], pb_grpc.UserServiceStub,
-    pb_grpc.add_UserServiceServicer_to_server, retry={"find_user", "login", "change_money", "audit_facts"},
+    pb_grpc.add_UserServiceServicer_to_server, retry={"find_user", "login", "change_money", "audit_facts", "timeline"},
 )
