@@ -49,32 +49,45 @@ def run(
     settings = _settings(data_dir)
     shop = bootstrap(settings)
     if not settings.admin_token:
-        console.print(f"[bold]SHOP_ADMIN_TOKEN[/bold] was not set; this run's admin token: {shop.admin_token}")
+        _say(settings, f"SHOP_ADMIN_TOKEN was not set; this run's admin token: {shop.admin_token}")
 
     async def demo_data() -> None:
         ids = await load_demo(shop)
-        print(usage(base, ids, shop.admin_token), flush=True)
+        _say(settings, usage(base, ids, shop.admin_token))
 
     app_ = create_app(shop, on_started=demo_data if demo else None)
-    console.print(f"shop serving on {base} (data in {settings.data_dir.resolve()})")
+    _say(settings, f"shop serving on {base} (data in {settings.data_dir.resolve()})")
 
     _uvicorn(app_, host, port)
+
+
+def _say(settings: Settings, text: str) -> None:
+    """A line for the person who started the shop: on the console, or, when the logs are JSON (read
+    by a machine), as a log line like every other."""
+    if settings.log_format == "json":
+        logging.getLogger("shop").info(text)
+    else:
+        console.print(text, markup=False, highlight=False)
 
 
 def _uvicorn(app_: object, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
-                loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11")
+    from shop.infra.config import Settings
+
+    # log_config None: uvicorn's lines go through this process's own handler (infra/logs.py), so
+    # SHOP_LOG_FORMAT=json covers them; the access log only when asked for (SHOP_ACCESS_LOG=1).
+    access = Settings().access_log
+    uvicorn.run(app_, host=host, port=port, log_config=None, log_level="info" if access else "warning",  # type: ignore[arg-type]
+                access_log=access, loop="uvloop" if _has("uvloop") else "asyncio",
+                http="httptools" if _has("httptools") else "h11")
 
 
 def _logging(name: str) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from shop.infra import logs
+    from shop.infra.config import Settings
+
+    logs.configure(name, Settings().log_format)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=64)
     faults: bool = False
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with service, orderId, traceId
+    access_log: bool = False  # one line per HTTP request
     order_cancel_after_s: float = 30.0
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0

@@ -15,6 +15,7 @@ from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.db import Database, Query, Row, UnitOfWork, bind, insert_ignore
 from shop.infra.faults import Faults
+from shop.infra.logs import about_order
 from shop.infra.messaging.message import Message
 
 
@@ -129,15 +130,16 @@ class Subscription:
 
 async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
     """Run one delivery; raise to have the broker retry it later."""
-    await faults.hit(f"{sub.service}.on_{msg.topic}_{msg.tag}")  # e.g. goods.on_order_cancel
-    before = sub.before.get(msg.tag)
-    if before is not None:
-        await before(msg)
-    async with sub.db.unit_of_work() as uow:
-        if await sub.inbox.claim(uow, sub.group, msg):
-            await sub.handlers[msg.tag](uow, msg)
-            await uow.commit()
-        # else a duplicate: the first delivery's work is already committed
+    with about_order(msg.key):  # every message's key is its order's id
+        await faults.hit(f"{sub.service}.on_{msg.topic}_{msg.tag}")  # e.g. goods.on_order_cancel
+        before = sub.before.get(msg.tag)
+        if before is not None:
+            await before(msg)
+        async with sub.db.unit_of_work() as uow:
+            if await sub.inbox.claim(uow, sub.group, msg):
+                await sub.handlers[msg.tag](uow, msg)
+                await uow.commit()
+            # else a duplicate: the first delivery's work is already committed
     metrics.MESSAGES.labels(sub.group, "handled").inc()
 
 
@@ -145,8 +147,10 @@ def failed(group: str, msg: Message, attempts: int, max_attempts: int, exc: Base
     """Count and log a delivery that failed; True when its retries ran out and it is parked dead."""
     dead = attempts >= max_attempts
     metrics.MESSAGES.labels(group, "dead" if dead else "retried").inc()
-    if dead:
-        log.error("%s parked %s/%s %s dead after %s attempts: %r", group, msg.topic, msg.tag, msg.key, attempts, exc)
-    else:
-        log.warning("%s failed on %s/%s %s (attempt %s): %r", group, msg.topic, msg.tag, msg.key, attempts, exc)
+    with about_order(msg.key):
+        if dead:
+            log.error("%s parked %s/%s %s dead after %s attempts: %r", group, msg.topic, msg.tag, msg.key, attempts,
+                      exc)
+        else:
+            log.warning("%s failed on %s/%s %s (attempt %s): %r", group, msg.topic, msg.tag, msg.key, attempts, exc)
     return dead

@@ -20,6 +20,7 @@ from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
@@ -80,6 +81,7 @@ class OrderHandlers:
             metrics.ORDERS.labels("rejected").inc()
             raise
         order = self._pre_order(cmd, pricing)
+        ORDER_ID.set(str(order.order_id))  # this request's log lines are about this order from here on
         cancel = OrderCancelled(
             order.order_id, cmd.user_id, cmd.goods_id, cmd.goods_number, cmd.coupon_id, pricing.money_paid
         ).to_message()

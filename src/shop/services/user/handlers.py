@@ -1,5 +1,6 @@
 """The user service: users, logins, and the balance's payments and refunds."""
 import asyncio
+import logging
 from decimal import Decimal
 
 import orjson
@@ -32,6 +33,7 @@ from shop.services.user.contracts import (
 )
 from shop.services.user.models import inbox
 
+log = logging.getLogger("shop.user")
 INBOX = Inbox(inbox)
 
 
@@ -73,6 +75,7 @@ class UserHandlers:
         except VerificationError:
             row = None
         if row is None:
+            log.warning("failed login for user name %r", user_name)  # never the password
             raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "wrong user name or password")
         return as_record(User, row)
 
