@@ -46,7 +46,7 @@ def rows(n: int) -> Any:
         pay = 2 if status == 4 or (status == 1 and i % 10 < 7) else 0
         yield (first_id_at(ms) + i % 4096, i % USERS + 1, status, pay, 0, "addr", None, 7, 1, Decimal("10.00"),
                Decimal("10.00"), Decimal("10.00"), Decimal("20.00"), None, Decimal("0.00"), Decimal("0.00"),
-               Decimal("20.00"), START + timedelta(milliseconds=i * step_ms), None, None)
+               Decimal("20.00"), START + timedelta(milliseconds=i * step_ms), None, None, None, None)
 
 
 async def fill(url: str, n: int) -> None:
