@@ -70,3 +70,14 @@ async def test_a_failing_consumer_parks_the_message_dead_and_a_replay_settles_it
 async def test_replaying_an_unknown_message_is_a_404(api: Api, bad: str) -> None:
     r = await api.c.post(f"/admin/messages/{bad}/replay", headers=api.admin)
     assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text
+
+
+async def test_the_message_lists_answer_by_state(api: Api) -> None:
+    for state in ("dead", "retrying"):
+        r = await api.c.get(f"/admin/messages?state={state}", headers=api.admin)
+        assert r.status_code == 200 and isinstance(r.json()["data"], list), r.text
+        assert all(m["state"] == state for m in r.json()["data"])
+    r = await api.c.get("/admin/messages?state=bogus", headers=api.admin)
+    assert r.status_code == 422 and r.json()["code"] == "SHOP_REQUEST_PARAMETER_VALID", r.text
+    r = await api.c.post("/admin/messages/424242/replay", headers=api.admin)
+    assert r.status_code == 404 and r.json()["code"] == "SHOP_MESSAGE_NO_EXIST", r.text

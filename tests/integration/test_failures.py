@@ -15,7 +15,7 @@ from shop.services.goods.contracts import ReduceStock
 from shop.services.order.contracts import OrderCancelled
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.user.contracts import ChangeMoney, MoneyLogType
-from tests.support import D, new_id, place, quiet, state, world
+from tests.support import D, new_id, place, quiet, state, until, world
 
 ORDER_POINTS = [
     "order.after_pre_order",
@@ -219,3 +219,20 @@ async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
     assert await state(shop, w) == (9, D("80.00"), None)
     assert await shop.runtime.broker.pending() == 0
 
+
+
+@pytest.mark.shop_settings(message_backoff_ms=60_000, message_backoff_cap_ms=60_000)
+async def test_a_compensation_waiting_in_back_off_is_listed_and_a_replay_tries_it_at_once(shop):
+    w = await world(shop, money="100.00", coupon=None)
+    shop.faults.arm("order.before_confirm", "error", times=1)
+    shop.faults.arm("goods.on_order_cancel", "error", times=1)
+    with pytest.raises(ShopError):
+        await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price))
+    waiting = await until(shop.operator.retrying)
+    assert len(waiting) == 1 and waiting[0]["group"] == "goods-order-group", waiting
+    assert waiting[0]["attempts"] == 1 and waiting[0]["state"] == "retrying"
+    assert (await shop.goods.find_goods(w.goods_id)).goods_number == 9  # still out: the retry is a minute away
+    assert await shop.operator.replay(waiting[0]["id"])
+    assert await quiet(shop) == {"consistent": True, "violations": [], "pending": 0}
+    assert (await shop.goods.find_goods(w.goods_id)).goods_number == 10
+    assert await shop.operator.retrying() == [] and await shop.operator.dead() == []

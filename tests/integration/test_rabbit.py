@@ -3,6 +3,7 @@ are retried with back-off, then parked dead and replayable; nothing published is
 import asyncio
 import contextlib
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,15 @@ async def env(tmp_path):
     made: list[RabbitBroker] = []
     tasks: list[asyncio.Task] = []
 
-    async def broker(groups: dict[str, Recorder], *, consume: bool = True, max_attempts: int = 3) -> RabbitBroker:
+    async def broker(groups: dict[str, Recorder], *, consume: bool = True, max_attempts: int = 3,
+                     backoff_ms: int = 100) -> RabbitBroker:
         subs = []
         for g, rec in groups.items():
             db, inbox = _db(tmp_path, f"{g}-{len(made)}")
             subs.append(Subscription(group=f"t{run}-{g}", service=g, topic=f"t{run}", db=db, inbox=inbox,
                                      handlers={"cancel": rec, "paid": rec}))
         b = RabbitBroker(URL, [(s.group, s.topic, tuple(s.handlers)) for s in subs], Faults(),
-                         max_attempts=max_attempts, backoff_base_ms=100, backoff_cap_ms=300)
+                         max_attempts=max_attempts, backoff_base_ms=backoff_ms, backoff_cap_ms=max(300, backoff_ms))
         try:
             await b.connect()
         except Exception as exc:  # noqa: BLE001
@@ -196,3 +198,28 @@ async def test_an_unacknowledged_delivery_comes_back_after_its_consumer_dies(env
     rec = Recorder()
     await broker({"order": rec})
     assert await _until(lambda: rec.done == ["5"])
+
+
+async def test_a_message_waiting_in_back_off_is_listed_and_a_replay_tries_it_at_once(env):
+    run, broker = env
+    rec = Recorder(fail_first=1)
+    br = await broker({"goods": rec}, backoff_ms=60_000)
+    await br.publish(Message(f"t{run}", "cancel", "7", {"orderId": "7"}))
+    assert await _until(lambda: rec.calls == 1)
+    waiting: list = []
+    for _ in range(100):
+        waiting = [w for w in await br.retrying() if w["group"] == f"t{run}-goods"]
+        if waiting:
+            break
+        await asyncio.sleep(0.05)
+    assert len(waiting) == 1, waiting
+    w = waiting[0]
+    assert (w["state"], w["key"], w["attempts"]) == ("retrying", "7", 1) and "failing on purpose" in w["lastError"]
+    next_try = datetime.fromisoformat(w["nextAttemptAt"].removesuffix("Z")).replace(tzinfo=UTC)
+    assert next_try > datetime.now(UTC) + timedelta(seconds=50)  # not tried again before the replay
+    await asyncio.sleep(0.3)
+    assert rec.done == []
+    assert await br.replay(w["id"])
+    assert await _until(lambda: rec.done == ["7"])
+    assert [x for x in await br.retrying() if x["group"] == f"t{run}-goods"] == []
+    assert not await br.replay(w["id"])  # nothing left to try

@@ -35,15 +35,16 @@ async def timeline(order_id: IdIn, operator: OperatorDep) -> Envelope:
 
 
 @router.get("/admin/messages")
-async def messages(operator: OperatorDep, state: Literal["dead"] = Query("dead")) -> Envelope:
-    return ok(await operator.dead())
+async def messages(operator: OperatorDep, state: Literal["dead", "retrying"] = Query("dead")) -> Envelope:
+    """Messages parked dead after their retries ran out, or waiting in back-off for their next try."""
+    return ok(await (operator.dead() if state == "dead" else operator.retrying()))
 
 
 @router.post("/admin/messages/{message_id}/replay")
 async def replay(message_id: str, operator: OperatorDep) -> Envelope:
     # An id as GET /admin/messages lists it: a number on the embedded broker, group:msgId on RabbitMQ.
     if len(message_id) > 200 or not await operator.replay(message_id):
-        raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead message with that id")
+        raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead or waiting message with that id")
     return ok({"id": message_id, "state": "ready"})
 
 

@@ -96,6 +96,9 @@ class Operator:
     async def dead(self) -> list[dict[str, Any]]:
         return await self.broker.dead()
 
+    async def retrying(self) -> list[dict[str, Any]]:
+        return await self.broker.retrying()
+
     async def replay(self, message_id: str) -> bool:
         return await self.broker.replay(message_id)
 

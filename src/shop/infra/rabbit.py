@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -215,7 +215,9 @@ class RabbitBroker:
                 out.headers["parked_at"] = int(time.time() * 1000)
                 await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".dead")
             else:
-                out.expiration = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms) / 1000
+                wait_ms = backoff_ms(attempts, self.backoff_base_ms, self.backoff_cap_ms)
+                out.expiration = wait_ms / 1000
+                out.headers["next_at"] = int(time.time() * 1000) + wait_ms
                 await ch.default_exchange.publish(out, routing_key=queue_name(sub.group, self.prefix) + ".retry")
         await m.ack()
 
@@ -238,28 +240,36 @@ class RabbitBroker:
     # -- operator views ------------------------------------------------------------------------
 
     async def dead(self) -> list[dict[str, Any]]:
-        """Every parked message, left in place (fetched, then returned to its queue). Delivery is
-        at least once, so one message may be parked twice: it is listed once, by its id."""
+        """Every parked message, left in place (fetched, then returned to its queue)."""
+        return await self._peek(".dead", lambda h: {"state": "dead", "parkedAt": _at(h.get("parked_at"))})
+
+    async def retrying(self) -> list[dict[str, Any]]:
+        """Every message waiting in back-off in a group's retry queue, left in place."""
+        return await self._peek(".retry", lambda h: {"state": "retrying", "nextAttemptAt": _at(h.get("next_at"))})
+
+    async def _peek(self, suffix: str, more: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages of every group's `suffix` queue, fetched and returned to it. Delivery is at
+        least once, so one message may be there twice: it is listed once, by its id."""
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         async with self._lock:
             ch = await self._channel()
             try:
                 for group, _, _ in self.topology:
-                    q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
+                    q = await ch.declare_queue(queue_name(group, self.prefix) + suffix, passive=True)
                     held = []
                     while (m := await q.get(no_ack=False, fail=False)) is not None:
                         held.append(m)
                         h = m.headers or {}
-                        dead_id = f"{group}:{m.message_id}"
-                        if dead_id in seen:
+                        listed_id = f"{group}:{m.message_id}"
+                        if listed_id in seen:
                             continue
-                        seen.add(dead_id)
+                        seen.add(listed_id)
                         out.append({
-                            "id": dead_id, "msgId": m.message_id, "group": group,
+                            "id": listed_id, "msgId": m.message_id, "group": group,
                             "topic": h.get("topic"), "tag": h.get("tag"), "key": h.get("key"),
                             "body": orjson.loads(m.body), "attempts": h.get("attempts"), "lastError": h.get("error"),
-                            "state": "dead", "parkedAt": _parked_at(h.get("parked_at")),
+                            **more(h),
                         })
                     for m in held:
                         await m.nack(requeue=True)
@@ -267,36 +277,42 @@ class RabbitBroker:
                 await ch.close()
         return out
 
-    async def replay(self, dead_id: str) -> bool:
-        """Send a parked message back to its group's queue, attempts reset. Every parked copy of
-        it goes (a duplicate delivery parks twice); the group's inbox lets only one do the work."""
-        group, _, message_id = dead_id.partition(":")
-        # Only a group of ours has a dead queue. Declaring one for any other name would create a
+    async def replay(self, listed_id: str) -> bool:
+        """A parked message back to its group's queue, attempts reset; or one waiting in back-off,
+        at once. Every copy of it goes (a duplicate delivery parks twice); the group's inbox lets
+        only one do the work."""
+        group, _, message_id = listed_id.partition(":")
+        # Only a group of ours has these queues. Declaring one for any other name would create a
         # stray queue on the broker (or fail on a name AMQP refuses), so anything else is unknown.
         if group not in {g for g, _, _ in self.topology}:
             return False
         async with self._lock:
-            ch = await self._channel()
-            try:
-                q = await ch.declare_queue(queue_name(group, self.prefix) + ".dead", durable=True)
-                held, found = [], False
-                while (m := await q.get(no_ack=False, fail=False)) is not None:
-                    if m.message_id == message_id:
-                        h = dict(m.headers or {})
+            return await self._move(group, ".dead", message_id, reset=True) or \
+                await self._move(group, ".retry", message_id, reset=False)
+
+    async def _move(self, group: str, suffix: str, message_id: str, *, reset: bool) -> bool:
+        ch = await self._channel()
+        try:
+            q = await ch.declare_queue(queue_name(group, self.prefix) + suffix, passive=True)
+            held, found = [], False
+            while (m := await q.get(no_ack=False, fail=False)) is not None:
+                if m.message_id == message_id:
+                    h = dict(m.headers or {})
+                    if reset:
                         h["attempts"] = 0
-                        await ch.default_exchange.publish(
-                            aio_pika.Message(m.body, message_id=m.message_id, content_type="application/json",
-                                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=h),
-                            routing_key=queue_name(group, self.prefix),
-                        )
-                        await m.ack()
-                        found = True
-                    else:
-                        held.append(m)
-                for m in held:
-                    await m.nack(requeue=True)
-            finally:
-                await ch.close()
+                    await ch.default_exchange.publish(
+                        aio_pika.Message(m.body, message_id=m.message_id, content_type="application/json",
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=h),
+                        routing_key=queue_name(group, self.prefix),
+                    )
+                    await m.ack()
+                    found = True
+                else:
+                    held.append(m)
+            for m in held:
+                await m.nack(requeue=True)
+        finally:
+            await ch.close()
         return found
 
     async def dead_counts(self) -> dict[str, int]:
@@ -341,7 +357,7 @@ class RabbitBroker:
         self._notes = self._reports = None
 
 
-def _parked_at(ms: Any) -> str | None:
+def _at(ms: Any) -> str | None:
     return iso(datetime.fromtimestamp(ms / 1000, UTC)) if isinstance(ms, int) else None
 
 

@@ -41,5 +41,9 @@ class Broker(Protocol):
     async def dead(self) -> list[dict[str, Any]]:
         """The parked messages, as GET /admin/messages lists them."""
 
+    async def retrying(self) -> list[dict[str, Any]]:
+        """The messages waiting in back-off, with their attempts and their next try (nextAttemptAt)."""
+
     async def replay(self, dead_id: str) -> bool:
-        """Send a parked message back to its group; False if there is no such message."""
+        """Send a parked message back to its group, or try one waiting in back-off at once; False if
+        there is no such message."""

@@ -58,10 +58,20 @@ _Q_RETRY = Query(
             last_error=sa.bindparam("last_error"))
 )
 _Q_DEAD = Query(sa.select(delivery).where(_d.state == "dead").order_by(_d.delivery_id))
+# Waiting in back-off: failed at least once, to be tried again at next_at.
+_Q_RETRYING = Query(
+    sa.select(delivery).where(_d.state == "ready", _d.attempts > 0, _d.next_at > sa.bindparam("now"))
+    .order_by(_d.next_at)
+)
 _Q_REPLAY = Query(
     sa.update(delivery)
     .where(_d.delivery_id == sa.bindparam("id"), _d.state == "dead")
     .values(state="ready", attempts=0, next_at=sa.bindparam("now"))
+)
+_Q_TRY_NOW = Query(  # a delivery waiting in back-off: at once, its attempts counted on
+    sa.update(delivery)
+    .where(_d.delivery_id == sa.bindparam("id"), _d.state == "ready", _d.attempts > 0)
+    .values(next_at=sa.bindparam("now"))
 )
 _Q_WAITING = Query(
     sa.select(sa.func.count().label("n"))
@@ -72,6 +82,19 @@ _Q_DEAD_COUNTS = Query(
     sa.select(_d.group_name, sa.func.count().label("n")).where(_d.state == "dead").group_by(_d.group_name)
 )
 _Q_PENDING = Query(sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.state == "ready"))
+
+
+def _at(ms: int) -> str | None:
+    return iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _listed(r: Any) -> dict[str, Any]:
+    """A delivery as GET /admin/messages lists it."""
+    return {
+        "id": str(r["delivery_id"]), "msgId": r["msg_id"], "group": r["group_name"], "topic": r["msg_topic"],
+        "tag": r["msg_tag"], "key": r["msg_key"], "body": orjson.loads(r["msg_body"]), "attempts": r["attempts"],
+        "lastError": r["last_error"], "state": r["state"],
+    }
 
 
 def _row_message(r: Any) -> Message:
@@ -178,23 +201,19 @@ class EmbeddedBroker:
     # -- operator views ------------------------------------------------------------------------
 
     async def dead(self) -> list[dict[str, Any]]:
-        rows = await self.db.fetchall(_Q_DEAD)
-        return [
-            {
-                "id": str(r["delivery_id"]), "msgId": r["msg_id"], "group": r["group_name"], "topic": r["msg_topic"],
-                "tag": r["msg_tag"], "key": r["msg_key"], "body": orjson.loads(r["msg_body"]),
-                "attempts": r["attempts"], "lastError": r["last_error"], "state": r["state"],
-                "parkedAt": iso(datetime.fromtimestamp(r["next_at"] / 1000, UTC)),
-            }
-            for r in rows
-        ]
+        return [dict(_listed(r), parkedAt=_at(r["next_at"])) for r in await self.db.fetchall(_Q_DEAD)]
+
+    async def retrying(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(_Q_RETRYING, now=now_ms())
+        return [dict(_listed(r), state="retrying", nextAttemptAt=_at(r["next_at"])) for r in rows]
 
     async def replay(self, delivery_id: int | str) -> bool:
+        """A dead delivery back to its group, attempts reset; one waiting in back-off, at once."""
         if not str(delivery_id).isdigit():
             return False
-        delivery_id = int(delivery_id)
         async with self.db.unit_of_work() as uow:
-            n = await uow.execute(_Q_REPLAY, id=delivery_id, now=now_ms())
+            n = await uow.execute(_Q_REPLAY, id=int(delivery_id), now=now_ms())
+            n = n or await uow.execute(_Q_TRY_NOW, id=int(delivery_id), now=now_ms())
             await uow.commit()
         self._wake.set()
         return n == 1
