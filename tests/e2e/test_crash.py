@@ -249,7 +249,8 @@ def armed_cancels(data_dir: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(f"file:{data_dir / 'order.db'}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        waiting = "SELECT msg_tag, msg_key, due_at FROM trade_mq_producer_temp WHERE sent_at IS NULL"
+        # Not sent yet: a sent message is kept, its due_at past 2^62 (infra/messaging/outbox.py).
+        waiting = "SELECT msg_tag, msg_key, due_at FROM trade_mq_producer_temp WHERE due_at < 4611686018427387904"
         return [dict(r) for r in conn.execute(waiting)]
     finally:
         conn.close()

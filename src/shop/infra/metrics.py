@@ -8,7 +8,6 @@ rather than queried at scrape time: a scrape must not wait on a database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -99,15 +98,30 @@ class Sampler:
             await asyncio.sleep(self.every_s)
 
 
-@contextlib.contextmanager
-def rpc_timer(method: str) -> Any:
-    """Times one call into RPC, labelled with its answer: OK, or the ShopCode it raised."""
+Observe = Callable[[float, BaseException | None], None]
+
+
+def rpc_observer(method: str) -> Observe:
+    """Records one method's calls into RPC: labelled OK, or with the ShopCode the call raised. The
+    OK child is bound once: this runs on every call between services."""
+    ok = RPC.labels(method, "OK")
+
+    def observe(seconds: float, exc: BaseException | None) -> None:
+        if exc is None:
+            ok.observe(seconds)
+        else:
+            code = getattr(getattr(exc, "code", None), "name", None) or type(exc).__name__
+            RPC.labels(method, code).observe(seconds)
+
+    return observe
+
+
+async def timed(observe: Observe, call: Awaitable[T]) -> T:
     start = time.perf_counter()
-    code = "OK"
     try:
-        yield
-    except Exception as exc:
-        code = getattr(getattr(exc, "code", None), "name", None) or type(exc).__name__
+        result = await call
+    except BaseException as exc:
+        observe(time.perf_counter() - start, exc)
         raise
-    finally:
-        RPC.labels(method, code).observe(time.perf_counter() - start)
+    observe(time.perf_counter() - start, None)
+    return result

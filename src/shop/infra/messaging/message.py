@@ -53,12 +53,11 @@ def add_message_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("msg_status", sa.Integer, nullable=False, server_default="0"),
         sa.Column("create_time", Timestamp(), nullable=False),
         # Epoch milliseconds after which the relay may publish it: now, or a deadline. A sent
-        # message is kept (for an order's timeline) with due_at at SENT, out of every due range.
+        # message is kept for its order's timeline, with due_at at SENT + the time it was sent: out
+        # of every due range, and pruned by a range of the same index (see outbox.py).
         sa.Column("due_at", sa.BigInteger, nullable=False),
-        sa.Column("sent_at", sa.BigInteger),  # epoch milliseconds; pruned after the retention period
         sa.Index("ix_trade_mq_producer_temp_due_at", "due_at"),
-        sa.Index("ix_trade_mq_producer_temp_msg_key", "msg_key"),
-        sa.Index("ix_trade_mq_producer_temp_sent_at", "sent_at"),
+        sa.Index("ix_trade_mq_producer_temp_msg_key", "msg_key"),  # an order's timeline
     )
     inbox = sa.Table(
         "trade_mq_consumer_log",

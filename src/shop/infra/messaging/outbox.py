@@ -11,7 +11,9 @@ from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, Query, UnitOfWork, bind
 from shop.infra.messaging.message import Message
 
-# A sent message's due_at: past every due range, so the relay never sees it again.
+# A sent message's due_at is SENT + the epoch milliseconds it was sent at: past every due range,
+# so the relay never sees it again, and still in the due_at index, so pruning is a range scan and
+# no other column or index is written per message.
 SENT = 2**62
 
 
@@ -31,19 +33,19 @@ class Outbox:
         self._make_due = Query(
             sa.update(t).where(t.c.id == sa.bindparam("id")).values(due_at=sa.bindparam("due_at"))
         )
-        unsent = t.c.sent_at.is_(None)
+        unsent = t.c.due_at < SENT
         self._due_by_key = Query(
             sa.update(t)
             .where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"), unsent)
             .values(due_at=sa.bindparam("due_at"))
         )
         self._sent = Query(
-            sa.update(t).where(t.c.id == sa.bindparam("id")).values(sent_at=sa.bindparam("now"), due_at=SENT)
+            sa.update(t).where(t.c.id == sa.bindparam("id")).values(due_at=SENT + sa.bindparam("now"))
         )
-        self._prune = Query(sa.delete(t).where(t.c.sent_at < sa.bindparam("before")))
+        self._prune = Query(sa.delete(t).where(t.c.due_at >= SENT, t.c.due_at < SENT + sa.bindparam("before")))
         self._sent_for = Query(
-            sa.select(t.c.msg_topic, t.c.msg_tag, t.c.id, t.c.sent_at)
-            .where(t.c.msg_key == sa.bindparam("key"), t.c.sent_at.is_not(None))
+            sa.select(t.c.msg_topic, t.c.msg_tag, t.c.id, t.c.due_at)
+            .where(t.c.msg_key == sa.bindparam("key"), t.c.due_at >= SENT)
         )
         self._claim = Query(
             sa.update(t)
@@ -114,7 +116,7 @@ class Outbox:
     async def sent_events(self, uow: UnitOfWork, key: str, service: str) -> list[TimelineEvent]:
         """The messages about this key (an order) that left, for its timeline."""
         return [
-            TimelineEvent(datetime.fromtimestamp(r["sent_at"] / 1000, UTC).replace(tzinfo=None), service,
+            TimelineEvent(datetime.fromtimestamp((r["due_at"] - SENT) / 1000, UTC).replace(tzinfo=None), service,
                           "message.sent", {"topic": r["msg_topic"], "tag": r["msg_tag"], "msgId": r["id"]})
             for r in await uow.fetchall(self._sent_for, key=key)
         ]

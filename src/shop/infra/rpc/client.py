@@ -167,11 +167,10 @@ class GrpcClient:
         except KeyError:
             raise AttributeError(name) from None
 
-        where = f"{self.service.name}.{name}"
+        observe = metrics.rpc_observer(f"{self.service.name}.{name}")
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            with metrics.rpc_timer(where):
-                return call.result(await self._call(name, call.request(args, kwargs)))
+            return call.result(await metrics.timed(observe, self._call(name, call.request(args, kwargs))))
 
         method.__name__ = name
         setattr(self, name, method)

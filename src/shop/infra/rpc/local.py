@@ -34,12 +34,11 @@ class LocalClient:
         if name.startswith("_") or not asyncio.iscoroutinefunction(target):
             raise AttributeError(name)
 
-        method = f"{self._service}.{name}"
+        observe = metrics.rpc_observer(f"{self._service}.{name}")
 
         @functools.wraps(target)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            with metrics.rpc_timer(method):
-                return await self._call(target, name, args, kwargs)
+            return await metrics.timed(observe, self._call(target, name, args, kwargs))
 
         setattr(self, name, call)  # bind once; later calls skip __getattr__
         return call

@@ -34,7 +34,6 @@ order = sa.Table(
     sa.Column("refund_time", Timestamp()),
     # The lists, newest first (services/order/repository.py): one index per filter, in id order.
     sa.Index("ix_trade_order_user_id_order_id", "user_id", "order_id"),
-    sa.Index("ix_trade_order_user_id_order_status_order_id", "user_id", "order_status", "order_id"),
     sa.Index("ix_trade_order_order_status_order_id", "order_status", "order_id"),
     sa.Index("ix_trade_order_pay_status_order_id", "pay_status", "order_id"),
 )

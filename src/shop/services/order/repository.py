@@ -126,12 +126,13 @@ _SLACK_MS = 1000
 
 def _list_query(filters: frozenset[str]) -> Query:
     if filters not in _LISTS:
-        where = [o[f] == sa.bindparam(f) for f in ("user_id", "order_status") if f in filters]
-        if "pay_status" in filters:
-            # With a user, his own index is the way in: `+ 0` keeps a planner without statistics
-            # (SQLite's, as the embedded shop runs it) from walking every order of that pay status.
-            column = o.pay_status + 0 if "user_id" in filters else o.pay_status
-            where.append(column == sa.bindparam("pay_status"))
+        where = [o.user_id == sa.bindparam("user_id")] if "user_id" in filters else []
+        for f in ("order_status", "pay_status"):
+            if f in filters:
+                # With a user, his own index is the way in (a user has few orders): `+ 0` keeps a
+                # planner without statistics (SQLite's, as the embedded shop runs it) from walking
+                # every order of that status instead.
+                where.append((o[f] + 0 if "user_id" in filters else o[f]) == sa.bindparam(f))
         if "from_time" in filters:
             where += [o.order_id >= sa.bindparam("from_id"), o.add_time >= sa.bindparam("from_time")]
         if "to_time" in filters:

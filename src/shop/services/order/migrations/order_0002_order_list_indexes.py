@@ -1,4 +1,4 @@
-"""order lists: indexes for newest-first pages by user (and status), by status and by pay status
+"""order lists: indexes for newest-first pages by user, by status and by pay status
 
 Revision ID: order_0002
 Revises: order_0001
@@ -16,7 +16,6 @@ depends_on = None
 
 INDEXES = {
     "ix_trade_order_user_id_order_id": ["user_id", "order_id"],
-    "ix_trade_order_user_id_order_status_order_id": ["user_id", "order_status", "order_id"],
     "ix_trade_order_order_status_order_id": ["order_status", "order_id"],
     "ix_trade_order_pay_status_order_id": ["pay_status", "order_id"],
 }

@@ -4,7 +4,7 @@ Revision ID: order_0003
 Revises: order_0002
 Create Date: 2026-11-30 01:20:00
 
-A sent message is kept (marked sent) for its order's timeline until the retention period
+A sent message is kept (its due_at moved past every due range) for its order's timeline until the retention period
 passes; an order's messages, handled or sent, and its ledger rows are found by its id.
 """
 import sqlalchemy as sa
@@ -19,9 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("trade_mq_producer_temp", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sent_at", sa.BigInteger(), nullable=True))
         batch_op.create_index("ix_trade_mq_producer_temp_msg_key", ["msg_key"], unique=False)
-        batch_op.create_index("ix_trade_mq_producer_temp_sent_at", ["sent_at"], unique=False)
     with op.batch_alter_table("trade_mq_consumer_log", schema=None) as batch_op:
         batch_op.create_index("ix_trade_mq_consumer_log_msg_key", ["msg_key"], unique=False)
     # When an order was cancelled or refunded (the original keeps no time for either).
@@ -38,6 +36,4 @@ def downgrade() -> None:
     with op.batch_alter_table("trade_mq_consumer_log", schema=None) as batch_op:
         batch_op.drop_index("ix_trade_mq_consumer_log_msg_key")
     with op.batch_alter_table("trade_mq_producer_temp", schema=None) as batch_op:
-        batch_op.drop_index("ix_trade_mq_producer_temp_sent_at")
         batch_op.drop_index("ix_trade_mq_producer_temp_msg_key")
-        batch_op.drop_column("sent_at")

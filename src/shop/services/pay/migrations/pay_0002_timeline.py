@@ -4,10 +4,9 @@ Revision ID: pay_0002
 Revises: pay_0001
 Create Date: 2026-11-30 01:20:00
 
-A sent message is kept (marked sent) for its order's timeline until the retention period
+A sent message is kept (its due_at moved past every due range) for its order's timeline until the retention period
 passes; an order's messages, handled or sent, and its ledger rows are found by its id.
 """
-import sqlalchemy as sa
 from alembic import op
 
 revision = 'pay_0002'
@@ -18,9 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("trade_mq_producer_temp", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sent_at", sa.BigInteger(), nullable=True))
         batch_op.create_index("ix_trade_mq_producer_temp_msg_key", ["msg_key"], unique=False)
-        batch_op.create_index("ix_trade_mq_producer_temp_sent_at", ["sent_at"], unique=False)
     with op.batch_alter_table("trade_mq_consumer_log", schema=None) as batch_op:
         batch_op.create_index("ix_trade_mq_consumer_log_msg_key", ["msg_key"], unique=False)
 
@@ -29,6 +26,4 @@ def downgrade() -> None:
     with op.batch_alter_table("trade_mq_consumer_log", schema=None) as batch_op:
         batch_op.drop_index("ix_trade_mq_consumer_log_msg_key")
     with op.batch_alter_table("trade_mq_producer_temp", schema=None) as batch_op:
-        batch_op.drop_index("ix_trade_mq_producer_temp_sent_at")
         batch_op.drop_index("ix_trade_mq_producer_temp_msg_key")
-        batch_op.drop_column("sent_at")
