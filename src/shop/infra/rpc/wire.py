@@ -176,7 +176,8 @@ class Call:
     """One method of a service's interface on the wire, worked out once from its signature: its
     parameters are the request's fields (or, when it takes one dataclass, the dataclass's are), and
     its result is the reply: a dataclass as the reply's fields, a list as its one repeated field,
-    a plain value as its one field, None as an empty reply, and the audit's facts as JSON."""
+    a plain value as its one field, None as an empty reply, and into a reply of one `json` field
+    (the audit's facts, a timeline) as JSON."""
 
     def __init__(self, fn: Callable[..., Any], request: type[Proto], reply: type[Proto]) -> None:
         hints = get_type_hints(fn)
@@ -195,8 +196,8 @@ class Call:
         self.facts = self.one_field == "json" and reply_fields[0].type == reply_fields[0].TYPE_BYTES
         self.item = get_args(self.returns)[0] if get_origin(self.returns) is list and not self.facts else None
         self.item_cls = GetMessageClass(reply_fields[0].message_type) if self.item is not None else None
-        self.plain = None if self.returns is None or dataclasses.is_dataclass(self.returns) or self.item \
-            else _field(self.one_field or "", self.returns)
+        structured = self.facts or self.returns is None or dataclasses.is_dataclass(self.returns) or self.item
+        self.plain = None if structured else _field(self.one_field or "", self.returns)
 
     # the client's side
 
