@@ -67,7 +67,7 @@ def _say(settings: Settings, text: str) -> None:
     if settings.log_format == "json":
         logging.getLogger("shop").info(text)
     else:
-        console.print(text, markup=False, highlight=False)
+        print(text, flush=True)  # not rich's console: it would wrap the ready-to-paste commands
 
 
 def _uvicorn(app_: object, host: str, port: int) -> None:
