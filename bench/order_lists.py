@@ -112,14 +112,8 @@ async def measure(db: Database, dialect: str, limit: int, n: int) -> None:
 
 
 async def plan(db: Database, dialect: str, q: OrderQuery) -> str:
-    params: dict[str, Any] = {f: getattr(q, f) for f in ("user_id", "order_status", "pay_status", "from_time",
-                                                          "to_time", "before_id") if getattr(q, f) is not None}
-    if q.from_time is not None:
-        params["from_id"] = first_id_at(epoch_ms(q.from_time) - 1000)
-    if q.to_time is not None:
-        params["to_id"] = first_id_at(epoch_ms(q.to_time) + 1000)
-    query = repo._list_query(frozenset(params))
-    sql, args = query.args(dialect, {**params, "n": q.limit + 1})
+    query, params = repo.list_statement(q)
+    sql, args = query.args(dialect, params)
     prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}[dialect]
     async with db.unit_of_work(readonly=True) as uow:
         if dialect == "sqlite":

@@ -95,8 +95,9 @@ class Runtime:
         if self.settings.metrics_port is not None and self.exposed:
             metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         self._tasks = [asyncio.create_task(r.run(), name=f"relay-{r.name}") for r in self.relays]
-        sampler = metrics.Sampler([r.sample for r in self.relays] + ([self._sample_dead] if self.subscriptions else []))
-        self._tasks.append(asyncio.create_task(sampler.run(), name="metrics"))
+        samples = [r.sample for r in self.relays] + ([self._sample_dead] if self.subscriptions else [])
+        if samples:  # a front door has no outbox and no consumer group of its own
+            self._tasks.append(asyncio.create_task(metrics.Sampler(samples).run(), name="metrics"))
         if self.subscriptions:
             self._tasks.append(asyncio.create_task(self.broker.run(self.subscriptions), name="consumers"))
         if self.sandbox is not None:

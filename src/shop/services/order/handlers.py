@@ -17,7 +17,7 @@ from shop.common.clock import now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
-from shop.common.timeline import TimelineEvent
+from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.logs import ORDER_ID
@@ -209,11 +209,7 @@ class OrderHandlers:
             events = await self.outbox.sent_events(uow, str(order_id), "order")
             events += await INBOX.handled_events(uow, str(order_id), "order")
         if row is not None:
-            for column, kind in (("add_time", "order.saved"), ("confirm_time", "order.confirmed"),
-                                 ("pay_time", "order.paid"), ("cancel_time", "order.cancelled"),
-                                 ("refund_time", "order.refunded")):
-                if row[column] is not None:
-                    events.append(TimelineEvent(row[column], "order", kind, {"orderStatus": row["order_status"]}))
+            events += from_times(row, "order", ORDER_TIMES, {"orderStatus": row["order_status"]})
         return events
 
     async def audit_facts(self) -> OrderFacts:
@@ -221,6 +217,10 @@ class OrderHandlers:
             rows = await uow.fetchall(repo.ALL)
             due = await self.outbox.count_due(uow)
         return OrderFacts(orders={r["order_id"]: as_record(Order, r) for r in rows}, outbox_due=due)
+
+
+ORDER_TIMES = {"add_time": "order.saved", "confirm_time": "order.confirmed", "pay_time": "order.paid",
+               "cancel_time": "order.cancelled", "refund_time": "order.refunded"}
 
 
 async def guard_cancel(uow: UnitOfWork, msg: Message) -> bool:

@@ -143,13 +143,20 @@ def _list_query(filters: frozenset[str]) -> Query:
     return _LISTS[filters]
 
 
-async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Any], bool]:
-    """Up to q.limit rows, and whether there are more."""
+def list_statement(q: OrderQuery) -> tuple[Query, dict[str, Any]]:
+    """The statement for this query and its parameters: one row more than a page, to tell whether
+    there is a next one."""
     params: dict[str, Any] = {f: getattr(q, f) for f in ("user_id", "order_status", "pay_status", "from_time",
                                                           "to_time", "before_id") if getattr(q, f) is not None}
     if q.from_time is not None:
         params["from_id"] = first_id_at(epoch_ms(q.from_time) - _SLACK_MS)
     if q.to_time is not None:
         params["to_id"] = first_id_at(epoch_ms(q.to_time) + _SLACK_MS)
-    rows = list(await db.fetchall(_list_query(frozenset(params)), n=q.limit + 1, **params))
+    return _list_query(frozenset(params)), {**params, "n": q.limit + 1}
+
+
+async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Any], bool]:
+    """Up to q.limit rows, and whether there are more."""
+    query, params = list_statement(q)
+    rows = list(await db.fetchall(query, **params))
     return rows[: q.limit], len(rows) > q.limit

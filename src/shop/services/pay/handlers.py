@@ -16,7 +16,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import fmt
-from shop.common.timeline import TimelineEvent
+from shop.common.timeline import TimelineEvent, from_times
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
@@ -43,6 +43,8 @@ log = logging.getLogger("shop.pay")
 
 
 INBOX = Inbox(inbox)
+
+PAY_TIMES = {"create_time": "pay.created", "paid_time": "pay.notified", "refund_time": "pay.refunded"}
 
 
 def _bad_signature(why: str) -> ShopError:
@@ -140,10 +142,7 @@ class PayHandlers:
             events += await INBOX.handled_events(uow, str(order_id), "pay")
         if row is not None:
             detail = {"payId": str(row["pay_id"]), "payAmount": fmt(row["pay_amount"])}
-            for column, kind in (("create_time", "pay.created"), ("paid_time", "pay.notified"),
-                                 ("refund_time", "pay.refunded")):
-                if row[column] is not None:
-                    events.append(TimelineEvent(row[column], "pay", kind, detail))
+            events += from_times(row, "pay", PAY_TIMES, detail)
         return events
 
     async def audit_facts(self) -> PayFacts:
