@@ -138,6 +138,16 @@ class Cluster:
             zk.close()
         drop_databases(self.config.db_base_url(), [f"{self.name}_{s}" for s in SERVICES])
 
+    def troubles(self, most: int = 40) -> list[str]:
+        """What went wrong in the cluster's processes, from its log: processes that exited and
+        every ERROR (with the first line of any traceback), for a run whose tests failed in CI."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        marks = ("exited with", "ERROR", "CRITICAL", "Traceback", "Error:")
+        return [line for line in text.splitlines() if any(m in line for m in marks)][-most:]
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

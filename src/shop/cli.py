@@ -144,8 +144,8 @@ async def _serve_until_signalled(shop: Shop) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await shop.start()
     try:
+        await shop.start()  # inside: a start that fails half-way still leaves the registry at once
         await stop.wait()
     finally:
         await shop.stop()

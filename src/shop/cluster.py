@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -147,9 +148,28 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
 
 
 def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free now and below the kernel's ephemeral range. The process binds it a second or two
+    later, and it keeps it across restarts: a port from the ephemeral range (what binding port 0
+    gives) can be taken meanwhile as the local end of any outgoing connection (every process opens
+    dozens to the databases, the broker and Zookeeper as it starts), and then /metrics never comes
+    up for the life of that connection (a CI run lost its order service to this)."""
+    low = _ephemeral_range()[0]
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low} on {host}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):  # not Linux: IANA's dynamic range, which BSD and macOS use
+        return 49152, 65535
 
 
 def write_scrape_targets(config: ClusterConfig, kids: list[Child]) -> Path:

@@ -84,6 +84,10 @@ class Runtime:
 
     async def start(self) -> None:
         await self.connect()
+        # /metrics before the registry: once registered, callers come, and a start that fails after
+        # that leaves them an address that refuses them until the registry's session times out.
+        if self.settings.metrics_port is not None and self.exposed:
+            metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         if self.registry is not None and self.exposed:
             s = self.settings
             self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, faults=self.faults)
@@ -92,8 +96,6 @@ class Runtime:
                 await self.registry.register(service.full_name, address, application=self.role)
             await self.registry.register(ADMIN_SERVICE, address, application=self.role)
             log.info("%s serving gRPC on %s", self.role, address)
-        if self.settings.metrics_port is not None and self.exposed:
-            metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         self._tasks = [asyncio.create_task(r.run(), name=f"relay-{r.name}") for r in self.relays]
         samples = [r.sample for r in self.relays] + ([self._sample_dead] if self.subscriptions else [])
         if samples:  # a front door has no outbox and no consumer group of its own

@@ -41,6 +41,20 @@ def mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     finally:
         cluster.stop()
         cluster.clean_up()
+        TROUBLES[request.param] = cluster.troubles()
+
+
+# What each shared cluster's processes logged as going wrong, printed at the end of the run: a CI
+# run shows only pytest's output, and a test's failure says what it saw, not why a process died.
+TROUBLES: dict[str, list[str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for mode, lines in TROUBLES.items():
+        if lines:
+            terminalreporter.section(f"what went wrong in the {mode} cluster's processes (from its log)")
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -116,3 +116,29 @@ def test_cli_refuses_what_it_cannot_run(argv: list[str]) -> None:
 
     r = subprocess.run([sys.executable, "-m", "shop", *argv], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+
+
+def test_metrics_ports_are_below_the_ephemeral_range(tmp_path: Path) -> None:
+    # An outgoing connection's local port comes from the ephemeral range: a port chosen there could
+    # be taken by one before the service binds it, and stay taken for that connection's life.
+    from shop.cluster import _ephemeral_range, children
+
+    low, _ = _ephemeral_range()
+    kids = children(ClusterConfig(db="postgresql", port=18000, data_dir=tmp_path, name="t"), {})
+    ports = [int(k.env["SHOP_METRICS_PORT"]) for k in kids if "SHOP_METRICS_PORT" in k.env]
+    assert len(ports) == 6 and len(set(ports)) == 6
+    assert all(1024 <= p < low for p in ports)
+
+
+def test_a_taken_metrics_port_is_logged_and_the_process_serves_on(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from shop.infra import metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level("ERROR", logger="shop.metrics"):
+            assert metrics.serve(port, "127.0.0.1") is False
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in caplog.text

@@ -42,10 +42,19 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """A gRPC-only process's /metrics, on its own port (a thread of prometheus-client's)."""
-    start_http_server(port, addr=host)
+def serve(port: int, host: str = "0.0.0.0") -> bool:
+    """A gRPC-only process's /metrics, on its own port (a thread of prometheus-client's).
+
+    A port already taken is logged and the process serves on without /metrics: taking orders matters
+    more than being scraped, and failing here would only make the supervisor restart it into the
+    same taken port, again and again (Prometheus shows the target down, which is the alert)."""
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.error("cannot serve /metrics on %s:%d (%s); serving without it", host, port, exc.strerror or exc)
+        return False
     log.info("metrics on %s:%d", host, port)
+    return True
 
 
 class _Timed:
