@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/shop run --demo
 
 test: $(STAMP)
+	@bash scripts/test-services.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs
