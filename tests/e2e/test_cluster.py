@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,7 +216,12 @@ async def test_the_order_service_killed_mid_order_converges(cluster: Cluster, ap
 
 
 def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster) -> None:
-    env = {**cluster.process_env(), "SHOP_WORKER_ID": "30"}
+    # Its /metrics port is taken (by an outgoing connection, say): it serves without /metrics rather
+    # than dying and being restarted into the same taken port forever (a CI run lost a service so).
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {**cluster.process_env(), "SHOP_WORKER_ID": "30", "SHOP_METRICS_PORT": str(taken.getsockname()[1])}
     extra = subprocess.Popen([sys.executable, "-m", "shop", "serve", "goods"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -224,6 +230,8 @@ def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster
             time.sleep(0.1)
         assert str(extra.pid) in {p["pid"] for p in cluster.providers(GOODS)}
         assert str(extra.pid) in {p["pid"] for p in cluster.providers(ADMIN_SERVICE)}
+        time.sleep(1.0)
+        assert extra.poll() is None, "a taken /metrics port ended the process"
         extra.send_signal(signal.SIGTERM)
         t = time.monotonic()
         while str(extra.pid) in {p["pid"] for p in cluster.providers(GOODS)}:
@@ -234,6 +242,7 @@ def test_a_provider_stopped_cleanly_leaves_the_registry_at_once(cluster: Cluster
         assert gone_after < 1.0
         assert str(extra.pid) not in {p["pid"] for p in cluster.providers(ADMIN_SERVICE)}
     finally:
+        taken.close()
         if extra.poll() is None:
             extra.kill()
 
