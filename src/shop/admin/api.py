@@ -10,6 +10,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, Envelope, IdIn, ok
+from shop.services.catalog import FAULT_POINTS
 from shop.services.order.contracts import MAX_OVERVIEW_MINUTES
 
 router = APIRouter(tags=["admin"], dependencies=[AdminDep])
@@ -69,9 +70,9 @@ def faults_router() -> APIRouter:
 
     @r.get("/admin/faults")
     async def armed(operator: OperatorDep) -> Envelope:
-        """The faults armed through this process and not yet spent here. The console also asks to
-        learn whether fault injection is on at all (404 when it is off)."""
-        return ok(operator.armed_faults())
+        """The points a fault can be armed at, and the faults armed through this process and not yet
+        spent here. The console also asks to learn whether fault injection is on (404 when off)."""
+        return ok({"points": list(FAULT_POINTS), "armed": operator.armed_faults()})
 
     @r.delete("/admin/faults")
     async def clear(operator: OperatorDep) -> Envelope:

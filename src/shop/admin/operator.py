@@ -11,7 +11,7 @@ from typing import Any
 from shop.admin.audit import AuditReport, check
 from shop.common.clock import iso, utcnow
 from shop.common.errors import ServiceUnavailable
-from shop.common.timeline import TimelineEvent
+from shop.common.timeline import TimelineEvent, in_time_order
 from shop.infra import metrics
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
@@ -108,7 +108,7 @@ class Operator:
                 events.append(TimelineEvent(at, "broker", "message.dead", {
                     "group": d["group"], "tag": d["tag"], "id": d["id"], "attempts": d["attempts"],
                     "lastError": d["lastError"]}))
-        return sorted(events, key=lambda e: e.at)
+        return in_time_order(events)
 
     # -- dead messages ----------------------------------------------------------------------------
 
