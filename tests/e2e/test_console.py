@@ -223,7 +223,7 @@ def test_an_order_is_found_and_its_timeline_shows_each_step(console: Console, ap
     console.page.get_by_role("heading", name=f"Order {order['orderId']}").wait_for()
     lanes = console.page.locator(".lanes")
     for kind in ("order.saved", "goods.stock_reduced", "coupon.used", "user.money_paid", "order.confirmed"):
-        assert lanes.locator(f'.step.step[data-kind="{kind}"]').count() == 1, kind
+        assert lanes.locator(f'.step.do[data-kind="{kind}"]').count() == 1, kind
     # In the saga's order, left to right.
     kinds = lanes.locator(".step[data-kind]").evaluate_all("els => els.map(e => e.dataset.kind)")
     assert kinds[:5] == ["order.saved", "goods.stock_reduced", "coupon.used", "user.money_paid", "order.confirmed"]

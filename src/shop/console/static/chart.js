@@ -24,8 +24,10 @@ export async function chart(figure, title, series) {
   const opts = {
     width: Math.max(figure.clientWidth, 320), height: 260,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-    scales: { y: { range: (u, min, max) => [0, Math.max(4, max)] } },
-    axes: [{}, { label: "orders", values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? v : "")) }],
+    // Half a step of room each side, so the first and the last minute's bars are drawn whole.
+    scales: { x: { range: (u, min, max) => [min - 45, max + 45] }, y: { range: (u, min, max) => [0, Math.max(4, max)] } },
+    axes: [{ values: (u, splits) => splits.map((s) => new Date(s * 1000).toISOString().slice(11, 16)) },
+      { label: "orders", values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? v : "")) }],
     series: [{ label: "minute" }, ...series.map((s, i) => ({
       label: s.label, stroke: COLOURS[s.tone], fill: `${COLOURS[s.tone]}cc`, width: 1,
       paths: bars(i === 0 ? -1 : 1), points: { show: false },

@@ -25,6 +25,7 @@ function context(args, params) {
 function route() {
   timers.forEach(clearInterval);
   timers = [];
+  say("");  // what the last page said is about that page
   if (!token.get()) return signIn();
   const [path, search] = location.hash.slice(1).split("?");
   const [name, ...args] = path.split("/");

@@ -32,11 +32,11 @@ export async function messages(main, ctx) {
       const [d, w] = await Promise.all([api("/admin/messages?state=dead"), api("/admin/messages?state=retrying")]);
       fill(dead, h("h3", { id: "dead-title" }, `Dead (${d.length})`), table("Parked after their retries ran out",
         ["Id", "Group", "Topic / tag", "Order", "Attempts", "Last error", "Parked", ""],
-        d.map((m) => [m.id, m.group, `${m.topic}/${m.tag}`, key(m), String(m.attempts), m.lastError ?? "",
+        d.map((m) => [m.id, h("span", { class: "nowrap" }, m.group), `${m.topic}/${m.tag}`, key(m), String(m.attempts), m.lastError ?? "",
           time(m.parkedAt), button(m, "Replay", "Replayed")]), "no dead message."));
       fill(waiting, h("h3", { id: "waiting-title" }, `Waiting in back-off (${w.length})`),
         table("Waiting for their next try", ["Id", "Group", "Topic / tag", "Order", "Attempts", "Last error",
-          "Next try", ""], w.map((m) => [m.id, m.group, `${m.topic}/${m.tag}`, key(m), String(m.attempts),
+          "Next try", ""], w.map((m) => [m.id, h("span", { class: "nowrap" }, m.group), `${m.topic}/${m.tag}`, key(m), String(m.attempts),
           m.lastError ?? "", time(m.nextAttemptAt), button(m, "Retry now", "Retried")]), "none waiting."));
     } catch (err) {
       fill(dead, failure(err));

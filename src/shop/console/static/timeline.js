@@ -13,26 +13,21 @@ export function tone(kind) {
   if (kind === "message.dead") return "dead";
   if (kind.startsWith("message.")) return "message";
   if (/(restored|refunded|removed|\.cancelled)$/.test(kind)) return "undo";
-  return "step";
+  return "do";
 }
-const LEGEND = { step: "step", undo: "compensation", barrier: "barrier", message: "message", dead: "dead message" };
+const LEGEND = { do: "step", undo: "compensation", barrier: "barrier", message: "message", dead: "dead message" };
 
-function summary(detail) {
-  const d = { ...detail };
+// A step's few words in its lane (the ids are in the table below).
+function summary(d) {
   const parts = [];
   if (d.group) parts.push(d.group.replace(/-group$/, ""));
   if (d.tag) parts.push(d.tag);
-  for (const k of ["amount", "points", "goodsId", "couponId", "payId", "attempts"]) {
-    if (d[k] !== undefined && d[k] !== null) parts.push(`${k} ${d[k]}`);
-  }
+  for (const k of ["amount", "points", "attempts"]) if (d[k] !== undefined && d[k] !== null) parts.push(`${k} ${d[k]}`);
   return parts.join(" · ");
 }
 
-export async function timeline(main, ctx) {
-  const id = ctx.args[0];
-  const [order, data] = await Promise.all([api(`/admin/orders/${encodeURIComponent(id)}`),
-    api(`/admin/orders/${encodeURIComponent(id)}/timeline`)]);
-  const events = data.events;
+// The lanes: a row per service, a column per step, in time order.
+function lanesOf(events) {
   const lanes = [...LANES, ...new Set(events.map((e) => e.service).filter((s) => !LANES.includes(s)))];
   const grid = h("ol", {
     class: "lanes", style: `--steps: ${events.length}; --lanes: ${lanes.length}`,
@@ -44,15 +39,29 @@ export async function timeline(main, ctx) {
       h("li", { class: "lane-name", "aria-hidden": "true", style: `grid-row: ${row + 1}` }, lane));
   });
   events.forEach((e, i) => {
-    const t = tone(e.kind);
     const name = e.kind.startsWith(`${e.service}.`) ? e.kind.slice(e.service.length + 1)
       : e.kind.replace(/^message\./, "message ");
+    const words = name.replaceAll("_", " ");  // "stock reduced" wraps in a narrow column
     grid.append(h("li", {
-      class: `step ${t}`, style: `grid-row: ${lanes.indexOf(e.service) + 1}; grid-column: ${i + 2}`,
-      title: `${e.service}: ${e.kind} at ${time(e.at)}`, "data-kind": e.kind,
-    }, h("span", { class: "sr" }, `${i + 1}. ${e.service}: `), h("b", {}, name), h("small", {}, clock(e.at)),
+      class: `step ${tone(e.kind)}`, style: `grid-row: ${lanes.indexOf(e.service) + 1}; grid-column: ${i + 2}`,
+      title: `${e.service}: ${e.kind} at ${time(e.at, true)}`, "data-kind": e.kind,
+    }, h("span", { class: "sr" }, `${i + 1}. ${e.service}: `), h("b", {}, words), h("small", {}, clock(e.at)),
     h("small", {}, summary(e.detail))));
   });
+  return grid;
+}
+
+export async function timeline(main, ctx) {
+  const id = ctx.args[0];
+  const [order, data] = await Promise.all([api(`/admin/orders/${encodeURIComponent(id)}`),
+    api(`/admin/orders/${encodeURIComponent(id)}/timeline`)]);
+  const events = data.events;
+  // Messages sent and handled are half the steps of an order: they can leave the lanes (not the table).
+  const toggle = h("input", { type: "checkbox", checked: true });
+  const box = h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Steps across the services" });
+  const draw = () => fill(box, lanesOf(toggle.checked ? events : events.filter((e) => tone(e.kind) !== "message")));
+  toggle.addEventListener("change", draw);
+  draw();
   const undone = events.filter((e) => ["undo", "barrier"].includes(tone(e.kind))).length;
   const dead = events.some((e) => e.kind === "message.dead");
   fill(main,
@@ -67,10 +76,12 @@ export async function timeline(main, ctx) {
       dead ? h("span", {}, " A message for this order is parked dead: ", h("a", { href: "#messages" }, "replay it"), ".")
         : "") : null,
     h("ul", { class: "legend", "aria-label": "Legend" },
-      Object.entries(LEGEND).map(([t, label]) => h("li", { class: `step ${t}` }, label))),
-    h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Steps across the services" }, grid),
+      Object.entries(LEGEND).map(([t, label]) => h("li", { class: `step ${t}` }, label)),
+      h("li", {}, h("label", {}, toggle, " messages sent and handled in the lanes"))),
+    box,
     table("Every step", ["#", "At", "Service", "Kind", "Detail"], events.map((e, i) => [
-      String(i + 1), h("span", { class: "nowrap" }, time(e.at, true)), e.service, h("span", { class: `tag ${tone(e.kind)}` }, e.kind),
+      String(i + 1), h("span", { class: "nowrap" }, time(e.at, true)), e.service,
+      h("span", { class: `tag ${tone(e.kind)}` }, e.kind),
       h("code", {}, JSON.stringify(e.detail))])),
     h("p", {}, h("a", { href: "#orders" }, "All orders")));
 }
