@@ -187,6 +187,11 @@ def test_a_wrong_token_is_refused(console: Console) -> None:
     console.sign_in()
     console.page.get_by_role("heading", name="Overview").wait_for()
     assert console.page.locator("header nav").is_visible()
+    # A token the shop stops taking (SHOP_ADMIN_TOKEN changed): the next call brings the sign-in back.
+    console.page.evaluate("sessionStorage.setItem('shop.adminToken', 'changed')")
+    console.go("orders")  # (or the overview's next poll, whichever asks first)
+    console.page.get_by_role("alert").filter(has_text="sign in again").wait_for()
+    assert console.page.get_by_label("Admin token").is_visible()
 
 
 def test_every_asset_and_call_of_the_console_comes_from_the_shop(console: Console, shop_url: str) -> None:

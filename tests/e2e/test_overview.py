@@ -3,6 +3,7 @@ last minutes by outcome (over gRPC in the distributed mode), the broker its queu
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,3 +58,13 @@ async def test_bad_overview_requests_are_4xx(api: Api) -> None:
     r = await api.c.get("/admin/overview", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401, r.text
     assert len((await api.get("/admin/overview"))["perMinute"]) == 60  # the default window
+
+
+async def test_the_console_and_its_assets_are_served_by_the_front_door(api: Api) -> None:
+    page = await api.c.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in re.findall(r'(?:href|src)="(/console/[^"]+)"', page.text) + ["/console/static/timeline.js",
+                                                                               "/console/vendor/uplot/uPlot.esm.js"]:
+        r = await api.c.get(asset)
+        assert r.status_code == 200, asset

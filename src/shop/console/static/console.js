@@ -37,7 +37,10 @@ function route() {
   nav.hidden = false;
   fill(main, h("p", { class: "loading" }, "Loading…"));
   PAGES[page](main, context(args.map(decodeURIComponent), new URLSearchParams(search || "")))
-    .catch((err) => fill(main, failure(err)));
+    .catch((err) => {
+      // A 401 has brought the sign-in back already (whenUnauthorized, below): leave it shown.
+      if (!(err instanceof ApiError && err.status === 401)) fill(main, failure(err));
+    });
 }
 
 function signIn(message) {
