@@ -14,11 +14,15 @@ const main = document.getElementById("main");
 const nav = document.querySelector("header nav");
 let timers = [];
 
-// What a page is given: where to draw, its arguments, and `every` to poll while it is shown.
-function context(args, params) {
+// What a page is given: its own element to draw in (a page still loading when another is opened
+// draws into one no longer shown), its arguments, and `every` to poll while it is shown.
+function context(view, args, params) {
   return {
     args, params,
-    every(ms, fn) { timers.push(setInterval(() => fn().catch(() => {}), ms)); },
+    every(ms, fn) {
+      const t = setInterval(() => (view.isConnected ? fn().catch(() => {}) : clearInterval(t)), ms);
+      timers.push(t);
+    },
   };
 }
 
@@ -35,12 +39,10 @@ function route() {
     if (here) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   nav.hidden = false;
-  fill(main, h("p", { class: "loading" }, "Loading…"));
-  PAGES[page](main, context(args.map(decodeURIComponent), new URLSearchParams(search || "")))
-    .catch((err) => {
-      // A 401 has brought the sign-in back already (whenUnauthorized, below): leave it shown.
-      if (!(err instanceof ApiError && err.status === 401)) fill(main, failure(err));
-    });
+  const view = h("div", {}, h("p", { class: "loading" }, "Loading…"));
+  fill(main, view);
+  PAGES[page](view, context(view, args.map(decodeURIComponent), new URLSearchParams(search || "")))
+    .catch((err) => fill(view, failure(err)));  // after a 401 the view is gone: the sign-in stays
 }
 
 function signIn(message) {

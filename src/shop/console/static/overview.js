@@ -38,7 +38,8 @@ export async function overview(main, ctx) {
   async function refreshAudit() {
     try {
       const a = await api("/admin/audit");
-      auditState = card("Audit", a.consistent ? "consistent" : `${a.violations.length} violations`,
+      auditState = card("Audit", a.consistent ? "consistent"
+        : `${a.violations.length} violation${a.violations.length === 1 ? "" : "s"}`,
         { href: "#audit", tone: a.consistent ? "ok" : "bad" });
       fill(auditCard);
     } catch (err) {
