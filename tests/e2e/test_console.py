@@ -189,7 +189,7 @@ def test_a_wrong_token_is_refused(console: Console) -> None:
     assert console.page.locator("header nav").is_visible()
     # A token the shop stops taking (SHOP_ADMIN_TOKEN changed): the next call brings the sign-in back.
     console.page.evaluate("sessionStorage.setItem('shop.adminToken', 'changed')")
-    console.go("orders")  # (or the overview's next poll, whichever asks first)
+    console.go("orders")  # the next call (or the overview's poll, if it asks first) is refused
     console.page.get_by_role("alert").filter(has_text="sign in again").wait_for()
     assert console.page.get_by_label("Admin token").is_visible()
 

@@ -45,7 +45,11 @@ function route() {
     .catch((err) => fill(view, failure(err)));  // after a 401 the view is gone: the sign-in stays
 }
 
-function signIn(message) {
+// Why the console asks to sign in again (a token the shop stopped taking), kept until a sign-in
+// succeeds: navigating meanwhile must not lose it.
+let note = "";
+
+function signIn(message = note) {
   nav.hidden = true;
   const input = h("input", { id: "token", type: "password", autocomplete: "current-password", required: true });
   const error = h("p", { class: "error", role: "alert" }, message || "");
@@ -66,6 +70,7 @@ function signIn(message) {
       return;
     }
     token.set(input.value);
+    note = "";
     await showFaultsIfOn();
     if (!location.hash || location.hash === "#signin") location.hash = "#overview"; else route();
   });
@@ -85,7 +90,12 @@ document.getElementById("sign-out").addEventListener("click", () => {
   say("Signed out.");
   route();
 });
-whenUnauthorized(() => { token.clear(); timers.forEach(clearInterval); signIn("The shop refused the token: sign in again."); });
+whenUnauthorized(() => {
+  token.clear();
+  timers.forEach(clearInterval);
+  note = "The shop refused the token: sign in again.";
+  signIn();
+});
 window.addEventListener("hashchange", () => { route(); main.focus({ preventScroll: true }); });
 if (token.get()) showFaultsIfOn();
 route();
