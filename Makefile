@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup bench cluster clean
 
-$(STAMP): pyproject.toml
+CONSOLE := src/shop/console
+
+$(STAMP): pyproject.toml $(CONSOLE)/package-lock.json
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed: the console's chart library comes from npm" >&2; exit 1; }
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/orders_http.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONSOLE)/node_modules

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need that may not be running, started before `make test` runs them: PostgreSQL,
 # MariaDB and RabbitMQ (the machine's own services, started the way this kind of machine starts
-# them if one does not answer) and Zookeeper (installed from Debian's packages if missing). Each
+# them if one does not answer), Zookeeper and Chromium (installed from Debian's packages if missing). Each
 # step is a no-op when the service already answers, so a second run costs a few milliseconds.
 # A service that cannot be started is said here; the tests that need it then skip with that
 # reason, or fail under CI=true.
@@ -66,5 +66,19 @@ start_zookeeper() {
     return 1
 }
 start_zookeeper
+
+# Chromium (Debian's), for the console's browser tests (tests/e2e/test_console.py, driven by
+# Playwright, whose own browser download does not work here). Installed only when missing.
+install_chromium() {
+    [[ -x /usr/bin/chromium ]] && return 0
+    local log
+    log=$(mktemp)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >"$log" 2>&1; then
+        apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+    fi
+    rm -f "$log"
+}
+install_chromium || echo "chromium could not be installed: the console's browser tests cannot run" >&2
 exit 0  # what could not be started is said above; the tests say what it costs them
 

@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from shop import console
 from shop.admin import api as admin_api
 from shop.infra import metrics
 from shop.infra.config import Settings
@@ -69,6 +70,24 @@ def _docs(app: FastAPI) -> None:
         )
 
 
+# The console's page may load only what the shop serves (its own scripts, styles and the chart
+# library), and talk only to the shop: a stray link to another host fails in the browser too.
+CONSOLE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def _console(app: FastAPI) -> None:
+    """GET /console: the operator's console, files of the shop.console package, and uPlot from its
+    node_modules (installed by `make setup`; without it the console shows no charts, and says so)."""
+    app.mount("/console/static", StaticFiles(directory=str(console.STATIC)), name="console-static")
+    if console.UPLOT.is_dir():
+        app.mount("/console/vendor/uplot", StaticFiles(directory=str(console.UPLOT)), name="console-uplot")
+
+    @app.get("/console", include_in_schema=False)
+    async def console_page() -> FileResponse:
+        return FileResponse(console.STATIC / "index.html", headers={"Content-Security-Policy": CONSOLE_CSP})
+
+
 def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,8 +107,10 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         shop.pay, shop.log
     for r in ROUTERS[shop.role]:
         app.include_router(r)
-    if shop.settings.faults and admin_api.router in ROUTERS[shop.role]:
-        app.include_router(admin_api.faults_router())
+    if admin_api.router in ROUTERS[shop.role]:
+        _console(app)
+        if shop.settings.faults:
+            app.include_router(admin_api.faults_router())
     return app
 
 

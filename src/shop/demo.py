@@ -68,4 +68,5 @@ a coupon of 100.00. Try it (needs curl and python3):
   curl -s {base}/admin/audit -H "Authorization: Bearer {admin_token}"
 
 OpenAPI docs: {base}/docs
+Operator console: {base}/console (sign in with the admin token)
 """

@@ -78,3 +78,12 @@ def test_parse_money_refuses(value):
 def test_money_round_trips_through_its_json_string(d):
     assert parse_money(fmt(d)) == d
     assert parse_money(str(d)) == d
+
+
+def test_an_ids_minute_is_the_minute_it_was_made_in() -> None:
+    from shop.common.ids import MINUTE_ALIGN, MINUTE_IDS, first_id_at, id_minute, minute_of
+
+    for ms in (1288834974657, 1288834979999, 1288834980000, 1764471599999, 1764471600000):
+        lowest, highest = first_id_at(ms), first_id_at(ms) | ((1 << 22) - 1)  # every worker, every sequence
+        assert minute_of(lowest) == minute_of(highest) == ms // 60_000
+        assert id_minute((lowest + MINUTE_ALIGN) // MINUTE_IDS) == ms // 60_000

@@ -141,3 +141,14 @@ def test_a_transition_leaves_its_own_guard_so_a_repeat_changes_nothing(name):
 def test_nothing_leaves_a_final_status():
     final = {OrderStatus.CANCELLED, OrderStatus.INVALID, OrderStatus.REFUNDED}
     assert not [(n, s) for n, t in TRANSITIONS.items() for s in STATES if s[ORDER] in final and allows(t, s)]
+
+
+def test_outcomes_count_an_order_confirmed_once_as_confirmed_whatever_came_after() -> None:
+    from shop.services.order.domain import Outcomes, outcomes
+
+    assert outcomes(OrderStatus.UNCONFIRMED, 3, 0) == Outcomes(unconfirmed=3)
+    assert outcomes(OrderStatus.CONFIRMED, 2, 2) == Outcomes(confirmed=2)
+    assert outcomes(OrderStatus.REFUNDED, 1, 1) == Outcomes(confirmed=1)
+    # Cancelled: by the owner or the payment timeout after confirmation, or by the saga before it.
+    assert outcomes(OrderStatus.CANCELLED, 5, 2) == Outcomes(confirmed=2, failed=3)
+    assert outcomes(OrderStatus.CANCELLED, 1, 0) + outcomes(OrderStatus.CONFIRMED, 1, 1) == Outcomes(1, 1, 0)

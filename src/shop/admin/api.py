@@ -10,6 +10,8 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.web import Camel, Envelope, IdIn, ok
+from shop.services.catalog import FAULT_POINTS
+from shop.services.order.contracts import MAX_OVERVIEW_MINUTES
 
 router = APIRouter(tags=["admin"], dependencies=[AdminDep])
 OperatorDep = Annotated[Operator, from_state("operator")]
@@ -25,6 +27,15 @@ class FaultIn(Camel):
 @router.get("/admin/audit")
 async def audit(operator: OperatorDep) -> Envelope:
     return ok((await operator.audit()).json())
+
+
+@router.get("/admin/overview")
+async def overview(
+    operator: OperatorDep,
+    minutes: Annotated[int, Query(ge=1, le=MAX_OVERVIEW_MINUTES, description="the window, in minutes")] = 60,
+) -> Envelope:
+    """Orders per minute by outcome, compensations, pending work and dead messages, for the console."""
+    return ok(await operator.overview(minutes))
 
 
 @router.get("/admin/orders/{order_id}/timeline")
@@ -56,6 +67,12 @@ def faults_router() -> APIRouter:
     async def arm(body: FaultIn, operator: OperatorDep) -> Envelope:
         await operator.arm_fault(body.point, body.action, body.times, body.delay_ms)
         return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
+
+    @r.get("/admin/faults")
+    async def armed(operator: OperatorDep) -> Envelope:
+        """The points a fault can be armed at, and the faults armed through this process and not yet
+        spent here. The console also asks to learn whether fault injection is on (404 when off)."""
+        return ok({"points": list(FAULT_POINTS), "armed": operator.armed_faults()})
 
     @r.delete("/admin/faults")
     async def clear(operator: OperatorDep) -> Envelope:

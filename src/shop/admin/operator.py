@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from shop.admin.audit import AuditReport, check
-from shop.common.clock import utcnow
+from shop.common.clock import iso, utcnow
 from shop.common.errors import ServiceUnavailable
-from shop.common.timeline import TimelineEvent
+from shop.common.timeline import TimelineEvent, in_time_order
 from shop.infra import metrics
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
@@ -74,6 +74,25 @@ class Operator:
                            payments=payments.payments, logged=logged.logged)
         return AuditReport(consistent=not violations, violations=violations, pending=pending)
 
+    # -- the console's overview --------------------------------------------------------------------
+
+    async def overview(self, minutes: int) -> dict[str, Any]:
+        """Polled by the console every few seconds, so only what is cheap to count: the order
+        service's counts of its own table, and the broker's queue depths (no message is read)."""
+        o = await self.orders.overview(minutes)
+        waiting = await self.broker.pending()
+        dead = sum((await self.broker.dead_counts()).values())
+        return {
+            "perMinute": [{"at": iso(m.at), "confirmed": m.confirmed, "failed": m.failed,
+                           "unconfirmed": m.unconfirmed} for m in o.per_minute],
+            "confirmed": sum(m.confirmed for m in o.per_minute),
+            "failed": sum(m.failed for m in o.per_minute),
+            "compensations": o.compensations,
+            "pending": o.unconfirmed + o.outbox_due + waiting,
+            "unconfirmed": o.unconfirmed,
+            "dead": dead,
+        }
+
     # -- an order's timeline -----------------------------------------------------------------------
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
@@ -89,7 +108,7 @@ class Operator:
                 events.append(TimelineEvent(at, "broker", "message.dead", {
                     "group": d["group"], "tag": d["tag"], "id": d["id"], "attempts": d["attempts"],
                     "lastError": d["lastError"]}))
-        return sorted(events, key=lambda e: e.at)
+        return in_time_order(events)
 
     # -- dead messages ----------------------------------------------------------------------------
 
@@ -107,6 +126,10 @@ class Operator:
     async def arm_fault(self, point: str, action: str, times: int | None, delay_ms: int) -> None:
         self.faults.arm(point, action, times, delay_ms)
         await self._every_process("ArmFault", {"point": point, "action": action, "times": times, "delayMs": delay_ms})
+
+    def armed_faults(self) -> list[dict[str, Any]]:
+        return [{"point": p, "action": f.action, "times": f.times, "delayMs": f.delay_ms}
+                for p, f in self.faults.armed.items()]
 
     async def clear_faults(self) -> None:
         self.faults.clear()

@@ -23,3 +23,8 @@ def iso(dt: datetime | None) -> str | None:
 def epoch_ms(at: datetime) -> int:
     """Epoch milliseconds of a naive UTC time (the shop's convention, see utcnow)."""
     return int(at.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The naive UTC time of epoch milliseconds (the inverse of epoch_ms)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)

@@ -77,3 +77,23 @@ def first_id_at(at_ms: int) -> int:
     """The smallest id any worker makes at this instant (epoch milliseconds): ids grow with their
     creation time, so a time range is also an id range."""
     return max(0, at_ms - TWEPOCH) << TIMESTAMP_SHIFT
+
+
+# An id's minute on the wall clock, in whole numbers: ids of one minute are one range of
+# MINUTE_IDS, shifted by MINUTE_ALIGN because the Twitter epoch falls mid-minute. The low 22 bits
+# (datacenter, worker, sequence) stay below one millisecond, so the division is exact; SQL can do
+# the same arithmetic on the key alone (services/order/repository.py: the overview).
+MINUTE_MS = 60_000
+MINUTE_IDS = MINUTE_MS << TIMESTAMP_SHIFT
+MINUTE_ALIGN = (TWEPOCH % MINUTE_MS) << TIMESTAMP_SHIFT
+_FIRST_MINUTE = TWEPOCH // MINUTE_MS
+
+
+def id_minute(bucket: int) -> int:
+    """Epoch minutes of `(id + MINUTE_ALIGN) // MINUTE_IDS` (a bucket as SQL computes it)."""
+    return bucket + _FIRST_MINUTE
+
+
+def minute_of(any_id: int) -> int:
+    """The epoch minute (minutes since 1970, UTC) an id was made in."""
+    return id_minute((any_id + MINUTE_ALIGN) // MINUTE_IDS)

@@ -22,6 +22,7 @@ from shop.services.log import models as log_models
 from shop.services.log import rpc as log_rpc
 from shop.services.order import handlers as order_handlers
 from shop.services.order import models as order_models
+from shop.services.order import participants
 from shop.services.order import rpc as order_rpc
 from shop.services.pay import handlers as pay_handlers
 from shop.services.pay import models as pay_models
@@ -62,6 +63,15 @@ CONSUMERS: tuple[Consumes[object], ...] = tuple(
     c for s in ("goods", "coupon", "user", "order", "pay", "log") for c in PARTS[s].consumes
 )
 TOPOLOGY: list[Binding] = topology(CONSUMERS)
+
+# Every named point a fault can be armed at (POST /admin/faults), for the console to offer: the
+# saga's, the payment's, and each consumer's.
+FAULT_POINTS: tuple[str, ...] = (
+    *dict.fromkeys(p for points in (participants.FAULTS_BEFORE, participants.FAULTS_AFTER)
+                   for step in points.values() for p in step),
+    pay_handlers.AFTER_MARK_PAID,
+    *(p for c in CONSUMERS for p in c.fault_points),
+)
 
 
 def migrate_service(service: str, url: str) -> None:

@@ -99,6 +99,10 @@ class Consumes(Generic[H]):
         return f"{self.service}-{self.topic}-group"
 
     @property
+    def fault_points(self) -> tuple[str, ...]:
+        return tuple(fault_point(self.service, self.topic, tag) for tag in self.handlers)
+
+    @property
     def binding(self) -> Binding:
         return self.group, self.topic, tuple(self.handlers)
 
@@ -109,6 +113,11 @@ class Consumes(Generic[H]):
             handlers={tag: partial(f, impl) for tag, f in self.handlers.items()},
             before={tag: partial(f, impl) for tag, f in self.before.items()},
         )
+
+
+def fault_point(service: str, topic: str, tag: str) -> str:
+    """Where a consumer's fault is armed (SHOP_FAULTS=1): e.g. goods.on_order_cancel."""
+    return f"{service}.on_{topic}_{tag}"
 
 
 def topology(declarations: Iterable[Consumes[object]]) -> list[Binding]:
@@ -131,7 +140,7 @@ class Subscription:
 async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
     """Run one delivery; raise to have the broker retry it later."""
     with about_order(msg.key):  # every message's key is its order's id
-        await faults.hit(f"{sub.service}.on_{msg.topic}_{msg.tag}")  # e.g. goods.on_order_cancel
+        await faults.hit(fault_point(sub.service, msg.topic, msg.tag))
         before = sub.before.get(msg.tag)
         if before is not None:
             await before(msg)

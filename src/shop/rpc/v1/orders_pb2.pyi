@@ -123,6 +123,36 @@ class ListOrdersReply(_message.Message):
     next_before_id: int
     def __init__(self, items: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_before_id: _Optional[int] = ...) -> None: ...
 
+class OverviewRequest(_message.Message):
+    __slots__ = ("minutes",)
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    minutes: int
+    def __init__(self, minutes: _Optional[int] = ...) -> None: ...
+
+class MinuteCounts(_message.Message):
+    __slots__ = ("at", "confirmed", "failed", "unconfirmed")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    at: str
+    confirmed: int
+    failed: int
+    unconfirmed: int
+    def __init__(self, at: _Optional[str] = ..., confirmed: _Optional[int] = ..., failed: _Optional[int] = ..., unconfirmed: _Optional[int] = ...) -> None: ...
+
+class OverviewReply(_message.Message):
+    __slots__ = ("per_minute", "compensations", "unconfirmed", "outbox_due")
+    PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATIONS_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DUE_FIELD_NUMBER: _ClassVar[int]
+    per_minute: _containers.RepeatedCompositeFieldContainer[MinuteCounts]
+    compensations: int
+    unconfirmed: int
+    outbox_due: int
+    def __init__(self, per_minute: _Optional[_Iterable[_Union[MinuteCounts, _Mapping]]] = ..., compensations: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., outbox_due: _Optional[int] = ...) -> None: ...
+
 class Payment(_message.Message):
     __slots__ = ("pay_id", "order_id", "user_id", "pay_amount", "is_paid", "trade_no", "paid_time", "is_refunded")
     PAY_ID_FIELD_NUMBER: _ClassVar[int]

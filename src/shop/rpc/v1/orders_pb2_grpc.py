@@ -70,6 +70,11 @@ class OrderServiceStub:
                 request_serializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
                 _registered_method=True)
+        self.Overview = channel.unary_unary(
+                '/shop.v1.OrderService/Overview',
+                request_serializer=shop_dot_v1_dot_orders__pb2.OverviewRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_orders__pb2.OverviewReply.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -119,6 +124,12 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Overview(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +167,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.Timeline,
                     request_deserializer=shop_dot_v1_dot_facts__pb2.TimelineRequest.FromString,
                     response_serializer=shop_dot_v1_dot_facts__pb2.TimelineReply.SerializeToString,
+            ),
+            'Overview': grpc.unary_unary_rpc_method_handler(
+                    servicer.Overview,
+                    request_deserializer=shop_dot_v1_dot_orders__pb2.OverviewRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_orders__pb2.OverviewReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +363,33 @@ class OrderService:
             '/shop.v1.OrderService/Timeline',
             shop_dot_v1_dot_facts__pb2.TimelineRequest.SerializeToString,
             shop_dot_v1_dot_facts__pb2.TimelineReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Overview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.OrderService/Overview',
+            shop_dot_v1_dot_orders__pb2.OverviewRequest.SerializeToString,
+            shop_dot_v1_dot_orders__pb2.OverviewReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -143,6 +143,34 @@ class OrderPage:
     next_before_id: int | None  # pass back as before_id for the next page; None: no more
 
 
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """The orders placed in one minute (`at`, its start), by where they ended: confirmed (whatever
+    happened after), failed (cancelled before they were confirmed: the saga undid them), and still
+    unconfirmed."""
+
+    at: datetime
+    confirmed: int
+    failed: int
+    unconfirmed: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOverview:
+    """The operator's overview, from the order service's own table: one MinuteCounts a minute,
+    oldest first, the last one the minute now running; how many orders were cancelled or refunded
+    in that window (each one compensated at every participant); how many orders are still
+    unconfirmed and how many of this service's messages are due."""
+
+    per_minute: list[MinuteCounts]
+    compensations: int
+    unconfirmed: int
+    outbox_due: int
+
+
+MAX_OVERVIEW_MINUTES = 180  # a poll reads at most these minutes of orders
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """The order service's side of the audit: every order, and its messages not yet sent."""
@@ -163,6 +191,10 @@ class OrderService(Protocol):
     async def refund_order(self, order_id: int, user_id: int) -> Order: ...
 
     async def audit_facts(self) -> OrderFacts: ...
+
+    async def overview(self, minutes: int) -> OrderOverview:
+        """The last `minutes` minutes (1 to MAX_OVERVIEW_MINUTES), for the operator's console."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

@@ -69,6 +69,28 @@ REFUND = Transition(
 
 
 @dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Where orders ended, for the operator: confirmed (whatever came after: paid, cancelled by
+    the owner, refunded), failed (cancelled or invalid before anyone confirmed them: the saga's
+    compensations undid them), or still unconfirmed (in flight)."""
+
+    confirmed: int = 0
+    failed: int = 0
+    unconfirmed: int = 0
+
+    def __add__(self, other: "Outcomes") -> "Outcomes":
+        return Outcomes(self.confirmed + other.confirmed, self.failed + other.failed,
+                        self.unconfirmed + other.unconfirmed)
+
+
+def outcomes(status: int, placed: int, confirmed: int) -> Outcomes:
+    """`placed` orders now in `status`, of which `confirmed` were once confirmed (have a confirm time)."""
+    if status == OrderStatus.UNCONFIRMED:
+        return Outcomes(unconfirmed=placed)
+    return Outcomes(confirmed=confirmed, failed=placed - confirmed)
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     goods_amount: Decimal
     shipping_fee: Decimal

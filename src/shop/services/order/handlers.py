@@ -13,10 +13,10 @@ undoes what it did for this order, or records that it did nothing.
 import logging
 from collections.abc import Awaitable, Callable
 
-from shop.common.clock import now_ms, utcnow
+from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
-from shop.common.errors import ServiceUnavailable, ShopError
-from shop.common.ids import IdWorker
+from shop.common.errors import ServiceUnavailable, ShopError, invalid
+from shop.common.ids import MINUTE_MS, IdWorker, first_id_at, id_minute
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork, as_record, find_one
@@ -25,11 +25,14 @@ from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
+    MAX_OVERVIEW_MINUTES,
     ORDER_TOPIC,
     TAG_CANCEL,
+    MinuteCounts,
     Order,
     OrderCancelled,
     OrderFacts,
+    OrderOverview,
     OrderPage,
     OrderPaid,
     OrderQuery,
@@ -217,6 +220,26 @@ class OrderHandlers:
             rows = await uow.fetchall(repo.ALL)
             due = await self.outbox.count_due(uow)
         return OrderFacts(orders={r["order_id"]: as_record(Order, r) for r in rows}, outbox_due=due)
+
+    async def overview(self, minutes: int) -> OrderOverview:
+        if not 1 <= minutes <= MAX_OVERVIEW_MINUTES:
+            raise invalid(f"minutes must be 1 to {MAX_OVERVIEW_MINUTES}")
+        first = now_ms() // MINUTE_MS - minutes + 1  # epoch minutes: the window ends with the minute now running
+        since = from_epoch_ms(first * MINUTE_MS)
+        async with self.db.unit_of_work(readonly=True) as uow:
+            groups = await uow.fetchall(repo.PER_MINUTE, from_id=first_id_at(first * MINUTE_MS))
+            counts = await uow.fetchone(repo.OVERVIEW_COUNTS, since=since)
+            due = await self.outbox.count_due(uow)
+        by_minute = {m: domain.Outcomes() for m in range(first, first + minutes)}
+        for g in groups:
+            m = id_minute(int(g["minute"]))
+            if m in by_minute:  # an id from a clock ahead of ours lands past the window: left out
+                by_minute[m] += domain.outcomes(g["order_status"], int(g["placed"]), int(g["confirmed"]))
+        per_minute = [MinuteCounts(from_epoch_ms(m * MINUTE_MS), c.confirmed, c.failed,
+                                   c.unconfirmed) for m, c in by_minute.items()]
+        assert counts is not None  # one row of counts, always
+        return OrderOverview(per_minute, int(counts["cancelled"]) + int(counts["refunded"]),
+                             int(counts["unconfirmed"]), due)
 
 
 ORDER_TIMES = {"add_time": "order.saved", "confirm_time": "order.confirmed", "pay_time": "order.paid",

@@ -36,6 +36,9 @@ order = sa.Table(
     sa.Index("ix_trade_order_user_id_order_id", "user_id", "order_id"),
     sa.Index("ix_trade_order_order_status_order_id", "order_status", "order_id"),
     sa.Index("ix_trade_order_pay_status_order_id", "pay_status", "order_id"),
+    # The operator's overview counts the cancellations and refunds of the last minutes.
+    sa.Index("ix_trade_order_cancel_time", "cancel_time"),
+    sa.Index("ix_trade_order_refund_time", "refund_time"),
 )
 
 outbox, inbox = add_message_tables(metadata)

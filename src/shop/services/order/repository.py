@@ -5,7 +5,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.common.clock import epoch_ms, utcnow
-from shop.common.ids import first_id_at
+from shop.common.ids import MINUTE_ALIGN, MINUTE_IDS, first_id_at
 from shop.infra.db import Database, Query, UnitOfWork
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
@@ -160,3 +160,40 @@ async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Any], bool]:
     query, params = list_statement(q)
     rows = list(await db.fetchall(query, **params))
     return rows[: q.limit], len(rows) > q.limit
+
+
+# The operator's overview, polled every few seconds: each part walks an index over the window only.
+# The orders of the window are a range of the key (ids grow with time), grouped by the minute their
+# id was made in (common/ids.py: the same arithmetic), their status, and whether they were confirmed
+# (count(confirm_time) counts the rows that have one). The constants are written into the SQL, not
+# bound, so GROUP BY repeats the very expression the SELECT has. The division is an integer one on
+# every backend: SQLAlchemy's `//` is FLOOR(a / b) on MySQL, a decimal division whose result shows
+# rounded to four places (a minute's last milliseconds read as the next minute); MariaDB floors its
+# exact value, but DIV says what is meant without depending on that.
+def _const(n: int) -> sa.ColumnElement[int]:
+    return sa.literal_column(str(n), sa.BigInteger)
+
+
+def _per_minute(dialect: str) -> sa.Select[Any]:
+    shifted = o.order_id + _const(MINUTE_ALIGN)
+    minute = shifted.self_group().op("DIV")(_const(MINUTE_IDS)) if dialect == "mysql" else shifted // _const(MINUTE_IDS)
+    return (
+        sa.select(minute.label("minute"), o.order_status, sa.func.count().label("placed"),
+                  sa.func.count(o.confirm_time).label("confirmed"))
+        .where(o.order_id >= sa.bindparam("from_id"))
+        .group_by(minute, o.order_status)
+    )
+
+
+PER_MINUTE = Query(_per_minute)
+
+
+def _count(*where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    return sa.select(sa.func.count()).select_from(order).where(*where).scalar_subquery()
+
+
+OVERVIEW_COUNTS = Query(sa.select(
+    _count(o.cancel_time >= sa.bindparam("since")).label("cancelled"),
+    _count(o.refund_time >= sa.bindparam("since")).label("refunded"),
+    _count(o.order_status == int(domain.OrderStatus.UNCONFIRMED)).label("unconfirmed"),
+))

@@ -9,5 +9,6 @@ from shop.services.order.contracts import OrderService
 
 SERVICE = Service(
     "order", OrderService, pb.DESCRIPTOR.services_by_name["OrderService"], pb_grpc.OrderServiceStub,
-    pb_grpc.add_OrderServiceServicer_to_server, retry={"find_order", "list_orders", "audit_facts", "timeline"},
+    pb_grpc.add_OrderServiceServicer_to_server,
+    retry={"find_order", "list_orders", "audit_facts", "timeline", "overview"},
 )

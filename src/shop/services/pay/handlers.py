@@ -39,6 +39,7 @@ from shop.services.pay.contracts import (
 from shop.services.pay.domain import PaymentStatus
 from shop.services.pay.models import inbox
 
+AFTER_MARK_PAID = "pay.after_mark_paid"  # a fault point (SHOP_FAULTS=1): paid, the platform not yet answered
 log = logging.getLogger("shop.pay")
 
 
@@ -119,7 +120,7 @@ class PayHandlers:
                 paid = PaymentPaid(pay_id, row["order_id"], row["pay_amount"], trade_no)
                 await self.outbox.add(uow, paid.to_message())
             await uow.commit()
-        await self.faults.hit("pay.after_mark_paid")
+        await self.faults.hit(AFTER_MARK_PAID)
         self.wake()
 
     async def refund_at_platform(self, msg: Message) -> None:
