@@ -90,6 +90,7 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         app.include_router(r)
     if shop.settings.faults and admin_api.router in ROUTERS[shop.role]:
         app.include_router(admin_api.faults_router())
+    shop.runtime.tracing.instrument(app)
     return app
 
 
