@@ -218,3 +218,33 @@ async def test_embedded_a_malformed_traceparent_starts_a_trace_of_its_own(
     assert len(handled) == 3
     done = [s for s in spans.get_finished_spans() if s.name == "process order.cancel"]
     assert len(done) == 3 and all(s.parent is None for s in done)
+
+
+async def test_embedded_a_broker_file_from_before_traces_gets_their_column(tmp_path: Path) -> None:
+    """The embedded broker's file is made by create_all, which leaves an old table as it is: the
+    trace's column is added when the broker connects, and a message then keeps its trace."""
+    from shop.infra.db import SqliteDatabase
+    from shop.infra.faults import Faults
+    from shop.infra.messaging import EmbeddedBroker, Message
+
+    path = tmp_path / "broker.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE broker_delivery (delivery_id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id VARCHAR(64) "
+                 "NOT NULL, group_name VARCHAR(100) NOT NULL, msg_topic VARCHAR(100) NOT NULL, msg_tag VARCHAR(100) "
+                 "NOT NULL, msg_key VARCHAR(100) NOT NULL, msg_body TEXT NOT NULL, attempts INTEGER NOT NULL, "
+                 "next_at BIGINT NOT NULL, state VARCHAR(10) NOT NULL, last_error TEXT, create_time DATETIME NOT NULL, "
+                 "CONSTRAINT uq_broker_delivery_msg_group UNIQUE (msg_id, group_name))")
+    conn.commit()
+    conn.close()
+    broker = EmbeddedBroker(SqliteDatabase(str(path)), [("goods-order-group", "order", ("cancel",))], Faults())
+    await broker.connect()
+    try:
+        trace = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+        await broker.publish(Message("order", "cancel", "7", {"orderId": "7"}, trace=trace))
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("SELECT msg_trace FROM broker_delivery").fetchall() == [(trace,)]
+        finally:
+            conn.close()
+    finally:
+        await broker.close()

@@ -56,8 +56,7 @@ class LocalClient:
             call = run
         else:
             async def call(*args: Any, **kwargs: Any) -> Any:
-                with local.span():
-                    return await run(*args, **kwargs)
+                return await local.run(run(*args, **kwargs))
 
         call = functools.wraps(target)(call)
         setattr(self, name, call)  # bind once; later calls skip __getattr__
