@@ -64,7 +64,8 @@ def free_port() -> int:
 class Server:
     """`shop run` on a fresh data dir, for the length of the bench."""
 
-    def __init__(self, pin: bool) -> None:
+    def __init__(self, pin: bool, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}  # --env: e.g. SHOP_TELEMETRY=off
         self.tmp = tempfile.TemporaryDirectory(prefix="shop-bench-")
         self.data_dir = Path(self.tmp.name) / "data"
         self.port = free_port()
@@ -80,6 +81,7 @@ class Server:
         # Cheap password hashing: only the set-up logs in; the order path never hashes.
         env["SHOP_PASSWORD_TIME_COST"] = "1"
         env["SHOP_PASSWORD_MEMORY_KIB"] = "1024"
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -299,7 +301,12 @@ def main() -> None:
                         "(default 1: one client, one pool of C; see the note on httpx above)")
     p.add_argument("--wrk", action="store_true", help="generate the load with wrk instead of httpx")
     p.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on the other CPUs")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set in the started server's environment (repeatable), e.g. SHOP_TELEMETRY=off, "
+                        "OTEL_EXPORTER_OTLP_ENDPOINT=...; the bench's own SHOP_* variables are not passed on")
     args = p.parse_args()
+    if any("=" not in e for e in args.env):
+        p.error("--env takes NAME=VALUE")
     if not 1 <= args.clients <= args.concurrency:
         p.error("--clients must be between 1 and --concurrency")
 
@@ -309,7 +316,7 @@ def main() -> None:
             p.error("--url needs --admin-token or SHOP_ADMIN_TOKEN")
         url, token = args.url.rstrip("/"), args.admin_token
     else:
-        server = Server(args.pin)
+        server = Server(args.pin, dict(e.split("=", 1) for e in args.env))
         server.start()
         url, token = server.url, server.admin_token
         print(f"shop run pid {server.proc.pid} on {url}, data in {server.data_dir}", flush=True)

@@ -111,6 +111,7 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         _console(app)
         if shop.settings.faults:
             app.include_router(admin_api.faults_router())
+    shop.runtime.tracing.instrument(app)
     return app
 
 

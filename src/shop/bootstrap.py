@@ -28,17 +28,18 @@ from sqlalchemy.engine import make_url
 
 from shop.admin.operator import Operator
 from shop.common.ids import IdWorker
+from shop.infra import metrics
 from shop.infra.auth import Tokens, load_or_create_secret
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
 from shop.infra.faults import Faults, with_faults
 from shop.infra.messaging import Broker, EmbeddedBroker, Inbox, Outbox, Relay, Settler, Subscription
-from shop.infra.metrics import timed_steps
 from shop.infra.rabbit import RabbitBroker
 from shop.infra.registry import Discovered, ZkRegistry
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.local import local_client
 from shop.infra.signing import Verifier, load_or_create_key_pair
+from shop.infra.tracing import Tracing, process_tracing
 from shop.runtime import Runtime, Shop
 from shop.sandbox.client import HttpPlatform
 from shop.sandbox.notify import http_sender
@@ -107,9 +108,10 @@ def sandbox_platform(settings: Settings) -> tuple[Sandbox, httpx.AsyncClient]:
 class _Wiring:
     """Builds, once each and in dependency order, the parts one process needs for its role."""
 
-    def __init__(self, settings: Settings, role: str) -> None:
+    def __init__(self, settings: Settings, role: str, tracing: Tracing) -> None:
         self.s = settings
         self.role = role
+        self.tracing = tracing
         if role != "all" and not (settings.registry_url and settings.broker_url):
             raise ValueError(f"role {role!r} is the distributed mode: set SHOP_REGISTRY_URL and SHOP_BROKER_URL")
         self.local = set(SERVICES) if role == "all" else {role} & set(SERVICES)
@@ -125,7 +127,7 @@ class _Wiring:
         self.relays = {
             s: Relay(s, self.dbs[s], self.outboxes[s], self.broker,
                      guards={TAG_CANCEL: guard_cancel} if s == "order" else None,
-                     retention_s=settings.message_retention_days * 86400)
+                     retention_s=settings.message_retention_days * 86400, tracing=tracing)
             for s in SENDERS if s in self.local
         }
         self.remote: list[GrpcClient] = []
@@ -142,10 +144,11 @@ class _Wiring:
                 s.broker_url, TOPOLOGY, self.faults, max_attempts=s.message_max_attempts,
                 backoff_base_ms=s.message_backoff_ms, backoff_cap_ms=s.message_backoff_cap_ms,
                 prefix=s.broker_prefix, report_tags=SETTLE_TAGS, listen_for_reports="order" in self.local,
+                tracing=self.tracing,
             )
         return EmbeddedBroker(
             SqliteDatabase(str(s.broker_path())), TOPOLOGY, self.faults, max_attempts=s.message_max_attempts,
-            backoff_base_ms=s.message_backoff_ms, backoff_cap_ms=s.message_backoff_cap_ms,
+            backoff_base_ms=s.message_backoff_ms, backoff_cap_ms=s.message_backoff_cap_ms, tracing=self.tracing,
         )
 
     def client(self, service: str, factor: float = 1.0) -> Any:
@@ -156,11 +159,13 @@ class _Wiring:
                 # A SQLite service runs inline on the loop: nothing in it can wait, so no timer.
                 inline = isinstance(self.dbs[service], SqliteDatabase) and factor == 1.0
                 deadline = None if inline else self.s.rpc_deadline_s * factor
-                self._clients[key] = local_client(self.handler(service), service, deadline)
+                self._clients[key] = local_client(self.handler(service), service, deadline, rpc=PARTS[service].rpc,
+                                                  tracing=self.tracing)
             else:
                 assert self.registry is not None, f"{service} does not run here and there is no registry"
                 rpc = PARTS[service].rpc
-                c = GrpcClient(rpc, Discovered(self.registry, rpc.full_name), self.s.rpc_deadline_s * factor)
+                c = GrpcClient(rpc, Discovered(self.registry, rpc.full_name), self.s.rpc_deadline_s * factor,
+                               interceptors=self.tracing.grpc_client_interceptors())
                 self.remote.append(c)
                 self._clients[key] = c
         return self._clients[key]
@@ -184,7 +189,7 @@ class _Wiring:
         if service == "order":
             return OrderHandlers(
                 db, self.ids, self.outboxes["order"], participants=self.participants(),
-                store=timed_steps(SagaStore(db, self.outboxes["order"]), SAGA_STEPS),
+                store=metrics.timed_steps(SagaStore(db, self.outboxes["order"]), SAGA_STEPS),
                 settle=Settler(self.relays["order"], self.broker, SETTLE_TIMEOUT_S).settle,
                 cancel_after_s=s.order_cancel_after_s, pay_timeout_s=s.order_pay_timeout_s,
             )
@@ -199,7 +204,7 @@ class _Wiring:
         raise ValueError(service)
 
     def participants(self) -> Participants:
-        p = timed_steps(Participants(goods=self.client("goods"), coupons=self.client("coupon"),
+        p = metrics.timed_steps(Participants(goods=self.client("goods"), coupons=self.client("coupon"),
                                      users=self.client("user")), SAGA_STEPS)
         if not self.s.faults:
             return p
@@ -222,14 +227,19 @@ class _Wiring:
                 for c in CONSUMERS if c.service in self.local]
 
 
-def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, role: str = "all") -> Shop:
+def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, role: str = "all",
+              tracing: Tracing | None = None) -> Shop:
     """The shop for one process. role "all" is the embedded mode; any other is one process of the
-    distributed shop (see the module's docstring); the sandbox role is sandbox_platform()."""
+    distributed shop (see the module's docstring); the sandbox role is sandbox_platform().
+    tracing: by default as the settings and OTEL_* variables say (infra/tracing.py); tests hand one
+    that keeps the spans in memory."""
     if role not in ROLES or role == "sandbox":
         raise ValueError(f"unknown role {role!r}; one of {', '.join(r for r in ROLES if r != 'sandbox')}")
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    w = _Wiring(settings, role)
+    telemetry = settings.telemetry == "on"
+    metrics.switch(telemetry)  # before anything is wired: what is timed is decided as it is built
+    w = _Wiring(settings, role, tracing or process_tracing(telemetry, role))
     if run_migrations and w.local:
         migrate(settings, tuple(sorted(w.local)))
     secret = settings.token_secret or load_or_create_secret(settings.data_dir / "token.secret")
@@ -246,7 +256,7 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
         settings=settings, role=role, dbs=w.dbs, broker=w.broker, relays=list(w.relays.values()),
         subscriptions=w.subscriptions(), faults=w.faults, registry=w.registry,
         exposed=[(PARTS[s].rpc, w.handler(s)) for s in sorted(w.local)] if w.registry else (),
-        remote=w.remote, sandbox=w.sandbox, platform=w.http_platform, http=w.http,
+        remote=w.remote, sandbox=w.sandbox, platform=w.http_platform, http=w.http, tracing=w.tracing,
     )
     operator = Operator(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log,
                         broker=w.broker, faults=w.faults, registry=w.registry)

@@ -23,6 +23,7 @@ from shop.infra.registry import ZkRegistry
 from shop.infra.rpc.admin import ADMIN_SERVICE
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.server import Service, serve
+from shop.infra.tracing import Tracing
 from shop.sandbox.client import HttpPlatform
 from shop.sandbox.platform import Sandbox
 from shop.services.coupon.contracts import CouponService
@@ -54,6 +55,7 @@ class Runtime:
     sandbox: Sandbox | None = None  # the payment platform stand-in, when it runs in this process
     platform: HttpPlatform | None = None  # or the client of the sandbox process
     http: httpx.AsyncClient | None = None  # the sandbox's, for its notifications
+    tracing: Tracing = Tracing.OFF  # this process's (the front door instruments its app with it)
     _rpc_server: grpc.aio.Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -90,7 +92,8 @@ class Runtime:
             metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         if self.registry is not None and self.exposed:
             s = self.settings
-            self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, faults=self.faults)
+            self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, faults=self.faults,
+                                           interceptors=self.tracing.grpc_server_interceptors())
             address = f"{s.advertise_host or _advertised(s.rpc_host)}:{self._rpc_server.port}"
             for service, _ in self.exposed:
                 await self.registry.register(service.full_name, address, application=self.role)
@@ -108,7 +111,7 @@ class Runtime:
     async def _sample_dead(self) -> None:
         counts = await self.broker.dead_counts()
         for sub in self.subscriptions:
-            metrics.MESSAGES_DEAD.labels(sub.group).set(counts.get(sub.group, 0))
+            metrics.dead_sampled(sub.group, counts.get(sub.group, 0))
 
     async def stop(self) -> None:
         if self.registry is not None:
@@ -121,6 +124,7 @@ class Runtime:
         self._tasks = []
         await self.broker.drain()
         await self.close()
+        await self.tracing.shutdown()  # the last spans out, after the last work that made them
 
 
 @dataclass

@@ -53,7 +53,7 @@ class Operator:
             second = await self._audit_once()
             stable = [v for v in second.violations if v in set(first.violations)]
             first = AuditReport(consistent=not stable, violations=stable, pending=max(first.pending, second.pending))
-        metrics.AUDIT_CONSISTENT.set(1 if first.consistent else 0)
+        metrics.audited(first.consistent)
         return first
 
     async def _audit_once(self) -> AuditReport:

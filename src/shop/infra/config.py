@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     faults: bool = False
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with service, orderId, traceId
     access_log: bool = False  # one line per HTTP request
+    # Metrics and traces: "off" to run without either (to measure what they cost). On, every trace
+    # is sampled, and exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py).
+    telemetry: Literal["on", "off"] = "on"
     order_cancel_after_s: float = 30.0
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0

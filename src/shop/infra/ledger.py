@@ -180,7 +180,7 @@ class Ledger:
         if await self._record(uow, entity_id, order_id, self.kinds.take, self._zero, now):
             # Null compensation: the empty take row is the barrier, the give-back row its key.
             await self._record(uow, entity_id, order_id, self.kinds.give_back, self._zero, now)
-            metrics.BARRIERS.labels(self._service).inc()
+            metrics.barrier_left(self._service)
             return self._zero
         taken = await self._recorded(uow, entity_id, order_id, self.kinds.take)
         # The give-back row is keyed too: a repeated compensation finds it and gives nothing.
@@ -188,7 +188,7 @@ class Ledger:
             await undo(taken)
             # Counted in the consumer's transaction: one that fails to commit is counted again on
             # its retry. A metric may overcount there; the ledger never does.
-            metrics.COMPENSATIONS.labels(self._service).inc()
+            metrics.compensated(self._service)
             return taken
         return self._zero
 

@@ -10,7 +10,9 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import IO
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 ORDER_ID: ContextVar[str | None] = ContextVar("order_id", default=None)
@@ -44,26 +46,28 @@ class _Context(logging.Filter):
 
 
 def _trace_id() -> str | None:
-    """The current OpenTelemetry trace's id, when a trace is being recorded."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return None
+    """The current OpenTelemetry trace's id (infra/tracing.py), when a span is current: the one
+    of the work being done, or the trace a failed message came from."""
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
+def handler(service: str, fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
+    """A handler writing this process's lines: `fmt` "json" or "text"; to stderr unless `stream`."""
+    out = logging.StreamHandler(stream)
+    out.addFilter(_Context(service))
+    if fmt == "json":
+        out.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        out.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"))
+    return out
+
+
 def configure(service: str, fmt: str = "text", level: int = logging.INFO) -> None:
     """The root logger for this process: `fmt` "json" or "text"."""
-    handler = logging.StreamHandler()
-    handler.addFilter(_Context(service))
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
-                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
-    else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler(service, fmt)]
     root.setLevel(level)
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -4,16 +4,29 @@ happens, and served by every process (`GET /metrics`; `SHOP_METRICS_PORT` for a 
 Every series is defined here, in one place; the code that moves one calls the small functions
 below. Gauges of stored state (the outbox, dead messages) are sampled by `Sampler` every few seconds
 rather than queried at scrape time: a scrape must not wait on a database.
+
+SHOP_TELEMETRY=off (`switch(False)`, from bootstrap): every function here does nothing, nothing is
+wrapped to be timed, and GET /metrics answers without the shop's series (the process's own stay).
+The switch is the process's, as prometheus-client's registry is.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 log = logging.getLogger("shop.metrics")
 T = TypeVar("T")
@@ -35,6 +48,69 @@ NOTIFY_ACK = Histogram("shop_notify_ack_seconds", "Time to answer the payment pl
 RPC = Histogram("shop_rpc_seconds", "Calls between services (in process or gRPC), by method and answer code",
                 ["method", "code"], buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 AUDIT_CONSISTENT = Gauge("shop_audit_consistent", "1 if the last audit found no violation, else 0")
+_SERIES = (ORDERS, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD, NOTIFY_ACK,
+           RPC, AUDIT_CONSISTENT)
+_on = True
+
+
+def switch(on: bool) -> None:
+    """Telemetry on (the default) or off for this process (see the module's docstring)."""
+    global _on
+    if on == _on:
+        return
+    for series in _SERIES:
+        if on:
+            REGISTRY.register(series)
+        else:
+            REGISTRY.unregister(series)
+    _on = on
+
+
+def enabled() -> bool:
+    return _on
+
+
+def order_placed(outcome: str) -> None:
+    """confirmed, rejected or failed."""
+    if _on:
+        ORDERS.labels(outcome).inc()
+
+
+def compensated(service: str) -> None:
+    if _on:
+        COMPENSATIONS.labels(service).inc()
+
+
+def barrier_left(service: str) -> None:
+    if _on:
+        BARRIERS.labels(service).inc()
+
+
+def delivered(group: str, result: str) -> None:
+    """handled, retried or dead."""
+    if _on:
+        MESSAGES.labels(group, result).inc()
+
+
+def outbox_sampled(service: str, due: int, oldest_s: float) -> None:
+    if _on:
+        OUTBOX_DUE.labels(service).set(due)
+        OUTBOX_OLDEST.labels(service).set(oldest_s)
+
+
+def dead_sampled(group: str, count: int) -> None:
+    if _on:
+        MESSAGES_DEAD.labels(group).set(count)
+
+
+def audited(consistent: bool) -> None:
+    if _on:
+        AUDIT_CONSISTENT.set(1 if consistent else 0)
+
+
+def notify_ack() -> contextlib.AbstractContextManager[Any]:
+    """Times the answer to the payment platform's notification (`with metrics.notify_ack(): ...`)."""
+    return NOTIFY_ACK.time() if _on else contextlib.nullcontext()
 
 
 def exposition() -> tuple[bytes, str]:
@@ -83,8 +159,9 @@ class _Timed:
 
 
 def timed_steps(inner: T, steps: Mapping[str, str]) -> T:
-    """`inner`, its named methods timed as saga steps (method name -> step label)."""
-    return cast(T, _Timed(inner, steps))
+    """`inner`, its named methods timed as saga steps (method name -> step label); `inner` itself
+    when telemetry is off."""
+    return cast(T, _Timed(inner, steps)) if _on else inner
 
 
 Sample = Callable[[], Awaitable[None]]
@@ -110,9 +187,12 @@ class Sampler:
 Observe = Callable[[float, BaseException | None], None]
 
 
-def rpc_observer(method: str) -> Observe:
+def rpc_observer(method: str) -> Observe | None:
     """Records one method's calls into RPC: labelled OK, or with the ShopCode the call raised. The
-    OK child is bound once: this runs on every call between services."""
+    OK child is bound once: this runs on every call between services. None when telemetry is off:
+    the caller does not time its calls at all."""
+    if not _on:
+        return None
     ok = RPC.labels(method, "OK")
 
     def observe(seconds: float, exc: BaseException | None) -> None:

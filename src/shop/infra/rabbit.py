@@ -36,6 +36,7 @@ from shop.common.clock import iso
 from shop.infra.faults import Faults
 from shop.infra.messaging import Binding, Message, Subscription, backoff_ms, consume
 from shop.infra.messaging.consumer import failed
+from shop.infra.tracing import Tracing
 
 log = logging.getLogger("shop.rabbit")
 
@@ -61,7 +62,7 @@ class RabbitBroker:
     def __init__(
         self, url: str, topology: Iterable[Binding], faults: Faults, *, max_attempts: int = 5,
         backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, prefetch: int = 32, prefix: str = PREFIX,
-        report_tags: Iterable[str] = (), listen_for_reports: bool = False,
+        report_tags: Iterable[str] = (), listen_for_reports: bool = False, tracing: Tracing = Tracing.OFF,
     ) -> None:
         """topology: every (group, topic, tags) of the whole shop, declared by every process, so a
         message published before its consumer ever started waits in that consumer's queue instead
@@ -70,6 +71,7 @@ class RabbitBroker:
         (rare ones: the shop waits only for a failed order's cancel); listen_for_reports: this
         process waits (the order service), so it hears the reports."""
         self.url = url
+        self.tracing = tracing
         self.prefix = prefix  # one shop's exchanges and queues apart from another's on one broker
         self.faults = faults
         self.max_attempts = max_attempts
@@ -162,10 +164,12 @@ class RabbitBroker:
 
     @staticmethod
     def _amqp(msg: Message, attempts: int = 0) -> aio_pika.Message:
+        headers: dict[str, Any] = {"topic": msg.topic, "tag": msg.tag, "key": msg.key, "attempts": attempts}
+        if msg.trace:  # the W3C header's own name: what any other consumer of the queue would look for
+            headers["traceparent"] = msg.trace
         return aio_pika.Message(
             msg.encode(), message_id=msg.msg_id, content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={"topic": msg.topic, "tag": msg.tag, "key": msg.key, "attempts": attempts},
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers,
         )
 
     async def publish(self, msg: Message) -> None:
@@ -200,10 +204,13 @@ class RabbitBroker:
 
     async def _on_message(self, sub: Subscription, ch: AbstractChannel, m: AbstractIncomingMessage) -> None:
         h = m.headers or {}
+        trace = h.get("traceparent")
+        if isinstance(trace, bytes):
+            trace = trace.decode(errors="replace")
         msg = Message(str(h.get("topic", sub.topic)), str(h.get("tag", m.routing_key)), str(h.get("key", "")),
-                      orjson.loads(m.body), m.message_id or "")
+                      orjson.loads(m.body), m.message_id or "", trace if isinstance(trace, str) else None)
         try:
-            await consume(sub, msg, self.faults)
+            await consume(sub, msg, self.faults, self.tracing)
             if msg.tag in self.report_tags:
                 await self._report(sub.group, msg)
         except Exception as exc:  # noqa: BLE001 - never acknowledged as done

@@ -17,6 +17,7 @@ from shop.infra.db import Database, Query, Row, UnitOfWork, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.logs import about_order
 from shop.infra.messaging.message import Message
+from shop.infra.tracing import Tracing, in_trace_of
 
 
 class Inbox:
@@ -137,9 +138,10 @@ class Subscription:
     before: dict[str, Before] = field(default_factory=dict)
 
 
-async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
-    """Run one delivery; raise to have the broker retry it later."""
-    with about_order(msg.key):  # every message's key is its order's id
+async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Tracing = Tracing.OFF) -> None:
+    """Run one delivery, in the trace of the work that wrote the message; raise to have the broker
+    retry it later."""
+    with about_order(msg.key), tracing.consuming(sub.service, sub.group, msg):  # every key is an order's id
         await faults.hit(fault_point(sub.service, msg.topic, msg.tag))
         before = sub.before.get(msg.tag)
         if before is not None:
@@ -149,14 +151,14 @@ async def consume(sub: Subscription, msg: Message, faults: Faults) -> None:
                 await sub.handlers[msg.tag](uow, msg)
                 await uow.commit()
             # else a duplicate: the first delivery's work is already committed
-    metrics.MESSAGES.labels(sub.group, "handled").inc()
+    metrics.delivered(sub.group, "handled")
 
 
 def failed(group: str, msg: Message, attempts: int, max_attempts: int, exc: BaseException) -> bool:
     """Count and log a delivery that failed; True when its retries ran out and it is parked dead."""
     dead = attempts >= max_attempts
-    metrics.MESSAGES.labels(group, "dead" if dead else "retried").inc()
-    with about_order(msg.key):
+    metrics.delivered(group, "dead" if dead else "retried")
+    with about_order(msg.key), in_trace_of(msg):
         if dead:
             log.error("%s parked %s/%s %s dead after %s attempts: %r", group, msg.topic, msg.tag, msg.key, attempts,
                       exc)

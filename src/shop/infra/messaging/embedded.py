@@ -17,6 +17,7 @@ from shop.infra.faults import Faults
 from shop.infra.messaging.consumer import Binding, Subscription, consume, failed
 from shop.infra.messaging.message import Message, message_columns
 from shop.infra.messaging.relay import backoff_ms, poll_forever
+from shop.infra.tracing import Tracing
 from shop.infra.types import Timestamp
 
 log = logging.getLogger("shop.messaging")
@@ -40,7 +41,8 @@ delivery = sa.Table(
 _d = delivery.c
 _Q_ENQUEUE = insert_ignore(
     delivery,
-    **bind("msg_id", "group_name", "msg_topic", "msg_tag", "msg_key", "msg_body", "next_at", "create_time"),
+    **bind("msg_id", "group_name", "msg_topic", "msg_tag", "msg_key", "msg_body", "msg_trace", "next_at",
+           "create_time"),
     attempts=0,
     state="ready",
 )
@@ -84,6 +86,18 @@ _Q_DEAD_COUNTS = Query(
 _Q_PENDING = Query(sa.select(sa.func.count().label("n")).select_from(delivery).where(_d.state == "ready"))
 
 
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """The broker's file is made by create_all, which leaves an existing table as it is: a file from
+    before a column was added gets it here (nullable ones only), so a shop's data dir outlives an
+    upgrade. Its one migration mechanism, for one table it alone reads."""
+    with engine.begin() as conn:
+        have = {c["name"] for c in sa.inspect(conn).get_columns(delivery.name)}
+        for column in delivery.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {delivery.name} ADD COLUMN "{column.name}" {kind}')
+
+
 def _at(ms: int) -> str | None:
     return iso(datetime.fromtimestamp(ms / 1000, UTC))
 
@@ -98,7 +112,8 @@ def _listed(r: Any) -> dict[str, Any]:
 
 
 def _row_message(r: Any) -> Message:
-    return Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["msg_id"])
+    return Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["msg_id"],
+                   r["msg_trace"])
 
 
 class EmbeddedBroker:
@@ -112,8 +127,10 @@ class EmbeddedBroker:
     def __init__(
         self, db: SqliteDatabase, topology: Iterable[Binding], faults: Faults, *, max_attempts: int = 5,
         backoff_base_ms: int = 200, backoff_cap_ms: int = 5000, poll_s: float = 0.25, concurrency: int = 64,
+        tracing: Tracing = Tracing.OFF,
     ) -> None:
         self.db = db
+        self.tracing = tracing
         self.topology = list(topology)
         self.by_group: dict[str, Subscription] = {}  # the groups run() delivers to
         self.faults = faults
@@ -131,6 +148,7 @@ class EmbeddedBroker:
         engine = sa.create_engine(f"sqlite:///{self.db.path}")
         try:
             broker_metadata.create_all(engine)
+            _add_missing_columns(engine)
         finally:
             engine.dispose()
 
@@ -144,7 +162,8 @@ class EmbeddedBroker:
                 if msg.topic == topic and msg.tag in tags:
                     await uow.execute(
                         _Q_ENQUEUE, msg_id=msg.msg_id, group_name=group, msg_topic=msg.topic, msg_tag=msg.tag,
-                        msg_key=msg.key, msg_body=msg.encode().decode(), next_at=now, create_time=utcnow(),
+                        msg_key=msg.key, msg_body=msg.encode().decode(), msg_trace=msg.trace, next_at=now,
+                        create_time=utcnow(),
                     )
             await uow.commit()
         self._wake.set()
@@ -156,7 +175,7 @@ class EmbeddedBroker:
         did = row["delivery_id"]
         msg = _row_message(row)
         try:
-            await consume(self.by_group[row["group_name"]], msg, self.faults)
+            await consume(self.by_group[row["group_name"]], msg, self.faults, self.tracing)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, never acknowledged
             attempts = row["attempts"] + 1
             dead = failed(row["group_name"], msg, attempts, self.max_attempts, exc)

@@ -24,6 +24,9 @@ class Message:
     key: str  # the business key (an order id): the inbox deduplicates on (group, tag, key)
     body: dict[str, Any]
     msg_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    # The W3C traceparent of the work that wrote it (infra/tracing.py), so that its handling joins
+    # that trace; None when telemetry is off. Stamped by the outbox, never by the handlers.
+    trace: str | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(self.body)
@@ -35,11 +38,16 @@ class Message:
 
 def message_columns() -> list[sa.Column[Any]]:
     """What every table holding a message keeps of it: for whom (the group), where it goes (topic,
-    tag), its business key and its body."""
+    tag), its business key, its body, and the trace it belongs to.
+
+    The trace has a column of its own rather than a key in the body: the body is the message's
+    contract (the consumers read it, the inbox keeps it, the operator sees it), and the trace is
+    transport, like an AMQP header; rows written before it existed, or with telemetry off, have none."""
     return [
         *(sa.Column(name, sa.String(100), nullable=False)
           for name in ("group_name", "msg_topic", "msg_tag", "msg_key")),
         sa.Column("msg_body", sa.Text, nullable=False),
+        sa.Column("msg_trace", sa.String(100), nullable=True),
     ]
 
 

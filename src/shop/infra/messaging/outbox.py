@@ -10,6 +10,7 @@ from shop.common.clock import now_ms, utcnow
 from shop.common.timeline import TimelineEvent
 from shop.infra.db import Database, Query, UnitOfWork, bind
 from shop.infra.messaging.message import Message
+from shop.infra.tracing import traceparent
 
 # A sent message's due_at is SENT + the epoch milliseconds it was sent at: past every due range,
 # so the relay never sees it again, and still in the due_at index, so pruning is a range scan and
@@ -26,7 +27,8 @@ class Outbox:
         self.group = group
         self._add = Query(
             sa.insert(t).values(
-                bind("id", "group_name", "msg_topic", "msg_tag", "msg_key", "msg_body", "create_time", "due_at")
+                bind("id", "group_name", "msg_topic", "msg_tag", "msg_key", "msg_body", "msg_trace", "create_time",
+                     "due_at")
             )
         )
         self._delete = Query(sa.delete(t).where(t.c.id == sa.bindparam("id")))
@@ -56,7 +58,7 @@ class Outbox:
             sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"), unsent)
         )
         self._due = Query(
-            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.due_at)
+            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.msg_trace, t.c.due_at)
             .where(t.c.due_at <= sa.bindparam("now"))
             .order_by(t.c.due_at)
             .limit(200)
@@ -67,6 +69,8 @@ class Outbox:
         )
 
     async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
+        """Store `msg` in the transaction that decided it, in the trace of the work deciding it: an
+        armed cancel fired at its deadline still joins its order's trace."""
         await uow.execute(
             self._add,
             id=msg.msg_id,
@@ -75,6 +79,7 @@ class Outbox:
             msg_tag=msg.tag,
             msg_key=msg.key,
             msg_body=msg.encode().decode(),
+            msg_trace=msg.trace or traceparent(),
             create_time=utcnow(),
             due_at=now_ms() if due_at_ms is None else due_at_ms,
         )
@@ -103,7 +108,8 @@ class Outbox:
     async def due(self, db: Database) -> list[Message]:
         rows = await db.fetchall(self._due, now=now_ms())
         return [
-            Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"]) for r in rows
+            Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"], r["msg_trace"])
+            for r in rows
         ]
 
     async def mark_sent(self, uow: UnitOfWork, msg_id: str) -> None:

@@ -11,6 +11,7 @@ from shop.infra.db import Database, UnitOfWork
 from shop.infra.messaging.broker import Broker
 from shop.infra.messaging.message import Message
 from shop.infra.messaging.outbox import Outbox
+from shop.infra.tracing import Tracing
 
 log = logging.getLogger("shop.messaging")
 
@@ -28,8 +29,9 @@ class Relay:
 
     def __init__(
         self, name: str, db: Database, outbox: Outbox, broker: Broker, guards: dict[str, Guard] | None = None,
-        poll_s: float = 0.25, lease_s: float = 10.0, retention_s: float = 7 * 86400,
+        poll_s: float = 0.25, lease_s: float = 10.0, retention_s: float = 7 * 86400, tracing: Tracing = Tracing.OFF,
     ) -> None:
+        self.tracing = tracing
         self.retention_ms = int(retention_s * 1000)
         self.name = name
         self.db = db
@@ -51,8 +53,7 @@ class Relay:
             await uow.commit()
         async with self.db.unit_of_work(readonly=True) as uow:
             due, oldest_s = await self.outbox.due_stats(uow)
-        metrics.OUTBOX_DUE.labels(self.name).set(due)
-        metrics.OUTBOX_OLDEST.labels(self.name).set(oldest_s)
+        metrics.outbox_sampled(self.name, due, oldest_s)
 
     async def run_once(self) -> int:
         msgs = await self.outbox.due(self.db)
@@ -61,7 +62,11 @@ class Relay:
         return len(msgs)
 
     async def send(self, msg: Message) -> None:
-        """Send one row read as due by outbox.due(), some time ago."""
+        """Send one row read as due by outbox.due(), some time ago: in the trace that wrote it."""
+        with self.tracing.publishing(self.name, msg):
+            await self._send(msg)
+
+    async def _send(self, msg: Message) -> None:
         guard = self.guards.get(msg.tag)
         if guard is not None:
             async with self.db.unit_of_work() as uow:

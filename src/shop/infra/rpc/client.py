@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, Self
 
 import grpc
@@ -74,9 +74,10 @@ class GrpcClient:
 
     def __init__(
         self, service: Service, target: str | Target, deadline_s: float = 5.0, *,
-        channel: grpc.aio.Channel | None = None,
+        channel: grpc.aio.Channel | None = None, interceptors: Sequence[Any] = (),
     ) -> None:
         self.service = service
+        self.interceptors = list(interceptors)  # on every channel it opens: the tracing's (infra/tracing.py)
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive: every call has a deadline")
         self.target: Target = Fixed(target) if isinstance(target, str) else target
@@ -106,7 +107,8 @@ class GrpcClient:
         stub = self._stubs.get(address)
         if stub is None:
             self._prune()
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = grpc.aio.insecure_channel(address, interceptors=self.interceptors or None)
+            self._channels[address] = channel
             stub = self._stubs[address] = self.service.stub(channel)
         return stub
 
@@ -170,7 +172,8 @@ class GrpcClient:
         observe = metrics.rpc_observer(f"{self.service.name}.{name}")
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            return call.result(await metrics.timed(observe, self._call(name, call.request(args, kwargs))))
+            work = self._call(name, call.request(args, kwargs))
+            return call.result(await (work if observe is None else metrics.timed(observe, work)))
 
         method.__name__ = name
         setattr(self, name, method)

@@ -4,17 +4,22 @@ A service exposes a typed interface (its contracts.Protocol); a caller holds a c
 In the embedded mode the client calls the implementation directly through `LocalClient`, with
 the same deadline and error rules a network transport will have: ShopErrors cross as they are
 (they are codes), anything else becomes SHOP_SERVICE_UNAVAILABLE, and a call past its deadline
-is abandoned as unavailable.
+is abandoned as unavailable. Each call is timed (metrics) and, given the service's `rpc` declaration,
+gets a span named as its gRPC call would be (infra/tracing.py), so a trace has one shape in both modes.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra import metrics
+from shop.infra.tracing import Tracing
+
+if TYPE_CHECKING:
+    from shop.infra.rpc.server import Service
 
 log = logging.getLogger("shop.rpc")
 T = TypeVar("T")
@@ -24,10 +29,13 @@ class LocalClient:
     """deadline_s None: the callee runs inline and cannot wait on anything (a service on SQLite),
     so a deadline could never fire and its timer is not worth setting."""
 
-    def __init__(self, impl: Any, service: str, deadline_s: float | None = 5.0) -> None:
+    def __init__(self, impl: Any, service: str, deadline_s: float | None = 5.0, *, rpc: Service | None = None,
+                 tracing: Tracing = Tracing.OFF) -> None:
         self._impl = impl
         self._service = service
         self._deadline_s = deadline_s
+        self._rpc = rpc  # the service's methods on the wire: the names its calls' spans take
+        self._tracing = tracing
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._impl, name)
@@ -35,11 +43,22 @@ class LocalClient:
             raise AttributeError(name)
 
         observe = metrics.rpc_observer(f"{self._service}.{name}")
+        method = self._rpc.methods.get(name) if self._rpc is not None else None
+        local = self._tracing.local_call(self._service, self._rpc.full_name, method.rpc) \
+            if self._rpc is not None and method is not None else None
 
-        @functools.wraps(target)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await metrics.timed(observe, self._call(target, name, args, kwargs))
+        # Bound once per method, with only what is on: this runs on every call between services.
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            work = self._call(target, name, args, kwargs)
+            return await (work if observe is None else metrics.timed(observe, work))
 
+        if local is None:
+            call = run
+        else:
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await local.run(run(*args, **kwargs))
+
+        call = functools.wraps(target)(call)
         setattr(self, name, call)  # bind once; later calls skip __getattr__
         return call
 
@@ -58,5 +77,6 @@ class LocalClient:
             raise ServiceUnavailable(f"{self._service}.{name} failed: {exc.__class__.__name__}") from exc
 
 
-def local_client(impl: T, service: str, deadline_s: float | None = 5.0) -> T:
-    return LocalClient(impl, service, deadline_s)  # type: ignore[return-value]
+def local_client(impl: T, service: str, deadline_s: float | None = 5.0, *, rpc: Service | None = None,
+                 tracing: Tracing = Tracing.OFF) -> T:
+    return LocalClient(impl, service, deadline_s, rpc=rpc, tracing=tracing)  # type: ignore[return-value]

@@ -88,14 +88,15 @@ def _rpc(service: Service, m: Method, impl: object) -> Callable[[Any, grpc.aio.S
 
 async def serve(
     exposed: Sequence[tuple[Service, object]], host: str = "127.0.0.1", port: int = 0, *,
-    faults: Faults | None = None,
+    faults: Faults | None = None, interceptors: Sequence[Any] = (),
 ) -> grpc.aio.Server:
     """Start a server exposing each (service, handlers object) pair and, given `faults`, the
     operator's AdminService (ping, fault injection) of this process.
 
     port 0 picks a free port; the one bound is `server.port`. Stop it with `await server.stop(grace)`.
+    interceptors: around every call (the tracing's, infra/tracing.py).
     """
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=list(interceptors) or None)
     for service, impl in exposed:
         service.add_to_server(_servicer(service, impl), server)
     if faults is not None:

@@ -81,7 +81,7 @@ class OrderHandlers:
         try:
             pricing = await self._check(cmd)
         except ShopError:
-            metrics.ORDERS.labels("rejected").inc()
+            metrics.order_placed("rejected")
             raise
         order = self._pre_order(cmd, pricing)
         ORDER_ID.set(str(order.order_id))  # this request's log lines are about this order from here on
@@ -100,13 +100,13 @@ class OrderHandlers:
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
-            metrics.ORDERS.labels("failed").inc()
+            metrics.order_placed("failed")
             await self._fail(order.order_id, cancel)
             if not isinstance(exc, ShopError):
                 log.exception("order %s failed", order.order_id)
                 exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
             raise exc.with_data({"orderId": str(order.order_id)}) from None
-        metrics.ORDERS.labels("confirmed").inc()
+        metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
                         "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID),

@@ -5,8 +5,8 @@ from fastapi import APIRouter, Query, Request
 
 from shop.common.clock import iso
 from shop.common.money import fmt
+from shop.infra import metrics
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
-from shop.infra.metrics import NOTIFY_ACK
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.log.contracts import LogService, PayLogEntry
 from shop.services.pay.contracts import Notification, Payment, PayService
@@ -52,7 +52,7 @@ async def callback(request: Request, pay: PayDep) -> Envelope:
     """The platform's notification, answered as soon as the payment is marked paid (timed: the
     platform retries what it does not hear back about in time)."""
     h = request.headers
-    with NOTIFY_ACK.time():
+    with metrics.notify_ack():
         await pay.notify(Notification(h.get("x-pay-timestamp"), h.get("x-pay-nonce"), h.get("x-pay-signature"),
                                       await request.body()))
     return ok()
