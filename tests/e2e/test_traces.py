@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shop.bootstrap import bootstrap
 from shop.infra import logs
-from shop.infra.tracing import SERVICE_ATTRIBUTE, Tracing
+from shop.infra.tracing import SERVICE_ATTRIBUTE, Tracing, process_tracing
 from tests.conftest import ADMIN, asgi_client, make_settings
 from tests.support import Api, order_json, quiet_api, until
 
@@ -159,6 +159,45 @@ async def test_embedded_json_log_lines_carry_the_orders_trace_id(
     failure = [line for line in about if "goods-order-group failed" in line["message"]]
     assert failure, about
     assert all(line.get("traceId") == trace_id for line in failure), (trace_id, failure)
+
+
+async def test_embedded_without_an_exporter_no_span_is_recorded_but_the_trace_ids_flow(
+        tmp_path: Path, json_log: io.StringIO) -> None:
+    # On, with no OTEL_EXPORTER_OTLP_ENDPOINT: nobody reads spans, so none is recorded (process_tracing
+    # gives a provider that samples nothing), yet a failed order's log lines and messages carry one
+    # trace id, the same in the consumer's lines as in the request's.
+    tracing = process_tracing(True, "all", env={})
+    assert tracing.on
+    shop = bootstrap(make_settings(tmp_path), tracing=tracing)
+    await shop.start()
+    try:
+        async with asgi_client(shop) as c:
+            api = Api(c, ADMIN)
+            uid, auth, gid, _ = await _scene(api)
+            for point in ("order.after_reduce_stock", "goods.on_order_cancel"):
+                r = await api.c.post("/admin/faults", json={"point": point, "action": "error", "times": 1},
+                                     headers=api.admin)
+                assert r.status_code == 200, r.text
+            failed = await api.confirm(auth, order_json(uid, gid, "5000.00"))
+            assert failed.status_code == 503, failed.text
+            order_id = failed.json()["data"]["orderId"]
+            assert (await quiet_api(api))["consistent"]
+    finally:
+        await shop.stop()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    failure = [line for line in lines
+               if line.get("orderId") == order_id and "goods-order-group failed" in line["message"]]
+    assert failure and {len(line.get("traceId", "")) for line in failure} == {32}, failure
+    conn = sqlite3.connect(tmp_path / "order.db")
+    try:
+        traces = {row[0] for row in conn.execute("SELECT msg_trace FROM trade_mq_producer_temp WHERE msg_key = ?",
+                                                 (order_id,))}
+    finally:
+        conn.close()
+    # The message's traceparent names that trace, its sampled flag (bit 0) unset: the consumer did not
+    # record either.
+    assert {t.split("-")[1] for t in traces if t} == {failure[0]["traceId"]}, traces
+    assert all(int(t.rsplit("-", 1)[1], 16) & 1 == 0 for t in traces if t), traces
 
 
 async def test_embedded_telemetry_off_makes_no_span_and_no_shop_series(tmp_path: Path) -> None:
