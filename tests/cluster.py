@@ -2,7 +2,6 @@
 or MariaDB, RabbitMQ and Zookeeper, each cluster with its own databases, queues and registry root."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -12,9 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kazoo.exceptions import NoNodeError
-
-from shop.cluster import ClusterConfig, unreachable
+from shop.cluster import ClusterConfig, remove, unreachable
 from shop.infra.auth import Tokens
 from shop.infra.config import Settings
 
@@ -116,27 +113,8 @@ class Cluster:
         return self.proc.returncode
 
     def clean_up(self) -> None:
-        """Remove what the cluster left on the shared servers: its queues and exchanges (quorum
-        queues by the hundred slow RabbitMQ down for everyone), registry root and databases."""
-        from kazoo.client import KazooClient
-
-        from shop.infra.config import SERVICES
-        from shop.infra.db import drop_databases
-        from shop.infra.rabbit import delete_topology
-        from shop.services.catalog import TOPOLOGY
-
-        env = self.process_env()
-        asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
-        zk = KazooClient(hosts=env["SHOP_REGISTRY_URL"])
-        zk.start(10)
-        try:
-            zk.delete(self.registry_root, recursive=True)
-        except NoNodeError:
-            pass
-        finally:
-            zk.stop()
-            zk.close()
-        drop_databases(self.config.db_base_url(), [f"{self.name}_{s}" for s in SERVICES])
+        """Remove what the cluster left on the shared servers (queues, registry root, databases)."""
+        remove(self.config, self.process_env())
 
     def troubles(self, most: int = 40) -> list[str]:
         """What went wrong in the cluster's processes, from its log: processes that exited and

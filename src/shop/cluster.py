@@ -294,6 +294,30 @@ def unreachable(config: ClusterConfig, env: dict[str, str]) -> list[str]:
     return missing
 
 
+def remove(config: ClusterConfig, env: Mapping[str, str]) -> None:
+    """Remove what a cluster leaves on the shared servers once its processes are gone: its queues
+    and exchanges (quorum queues by the hundred slow RabbitMQ down for everyone), its registry root
+    and its databases. `env`: the processes' environment (ClusterConfig.environment)."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoNodeError
+
+    from shop.infra.db import drop_databases
+    from shop.infra.rabbit import delete_topology
+    from shop.services.catalog import TOPOLOGY
+
+    asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
+    zk = KazooClient(hosts=env["SHOP_REGISTRY_URL"])
+    zk.start(10)
+    try:
+        zk.delete(env["SHOP_REGISTRY_ROOT"], recursive=True)
+    except NoNodeError:
+        pass
+    finally:
+        zk.stop()
+        zk.close()
+    drop_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
+
+
 async def run_cluster(config: ClusterConfig) -> int:
     missing = unreachable(config, config.environment(""))
     if missing:

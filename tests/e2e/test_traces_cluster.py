@@ -125,6 +125,12 @@ async def test_cluster_a_failed_orders_trace_spans_four_service_processes(api: A
     order_id = failed.json()["data"]["orderId"]
     assert (await quiet_api(api))["consistent"]
 
+    # The request that failed, its gRPC calls on both sides, and the cancel's publishing. Each process
+    # exports its own spans in its own batches: wait until every one of them has arrived.
+    expected = {("shop-web", "POST /order/confirm"), ("shop-web", "/shop.v1.OrderService/ConfirmOrder"),
+                ("shop-order", "/shop.v1.OrderService/ConfirmOrder"),
+                ("shop-goods", "/shop.v1.GoodsService/ReduceStock"), ("shop-order", "publish order.cancel")}
+
     async def compensated() -> list[Span] | None:
         handled = receiver.find(**{"shop.order_id": order_id, "shop.message.tag": "cancel"})
         trace_ids = {s.trace_id for s in handled}
@@ -132,17 +138,12 @@ async def test_cluster_a_failed_orders_trace_spans_four_service_processes(api: A
             return None
         trace = receiver.trace(trace_ids.pop())
         consumers = {s.process for s in trace if s.name == "process order.cancel"}
-        return trace if {"shop-goods", "shop-coupon", "shop-user"} <= consumers else None
+        names = {(s.process, s.name) for s in trace}
+        return trace if {"shop-goods", "shop-coupon", "shop-user"} <= consumers and expected <= names else None
 
     trace = await until(compensated, 20.0, every_s=0.2)
     assert trace, sorted({(s.process, s.name) for s in receiver.find(**{"shop.order_id": order_id})})
     processes = {s.process for s in trace}
     assert len(processes & {"shop-order", "shop-goods", "shop-coupon", "shop-user", "shop-pay", "shop-log"}) >= 4, \
         processes
-    names = {(s.process, s.name) for s in trace}
-    # The request that failed, its gRPC calls on both sides, and the cancel's publishing.
-    for expected in (("shop-web", "POST /order/confirm"), ("shop-web", "/shop.v1.OrderService/ConfirmOrder"),
-                     ("shop-order", "/shop.v1.OrderService/ConfirmOrder"),
-                     ("shop-goods", "/shop.v1.GoodsService/ReduceStock"), ("shop-order", "publish order.cancel")):
-        assert expected in names, (expected, sorted(names))
     assert {s.attributes.get("shop.service") for s in trace if s.process == "shop-goods"} == {"goods"}

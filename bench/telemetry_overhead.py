@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""What metrics and traces cost: orders/s with telemetry off, on, and on exporting every span over
+OTLP, in one run, the variants interleaved round by round so that the machine's drift falls on all
+of them alike.
+
+Each measurement is bench/orders_http.py (wrk, a fresh shop or cluster per measurement). Embedded:
+`shop run` with SHOP_TELEMETRY=off|on. Distributed: `shop cluster up --db postgresql` with the same
+variables given to every process. "export" points OTEL_EXPORTER_OTLP_ENDPOINT at a sink served here
+that accepts each batch and throws it away, so the export's whole cost (encoding, sending) is paid.
+
+    .venv/bin/python bench/telemetry_overhead.py [--mode embedded|distributed] [--rounds 3] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from shop.cluster import ClusterConfig, remove
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {"off": {"SHOP_TELEMETRY": "off"}, "on": {"SHOP_TELEMETRY": "on"}, "export": {"SHOP_TELEMETRY": "on"}}
+RATE = re.compile(r"orders/s=(\d+).*p99_ms=([\d.]+) errors=(\d+) consistent=(\w+)")
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that keeps nothing: 200 to every POST /v1/traces."""
+
+    spans_bytes = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server's name
+        _Sink.spans_bytes += len(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def sink() -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def orders_http(args: argparse.Namespace, extra: list[str]) -> tuple[float, float, bool]:
+    argv = [sys.executable, str(ROOT / "bench/orders_http.py"), "--wrk", "--concurrency", str(args.concurrency),
+            "--seconds", str(args.seconds), *extra]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
+    m = RATE.search(out)
+    if m is None:
+        raise RuntimeError(f"no result from orders_http.py:\n{out[-2000:]}")
+    return float(m[1]), float(m[2]), m[3] == "0" and m[4] == "True"
+
+
+def embedded(args: argparse.Namespace, env: dict[str, str]) -> tuple[float, float, bool]:
+    return orders_http(args, [a for k, v in env.items() for a in ("--env", f"{k}={v}")])
+
+
+def distributed(args: argparse.Namespace, env: dict[str, str]) -> tuple[float, float, bool]:
+    name = f"bench_{secrets.token_hex(3)}"
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = ClusterConfig(db="postgresql", port=args.port, data_dir=Path(data_dir), name=name)
+        token = secrets.token_urlsafe(16)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "OTEL_"))}
+        run_env = {**base, **env, "SHOP_ADMIN_TOKEN": token}
+        log = Path(data_dir) / "cluster.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "shop", "cluster", "up", "--db", "postgresql", "--port",
+                                     str(args.port), "--data-dir", data_dir, "--name", name],
+                                    env=run_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            end = time.monotonic() + 120
+            while b"shop cluster serving on" not in log.read_bytes():
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"the cluster did not come up:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            return orders_http(args, ["--url", f"http://127.0.0.1:{args.port}", "--admin-token", token])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            remove(config, config.environment(token, base=run_env))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--port", type=int, default=18600, help="distributed: the front door's port (and the next 3)")
+    args = p.parse_args()
+    endpoint = sink()
+    run = embedded if args.mode == "embedded" else distributed
+    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(args.rounds):
+        for variant, env in VARIANTS.items():
+            env = dict(env, **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant == "export" else {}))
+            rate, p99, ok = run(args, env)
+            rates[variant].append(rate)
+            print(f"round {r + 1} {variant:6} orders/s={rate:.0f} p99_ms={p99:.1f} clean={ok}", flush=True)
+    off = statistics.median(rates["off"])
+    print(f"\n{args.mode}, {args.rounds} rounds of {args.seconds:g}s, wrk -c{args.concurrency}; "
+          f"OTLP bytes received by the sink: {_Sink.spans_bytes}")
+    for variant, values in rates.items():
+        med = statistics.median(values)
+        print(f"{variant:6} median {med:.0f} orders/s ({(med / off - 1) * 100:+.0f}% against off); "
+              f"each: {', '.join(f'{v:.0f}' for v in values)}")
+
+
+if __name__ == "__main__":
+    main()
