@@ -256,7 +256,19 @@ async def quiet_audit(c: httpx.AsyncClient, admin: dict[str, str], timeout_s: fl
         await asyncio.sleep(0.2)
 
 
-async def bench(url: str, admin_token: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:
+def cpu_seconds(pid: int | None) -> float | None:
+    """A process's CPU time so far (user + system), from /proc: None without a pid or on another OS."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+async def bench(url: str, admin_token: str, args: argparse.Namespace,
+                server_pid: int | None = None) -> tuple[dict[str, Any], dict[str, Any], bool]:
     admin = {"Authorization": f"Bearer {admin_token}"}
     per_client = -(-args.concurrency // args.clients)
     limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
@@ -272,10 +284,16 @@ async def bench(url: str, admin_token: str, args: argparse.Namespace) -> tuple[d
         goods_id, users = await set_up(c, admin, args.users)
         print(f"set-up: 1 goods, {len(users)} users logged in ({time.monotonic() - t:.1f}s)", flush=True)
         stock_before = data(await c.get(f"/admin/goods/{goods_id}", headers=admin))["goodsNumber"]
+        cpu_before = cpu_seconds(server_pid)
         if args.wrk:
             result = await asyncio.to_thread(run_wrk, url, goods_id, users, args.concurrency, args.seconds)
         else:
             result = await load(clients, goods_id, users, args.concurrency, args.seconds, args.warmup)
+        cpu_after = cpu_seconds(server_pid)
+        placed = result["ok"] + result["warm_ok"] + sum(result["errors"].values())
+        # The server's CPU per order: steadier than orders/s on a machine shared with other work.
+        result["cpu_ms"] = (cpu_after - cpu_before) * 1000 / placed if cpu_before is not None and \
+            cpu_after is not None and placed else None
         report = await quiet_audit(c, admin)
         stock_after = data(await c.get(f"/admin/goods/{goods_id}", headers=admin))["goodsNumber"]
     # Every order that succeeded took one unit; every one that failed gave its unit back. wrk does
@@ -328,7 +346,8 @@ def main() -> None:
           f"(+{args.warmup:g}s warm-up) on {os.cpu_count()} CPUs"
           f"{' (server pinned to CPU 0)' if args.pin else ', shared with the server'}", flush=True)
     try:
-        result, report, stock_ok = asyncio.run(bench(url, token, args))
+        pid = server.proc.pid if server is not None and server.proc is not None else None
+        result, report, stock_ok = asyncio.run(bench(url, token, args, pid))
     finally:
         if server is not None:
             server.stop()
@@ -347,8 +366,9 @@ def main() -> None:
     consistent = report["consistent"] and report["pending"] == 0 and stock_ok
     if offline is not None:
         consistent = consistent and offline.get("consistent") is True and offline["exit"] == 0
+    cpu = f" server_cpu_ms_per_order={result['cpu_ms']:.3f}" if result.get("cpu_ms") is not None else ""
     print(f"orders/s={result['rate']:.0f} p50_ms={result['p50']:.1f} p99_ms={result['p99']:.1f} "
-          f"errors={n_err} consistent={consistent}")
+          f"errors={n_err} consistent={consistent}{cpu}")
     sys.exit(0 if consistent and n_err == 0 else 1)
 
 

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"off": {"SHOP_TELEMETRY": "off"}, "on": {"SHOP_TELEMETRY": "on"}, "export": {"SHOP_TELEMETRY": "on"},
             "export-10%": {"SHOP_TELEMETRY": "on", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                            "OTEL_TRACES_SAMPLER_ARG": "0.1"}}
-RATE = re.compile(r"orders/s=(\d+).*p99_ms=([\d.]+) errors=(\d+) consistent=(\w+)")
+RATE = re.compile(r"orders/s=(\d+).*p99_ms=([\d.]+) errors=(\d+) consistent=(\w+)"
+                  r"(?: server_cpu_ms_per_order=([\d.]+))?")
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -59,21 +60,24 @@ def sink() -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def orders_http(args: argparse.Namespace, extra: list[str]) -> tuple[float, float, bool]:
+Result = tuple[float, float | None, bool]  # orders/s, the server's CPU ms per order (embedded), clean
+
+
+def orders_http(args: argparse.Namespace, extra: list[str]) -> Result:
     argv = [sys.executable, str(ROOT / "bench/orders_http.py"), "--wrk", "--concurrency", str(args.concurrency),
             "--seconds", str(args.seconds), *extra]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
     m = RATE.search(out)
     if m is None:
         raise RuntimeError(f"no result from orders_http.py:\n{out[-2000:]}")
-    return float(m[1]), float(m[2]), m[3] == "0" and m[4] == "True"
+    return float(m[1]), float(m[5]) if m[5] else None, m[3] == "0" and m[4] == "True"
 
 
-def embedded(args: argparse.Namespace, env: dict[str, str]) -> tuple[float, float, bool]:
+def embedded(args: argparse.Namespace, env: dict[str, str]) -> Result:
     return orders_http(args, [a for k, v in env.items() for a in ("--env", f"{k}={v}")])
 
 
-def distributed(args: argparse.Namespace, env: dict[str, str]) -> tuple[float, float, bool]:
+def distributed(args: argparse.Namespace, env: dict[str, str]) -> Result:
     name = f"bench_{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory() as data_dir:
         config = ClusterConfig(db="postgresql", port=args.port, data_dir=Path(data_dir), name=name)
@@ -113,19 +117,27 @@ def main() -> None:
     endpoint = sink()
     run = embedded if args.mode == "embedded" else distributed
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
         for variant, env in VARIANTS.items():
             env = dict(env, **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant.startswith("export") else {}))
-            rate, p99, ok = run(args, env)
+            rate, cpu_ms, ok = run(args, env)
             rates[variant].append(rate)
-            print(f"round {r + 1} {variant:10} orders/s={rate:.0f} p99_ms={p99:.1f} clean={ok}", flush=True)
+            if cpu_ms is not None:
+                cpu[variant].append(cpu_ms)
+            print(f"round {r + 1} {variant:10} orders/s={rate:.0f} server_cpu_ms_per_order={cpu_ms} clean={ok}",
+                  flush=True)
     off = statistics.median(rates["off"])
     print(f"\n{args.mode}, {args.rounds} rounds of {args.seconds:g}s, wrk -c{args.concurrency}; "
           f"OTLP bytes received by the sink: {_Sink.spans_bytes}")
     for variant, values in rates.items():
         med = statistics.median(values)
-        print(f"{variant:10} median {med:.0f} orders/s ({(med / off - 1) * 100:+.0f}% against off); "
-              f"each: {', '.join(f'{v:.0f}' for v in values)}")
+        line = (f"{variant:10} median {med:.0f} orders/s ({(med / off - 1) * 100:+.0f}% against off); "
+                f"each: {', '.join(f'{v:.0f}' for v in values)}")
+        if cpu[variant] and cpu["off"]:
+            c, c_off = statistics.median(cpu[variant]), statistics.median(cpu["off"])
+            line += f"; server CPU {c:.3f} ms an order ({(c / c_off - 1) * 100:+.0f}%)"
+        print(line)
 
 
 if __name__ == "__main__":
