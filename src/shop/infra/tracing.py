@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from opentelemetry import context as otel_context
@@ -280,20 +280,21 @@ class _LocalCall:
         self.name = name
         self.attributes = attributes
 
-    async def run(self, call: Awaitable[T]) -> T:
-        """Await `call` inside the span. The span is started and made current by hand rather than
-        through start_as_current_span's two nested context managers: this runs on every call."""
+    def start(self) -> tuple[trace.Span, object]:
+        """The call's span, started and made current (by hand rather than through
+        start_as_current_span's two nested context managers: this runs on every call). Hand what
+        it returns to `end` when the call is over."""
         span = self.tracer.start_span(self.name, kind=SpanKind.SERVER, attributes=self.attributes)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            return await call
-        except BaseException as exc:
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def end(started: tuple[trace.Span, object], exc: BaseException | None) -> None:
+        span, token = started
+        if exc is not None:
             span.record_exception(exc)
             span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
-            raise
-        finally:
-            otel_context.detach(token)
-            span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
+        span.end()
 
 
 def process_tracing(on: bool, role: str, env: Mapping[str, str] = os.environ) -> Tracing:
