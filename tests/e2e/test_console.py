@@ -198,7 +198,7 @@ def test_every_asset_and_call_of_the_console_comes_from_the_shop(console: Consol
     response = console.page.goto(f"{shop_url}/console")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     console.sign_in()
-    console.page.locator(".chart .uplot").wait_for()  # the chart drawn, by the library the shop serves
+    console.page.locator(".chart .uplot").first.wait_for()  # the chart drawn, by the library the shop serves
     for page in ("orders", "messages", "audit", "faults"):
         console.go(page)
         console.page.locator("main h2").wait_for()
@@ -274,6 +274,9 @@ def test_a_dead_message_is_replayed_with_its_button_and_the_audit_turns_consiste
     api("DELETE", "/admin/faults")
     console.sign_in()
     console.page.locator(".card", has_text="Dead messages").filter(has_text=re.compile(r"[1-9]")).wait_for()
+    # Both charts are drawn: orders per minute, and this page's readings of pending and dead work.
+    for caption in ("Orders per minute", "Pending work and dead messages"):
+        console.page.locator("figure.chart", has_text=caption).locator("canvas").wait_for()
     console.shot("overview-dead", keep=True)
     # The audit names the parked message and links its order's timeline.
     console.nav("Audit")
