@@ -27,6 +27,14 @@ async def audit(operator: OperatorDep) -> Envelope:
     return ok((await operator.audit()).json())
 
 
+@router.post("/admin/audit/recount")
+async def recount(operator: OperatorDep) -> Envelope:
+    """Start a full recount (every order, every goods' stock and user's balance and points against
+    their sums) in the background; it answers at once, and GET /admin/audit shows its progress and
+    result. A recount already running is not started twice."""
+    return ok(operator.recount())
+
+
 @router.get("/admin/orders/{order_id}/timeline")
 async def timeline(order_id: IdIn, operator: OperatorDep) -> Envelope:
     events = await operator.timeline(order_id)

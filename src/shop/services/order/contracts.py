@@ -1,10 +1,11 @@
 """The order service's interface (the original's IOrderService) and the messages it publishes."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.messaging import Message
 
 ORDER_TOPIC = "order"
@@ -149,6 +150,10 @@ class OrderFacts:
 
     orders: dict[int, Order]
     outbox_due: int
+    unconfirmed: int = 0  # every order still unconfirmed, in or out of the scope
+    through: int = 0  # the range covered, when a limit cut it short: [since_id, through)
+    sent: list[int] = field(default_factory=list)  # orders whose messages left since scope.sent_since_ms
+    earned: dict[int, int] = field(default_factory=dict)  # entities: user -> points its paid orders earn
 
 
 class OrderService(Protocol):
@@ -162,7 +167,9 @@ class OrderService(Protocol):
 
     async def refund_order(self, order_id: int, user_id: int) -> Order: ...
 
-    async def audit_facts(self) -> OrderFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> OrderFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""
