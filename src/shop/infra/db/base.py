@@ -132,6 +132,11 @@ class Database:
         """readonly: for reads that need no transaction of their own (one statement is atomic)."""
         raise NotImplementedError
 
+    def reader(self) -> UnitOfWork:
+        """For long reads off the serving path (the audit's): a server database's are awaited I/O
+        anyway; SQLite's get a connection and a thread of their own (sqlite.py)."""
+        return self.unit_of_work(readonly=True)
+
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
         async with self.unit_of_work(readonly=True) as uow:
             return await uow.fetchone(q, **params)

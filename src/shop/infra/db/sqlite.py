@@ -50,11 +50,35 @@ class SqliteDatabase(Database):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.lock = asyncio.Lock()
+        self._reading: sqlite3.Connection | None = None  # the long reads' connection (reader())
+        self.read_lock = asyncio.Lock()
 
     def unit_of_work(self, readonly: bool = False) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(self, readonly)
 
+    def reader(self) -> UnitOfWork:
+        """Long reads (the audit's) on a connection of their own, each statement run on a worker
+        thread, in one read transaction: a snapshot of the file, and the event loop serves everyone
+        else meanwhile (WAL lets readers work beside the writer; sqlite3 releases the GIL while a
+        statement runs). An in-memory database has no second connection: its reads stay inline."""
+        if self.path == ":memory:":
+            return self.unit_of_work(readonly=True)
+        return SqliteReader(self)
+
+    def read_connection(self) -> sqlite3.Connection:
+        if self._reading is None:
+            self._reading = sqlite3.connect(
+                self.path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, check_same_thread=False
+            )
+            self._reading.row_factory = sqlite3.Row
+            self._reading.execute("PRAGMA busy_timeout=5000")
+        return self._reading
+
     async def close(self) -> None:
+        async with self.read_lock:  # a reader's statement may be running on its thread
+            if self._reading is not None:
+                self._reading.close()
+                self._reading = None
         self.conn.close()
 
 
@@ -104,3 +128,48 @@ class SqliteUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         self.conn.execute("COMMIT")
         self._open = False
+
+
+class SqliteReader(UnitOfWork):
+    """A read transaction on the reading connection, its statements on a worker thread."""
+
+    __slots__ = ("db", "conn")
+    dialect = "sqlite"
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.conn: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SqliteReader:
+        await self.db.read_lock.acquire()
+        try:
+            self.conn = self.db.read_connection()
+            await asyncio.to_thread(self.conn.execute, "BEGIN")
+        except BaseException:
+            self.db.read_lock.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self.conn is not None:
+                await asyncio.to_thread(self.conn.execute, "ROLLBACK")
+        finally:
+            self.db.read_lock.release()
+
+    def _run(self, q: Query, params: dict[str, Any]) -> sqlite3.Cursor:
+        assert self.conn is not None, "used inside its async with"
+        sql, args = q.args("sqlite", params)
+        return self.conn.execute(sql, args)
+
+    async def execute(self, q: Query, **params: Any) -> int:
+        raise TypeError("a reader only reads")
+
+    async def fetchone(self, q: Query, **params: Any) -> Row | None:
+        return await asyncio.to_thread(lambda: self._run(q, params).fetchone())
+
+    async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
+        return await asyncio.to_thread(lambda: self._run(q, params).fetchall())
+
+    async def commit(self) -> None:
+        pass  # nothing written

@@ -144,11 +144,26 @@ class OrderPage:
     next_before_id: int | None  # pass back as before_id for the next page; None: no more
 
 
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """What the audit reads of an order: a million of them cross the wire in a recount."""
+
+    order_id: int
+    user_id: int
+    order_status: int
+    pay_status: int
+    goods_id: int
+    goods_number: int
+    coupon_id: int | None
+    money_paid: Decimal
+    pay_amount: Decimal
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """The order service's side of the audit: every order, and its messages not yet sent."""
 
-    orders: dict[int, Order]
+    orders: dict[int, OrderState]
     outbox_due: int
     unconfirmed: int = 0  # every order still unconfirmed, in or out of the scope
     through: int = 0  # the range covered, when a limit cut it short: [since_id, through)

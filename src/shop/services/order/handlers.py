@@ -35,6 +35,7 @@ from shop.services.order.contracts import (
     OrderPage,
     OrderPaid,
     OrderQuery,
+    OrderState,
     PlaceOrder,
     refund_message,
     refund_payment_message,
@@ -218,7 +219,7 @@ class OrderHandlers:
         earned: dict[int, int] = {}
         rows: list[Row] = []
         through = 0
-        async with self.db.unit_of_work() as uow:
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
             if scope.entities:  # a recount's points: the scope's range is of users
                 lo, hi = scope.bounds
                 earned = {r["user_id"]: int(r["points"]) for r in await uow.fetchall(repo.EARNED, lo=lo, hi=hi)}
@@ -231,7 +232,7 @@ class OrderHandlers:
             due = await self.outbox.count_due(uow)
             unconfirmed = await repo.count_unconfirmed(uow)
             sent = await self.outbox.sent_keys(uow, scope.sent_since_ms) if scope.sent_since_ms else []
-        return OrderFacts(orders={r["order_id"]: as_record(Order, r) for r in rows}, outbox_due=due,
+        return OrderFacts(orders={r["order_id"]: as_record(OrderState, r) for r in rows}, outbox_due=due,
                           unconfirmed=unconfirmed, through=through, sent=[int(k) for k in sent], earned=earned)
 
 

@@ -9,7 +9,7 @@ from shop.common.ids import first_id_at
 from shop.infra.db import Database, Query, ScopedRows, UnitOfWork
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
-from shop.services.order.contracts import Order, OrderQuery
+from shop.services.order.contracts import Order, OrderQuery, OrderState
 from shop.services.order.models import order
 
 o = order.c
@@ -36,7 +36,7 @@ REFUND = _guarded(domain.REFUND)
 CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
 ALL = Query(sa.select(order))
-OF_ORDERS = ScopedRows(sa.select(order), o.order_id)
+OF_ORDERS = ScopedRows(sa.select(*(o[f] for f in OrderState.__slots__)), o.order_id)
 UNCONFIRMED = Query(sa.select(sa.func.count().label("n")).select_from(order)
                     .where(o.order_status == int(domain.OrderStatus.UNCONFIRMED)))  # by the status index
 

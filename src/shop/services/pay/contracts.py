@@ -63,11 +63,20 @@ class PaymentPlatform(Protocol):
     async def refund(self, pay_id: int) -> dict: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentState:
+    """What the audit reads of a payment."""
+
+    pay_id: int
+    is_paid: int
+    is_refunded: int
+
+
 @dataclass(frozen=True)
 class PayFacts:
     """The pay service's side of the audit: every payment, by order, and its messages not yet sent."""
 
-    payments: dict[int, Payment]
+    payments: dict[int, PaymentState]
     outbox_due: int
     sent: list[int] = field(default_factory=list)  # orders whose messages left since scope.sent_since_ms
 

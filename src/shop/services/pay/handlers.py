@@ -35,6 +35,7 @@ from shop.services.pay.contracts import (
     Payment,
     PaymentPaid,
     PaymentPlatform,
+    PaymentState,
 )
 from shop.services.pay.domain import PaymentStatus
 from shop.services.pay.models import inbox
@@ -146,13 +147,13 @@ class PayHandlers:
         return events
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> PayFacts:
-        async with self.db.unit_of_work() as uow:
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
             rows: Sequence[Row] = []
             if not scope.entities:
                 rows = await (uow.fetchall(repo.ALL) if scope.whole else repo.OF_ORDERS.fetch(uow, scope))
             due = await self.outbox.count_due(uow)
             sent = await self.outbox.sent_keys(uow, scope.sent_since_ms) if scope.sent_since_ms else []
-        return PayFacts(payments={r["order_id"]: as_record(Payment, r) for r in rows}, outbox_due=due,
+        return PayFacts(payments={r["order_id"]: as_record(PaymentState, r) for r in rows}, outbox_due=due,
                         sent=[int(k) for k in sent])
 
 

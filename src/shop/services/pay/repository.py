@@ -27,7 +27,8 @@ MARK_REFUNDED = Query(
     .values(is_refunded=1, refund_time=sa.bindparam("refund_time"))
 )
 ALL = Query(sa.select(pay))
-OF_ORDERS = ScopedRows(sa.select(pay), p.order_id)  # one payment per order: a unique index
+# One payment per order: found through the unique index on order_id.
+OF_ORDERS = ScopedRows(sa.select(p.order_id, p.pay_id, p.is_paid, p.is_refunded), p.order_id)
 
 
 async def find(uow: UnitOfWork, pay_id: int) -> Any:
