@@ -67,7 +67,7 @@ def test_scoped_rows_compile_once_per_dialect(dialect):
 def test_a_scope_crosses_the_wire_and_none_means_everything():
     request = GetMessageClass(facts_pb2.DESCRIPTOR.message_types_by_name["AuditFactsRequest"])
     call = Call(OrderService.audit_facts, request, facts_pb2.AuditFactsReply)
-    scope = AuditScope(since_id=2**62, below_id=2**62 + 9, order_ids=(2**62 + 20, 7), limit=500,
+    scope = AuditScope(since_id=2**62, below_id=2**62 + 9, order_ids=(2**62 + 20, 7), limit=500, strict=True,
                        sent_since_ms=1_700_000_000_000, entities=True)
     assert call.arguments(request.FromString(call.request((scope,), {}).SerializeToString())) == (scope,)
     assert call.arguments(call.request((), {})) == (EVERYTHING,)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +140,7 @@ class Auditor:
         others for the range it covered and the orders it found, so their rows of unknown orders in
         the range are read too."""
         orders = await self.orders.audit_facts(scope)
-        rest = AuditScope(since_id=scope.since_id, below_id=orders.through,
+        rest = AuditScope(since_id=scope.since_id, below_id=orders.through, strict=scope.strict,
                           order_ids=tuple(sorted({*orders.orders, *scope.order_ids})))
         goods, users, coupons, pay, logged = await asyncio.gather(
             self.goods.audit_facts(rest), self.users.audit_facts(rest), self.coupons.audit_facts(rest),
@@ -172,14 +174,37 @@ class Auditor:
                     self.open[oid] = max(self.open.get(oid, 0), now + self.settle_ms)
         self.sent_since_ms = now - SKEW_MS
         target = first_id_at(now - self.settle_ms)
-        while self.watermark < target:
-            r = await self.read(AuditScope(since_id=self.watermark, below_id=target, limit=self.chunk))
-            for oid in r.strict():
-                self.open.setdefault(oid, 0)
-            self.watermark = r.orders.through or target
-            await asyncio.sleep(self.pause_s)
+        if self.watermark < target:
+            async for r, wrong in self._walk(AuditScope(since_id=self.watermark, below_id=target), self.chunk,
+                                             self.pause_s):
+                for oid in wrong:
+                    self.open.setdefault(oid, 0)
+                self.watermark = r.orders.through or target
         self.caught_up = True
         await self._recheck_open(now)
+
+    async def _walk(self, scope: AuditScope, chunk: int, pause_s: float) -> AsyncIterator[
+            tuple[Reading, dict[int, list[str]]]]:
+        """Readings of a range, chunk by chunk, each with what it finds wrong read strictly. The rules
+        run on a worker thread: the event loop gets its turn at least every switch interval while they
+        do. On a serving process (pause_s > 0) each chunk is followed by a pause at least as long as it
+        took, so the audit takes at most about half of the process; offline, the next chunk is read
+        while this one is checked."""
+        lo, below = scope.since_id, scope.below_id
+        ahead: asyncio.Task[Reading] | None = None
+        while True:
+            started = time.monotonic()
+            r = await (ahead or self.read(AuditScope(since_id=lo, below_id=below, limit=chunk, strict=True)))
+            ahead = None
+            if r.orders.through and r.orders.through != below and not pause_s:
+                ahead = asyncio.create_task(self.read(AuditScope(since_id=r.orders.through, below_id=below,
+                                                                 limit=chunk, strict=True)))
+            yield r, await asyncio.to_thread(r.strict)
+            lo = r.orders.through  # the range it covered ends there (0: it had no end)
+            if not lo or lo == below:
+                return
+            if pause_s:
+                await asyncio.sleep(max(pause_s, time.monotonic() - started))
 
     async def _recheck_open(self, now: int) -> None:
         pending = await self.broker.pending()
@@ -294,15 +319,9 @@ class Auditor:
         order findings are returned (read twice) for the offline audit."""
         await self._recount_entities(recount, chunk * 4, pause_s)
         wrong: set[int] = set()
-        lo = 1
-        while True:
-            r = await self.read(AuditScope(since_id=lo, limit=chunk))
-            wrong |= set(r.strict())
+        async for r, strict in self._walk(AuditScope(), chunk, pause_s):
+            wrong |= set(strict)
             recount.orders += len(r.orders.orders)
-            if not r.orders.through:
-                break
-            lo = r.orders.through
-            await asyncio.sleep(pause_s)
         for oid in wrong:
             self.open.setdefault(oid, 0)
         out: list[Finding] = []

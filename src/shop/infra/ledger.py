@@ -89,9 +89,11 @@ class LedgerFacts:
 
     def held(self, order_id: int) -> dict[int, Decimal]:
         """What the order still holds, per entity (taken less given back), where it is not zero."""
+        taken = self.taken.get(order_id)
+        if not taken:
+            return {}
         returned = self.returned.get(order_id, {})
-        net = {e: n - returned.get(e, 0) for e, n in self.taken.get(order_id, {}).items()}
-        return {e: n for e, n in net.items() if n}
+        return {e: n - returned.get(e, 0) for e, n in taken.items() if n != returned.get(e, 0)}
 
 
 def counter_updates(table: sa.Table, key: str, counter: str) -> tuple[Query, Query]:

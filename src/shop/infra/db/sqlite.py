@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shop.infra.db.base import Database, Query, Row, UnitOfWork
+
+T = TypeVar("T")
 
 
 def _cents(d: Decimal) -> int:
@@ -51,6 +54,9 @@ class SqliteDatabase(Database):
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.lock = asyncio.Lock()
         self._reading: sqlite3.Connection | None = None  # the long reads' connection (reader())
+        # Its one thread: a read whose caller was cancelled still runs to its end there, and what
+        # comes next on that connection (the ROLLBACK, close()) waits behind it, never beside it.
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-read-{Path(path).stem}")
         self.read_lock = asyncio.Lock()
 
     def unit_of_work(self, readonly: bool = False) -> SqliteUnitOfWork:
@@ -74,11 +80,14 @@ class SqliteDatabase(Database):
             self._reading.execute("PRAGMA busy_timeout=5000")
         return self._reading
 
+    async def on_read_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, fn)
+
     async def close(self) -> None:
-        async with self.read_lock:  # a reader's statement may be running on its thread
-            if self._reading is not None:
-                self._reading.close()
-                self._reading = None
+        if self._reading is not None:
+            await self.on_read_thread(self._reading.close)
+            self._reading = None
+        self._read_thread.shutdown(wait=False)
         self.conn.close()
 
 
@@ -143,17 +152,18 @@ class SqliteReader(UnitOfWork):
     async def __aenter__(self) -> SqliteReader:
         await self.db.read_lock.acquire()
         try:
-            self.conn = self.db.read_connection()
-            await asyncio.to_thread(self.conn.execute, "BEGIN")
+            conn = self.conn = self.db.read_connection()
+            await self.db.on_read_thread(lambda: conn.execute("BEGIN"))
         except BaseException:
             self.db.read_lock.release()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        conn = self.conn
         try:
-            if self.conn is not None:
-                await asyncio.to_thread(self.conn.execute, "ROLLBACK")
+            if conn is not None:
+                await self.db.on_read_thread(lambda: conn.execute("ROLLBACK"))
         finally:
             self.db.read_lock.release()
 
@@ -166,10 +176,10 @@ class SqliteReader(UnitOfWork):
         raise TypeError("a reader only reads")
 
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
-        return await asyncio.to_thread(lambda: self._run(q, params).fetchone())
+        return await self.db.on_read_thread(lambda: self._run(q, params).fetchone())
 
     async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
-        return await asyncio.to_thread(lambda: self._run(q, params).fetchall())
+        return await self.db.on_read_thread(lambda: self._run(q, params).fetchall())
 
     async def commit(self) -> None:
         pass  # nothing written

@@ -72,7 +72,8 @@ class CouponHandlers:
             rows = await repo.USED_BY.fetch(uow, scope)
             ledger = await repo.LEDGER.facts(uow, scope)
             return CouponFacts({r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in rows}, ledger,
-                               await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken}))
+                               (set() if scope.strict else
+                    await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken})))
 
 
 CONSUMES = (

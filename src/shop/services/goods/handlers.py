@@ -71,7 +71,8 @@ class GoodsHandlers:
                 return GoodsFacts({r["goods_id"]: r["goods_number"] for r in rows}, LedgerFacts(ledger=totals),
                                   set(), through=through)
             ledger = await repo.LEDGER.facts(uow, scope)
-            seen = await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken})
+            seen = (set() if scope.strict else
+                    await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken}))
             return GoodsFacts({}, ledger, seen)
 
 
