@@ -26,6 +26,7 @@ import httpx
 from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 
+from shop.admin.auditor import Auditor
 from shop.admin.operator import Operator
 from shop.common.ids import IdWorker
 from shop.infra import metrics
@@ -62,6 +63,7 @@ from shop.services.user.handlers import UserHandlers
 
 WEB_ROLES = ("web", "order-web", "pay-web")
 ROLES = ("all", *SERVICES, *WEB_ROLES, "sandbox")
+ADMIN_ROLES = ("all", "web")  # the roles that serve /admin (app.ROUTERS): the audit's checker runs there
 # A failed order's request waits (bounded) until its cancel is handled everywhere (Settler).
 SETTLE_TAGS = (TAG_CANCEL,)
 SETTLE_TIMEOUT_S = 2.0
@@ -252,14 +254,16 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     log: LogService = w.client("log")
     if role != "all":
         w.platform()  # the front door's proxy for /sandbox
+    auditor = Auditor(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log, broker=w.broker)
     runtime = Runtime(
         settings=settings, role=role, dbs=w.dbs, broker=w.broker, relays=list(w.relays.values()),
         subscriptions=w.subscriptions(), faults=w.faults, registry=w.registry,
         exposed=[(PARTS[s].rpc, w.handler(s)) for s in sorted(w.local)] if w.registry else (),
         remote=w.remote, sandbox=w.sandbox, platform=w.http_platform, http=w.http, tracing=w.tracing,
+        auditor=auditor if role in ADMIN_ROLES else None,
     )
     operator = Operator(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log,
-                        broker=w.broker, faults=w.faults, registry=w.registry)
+                        broker=w.broker, faults=w.faults, registry=w.registry, auditor=auditor)
     return Shop(
         settings=settings, role=role, tokens=Tokens(secret, settings.token_ttl_s),
         admin_token=settings.admin_token or secrets.token_urlsafe(24), faults=w.faults,

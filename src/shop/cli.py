@@ -225,7 +225,7 @@ def audit(
         shop = bootstrap(_settings(data_dir))
         await shop.runtime.connect()
         try:
-            return (await shop.operator.audit()).json()
+            return (await shop.operator.full_audit()).json()
         finally:
             await shop.runtime.close()
 

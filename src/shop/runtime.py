@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 import httpx
 
+from shop.admin.auditor import Auditor
 from shop.admin.operator import Operator
 from shop.infra import metrics
 from shop.infra.auth import Tokens
@@ -56,6 +57,7 @@ class Runtime:
     platform: HttpPlatform | None = None  # or the client of the sandbox process
     http: httpx.AsyncClient | None = None  # the sandbox's, for its notifications
     tracing: Tracing = Tracing.OFF  # this process's (the front door instruments its app with it)
+    auditor: Auditor | None = None  # the audit's background checker, where GET /admin/audit is served
     _rpc_server: grpc.aio.Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -107,6 +109,8 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.broker.run(self.subscriptions), name="consumers"))
         if self.sandbox is not None:
             self._tasks.append(asyncio.create_task(self.sandbox.run(), name="sandbox"))
+        if self.auditor is not None:
+            self._tasks.append(asyncio.create_task(self.auditor.run(), name="auditor"))
 
     async def _sample_dead(self) -> None:
         counts = await self.broker.dead_counts()
@@ -122,6 +126,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
+        if self.auditor is not None:
+            await self.auditor.stop()  # a recount in progress
         await self.broker.drain()
         await self.close()
         await self.tracing.shutdown()  # the last spans out, after the last work that made them

@@ -38,6 +38,21 @@ async def overview(
     return ok(await operator.overview(minutes))
 
 
+@router.get("/admin/audit/recount")
+async def last_recount(operator: OperatorDep) -> Envelope:
+    """The last recount started through this process: running (with its progress), done (with what
+    it found) or failed; null when none was started."""
+    return ok(operator.last_recount())
+
+
+@router.post("/admin/audit/recount")
+async def recount(operator: OperatorDep) -> Envelope:
+    """Start a full recount (every order, every goods' stock and user's balance and points against
+    their sums) in the background; it answers at once, and GET /admin/audit shows its progress and
+    result. A recount already running is not started twice."""
+    return ok(operator.recount())
+
+
 @router.get("/admin/orders/{order_id}/timeline")
 async def timeline(order_id: IdIn, operator: OperatorDep) -> Envelope:
     events = await operator.timeline(order_id)

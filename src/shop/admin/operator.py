@@ -8,11 +8,11 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from shop.admin.audit import AuditReport, check
+from shop.admin.audit import AuditReport
+from shop.admin.auditor import Auditor
 from shop.common.clock import iso, utcnow
 from shop.common.errors import ServiceUnavailable
 from shop.common.timeline import TimelineEvent, in_time_order
-from shop.infra import metrics
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
 from shop.infra.registry import ZkRegistry
@@ -21,7 +21,6 @@ from shop.services.coupon.contracts import CouponService
 from shop.services.goods.contracts import GoodsService
 from shop.services.log.contracts import LogService
 from shop.services.order.contracts import OrderService
-from shop.services.order.domain import OrderStatus
 from shop.services.pay.contracts import PayService
 from shop.services.user.contracts import UserService
 
@@ -30,6 +29,7 @@ class Operator:
     def __init__(
         self, *, users: UserService, goods: GoodsService, coupons: CouponService, orders: OrderService,
         pay: PayService, log: LogService, broker: Broker, faults: Faults, registry: ZkRegistry | None,
+        auditor: Auditor,
     ) -> None:
         self.users = users
         self.goods = goods
@@ -40,39 +40,26 @@ class Operator:
         self.broker = broker
         self.faults = faults
         self.registry = registry  # the distributed mode: every process, for its faults
+        self.auditor = auditor
 
     # -- the audit --------------------------------------------------------------------------------
 
     async def audit(self) -> AuditReport:
-        """Each service's facts are read one after another, not in one snapshot: work that moves
-        between two reads can look like a violation for an instant. A real violation stays, so
-        only what two readings a moment apart both find is reported."""
-        first = await self._audit_once()
-        if not first.consistent:
-            await asyncio.sleep(0.05)
-            second = await self._audit_once()
-            stable = [v for v in second.violations if v in set(first.violations)]
-            first = AuditReport(consistent=not stable, violations=stable, pending=max(first.pending, second.pending))
-        metrics.audited(first.consistent)
-        return first
+        """The cross-service invariants, answered from the background checker's state and a fresh
+        reading of the orders that may still change (admin.auditor)."""
+        return await self.auditor.report()
 
-    async def _audit_once(self) -> AuditReport:
-        pending = await self.broker.pending()
-        orders = await self.orders.audit_facts()
-        goods = await self.goods.audit_facts()
-        users = await self.users.audit_facts()
-        coupons = await self.coupons.audit_facts()
-        payments = await self.pay.audit_facts()
-        logged = await self.log.audit_facts()
-        # Only the order and pay services send messages. Work in flight at the start or at the end
-        # of the reading counts as in flight.
-        unsent = orders.outbox_due + payments.outbox_due
-        unconfirmed = sum(1 for o in orders.orders.values() if o.order_status == OrderStatus.UNCONFIRMED)
-        pending = max(pending, await self.broker.pending()) + unsent + unconfirmed
-        dead = await self.broker.dead()
-        violations = check(orders.orders, goods, users, coupons, pending=pending, dead=dead,
-                           payments=payments.payments, logged=logged.logged)
-        return AuditReport(consistent=not violations, violations=violations, pending=pending)
+    def recount(self) -> dict[str, Any]:
+        """Start a full recount off the serving path; GET /admin/audit shows its progress."""
+        return self.auditor.start_recount().json()
+
+    def last_recount(self) -> dict[str, Any] | None:
+        """The last recount this process started: its progress, or its result (None: none yet)."""
+        return self.auditor.recount.json() if self.auditor.recount is not None else None
+
+    async def full_audit(self) -> AuditReport:
+        """Everything, read now: the offline audit."""
+        return await self.auditor.full()
 
     # -- the console's overview --------------------------------------------------------------------
 

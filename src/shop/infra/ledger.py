@@ -32,7 +32,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import Query, Row, UnitOfWork, insert_ignore
+from shop.infra.db import AuditScope, Query, Row, ScopedRows, UnitOfWork, insert_ignore
 from shop.infra.types import Timestamp
 
 Amount = int | Decimal
@@ -89,9 +89,11 @@ class LedgerFacts:
 
     def held(self, order_id: int) -> dict[int, Decimal]:
         """What the order still holds, per entity (taken less given back), where it is not zero."""
+        taken = self.taken.get(order_id)
+        if not taken:
+            return {}
         returned = self.returned.get(order_id, {})
-        net = {e: n - returned.get(e, 0) for e, n in self.taken.get(order_id, {}).items()}
-        return {e: n for e, n in net.items() if n}
+        return {e: n - returned.get(e, 0) for e, n in taken.items() if n != returned.get(e, 0)}
 
 
 def counter_updates(table: sa.Table, key: str, counter: str) -> tuple[Query, Query]:
@@ -144,6 +146,16 @@ class Ledger:
             c[columns.kind] == sa.bindparam("kind"),
         ))
         self._all = Query(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount))
+        self._scoped = ScopedRows(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount),
+                                  c[columns.order])  # through the order_id index
+        signs = [(c[columns.kind] == kinds.take, -amount)]
+        # The entity's sum in the database (the primary key leads with the entity): a recount ships
+        # one number per entity, not its rows.
+        self._totals = Query(
+            sa.select(c[columns.entity].label("entity"), sa.func.sum(sa.case(*signs, else_=amount)).label("total"))
+            .where(c[columns.entity] >= sa.bindparam("lo"), c[columns.entity] < sa.bindparam("hi"))
+            .group_by(c[columns.entity])
+        )
         self._of_order = Query(sa.select(c[columns.entity], c[columns.kind], amount, c[columns.time])
                                .where(c[columns.order] == sa.bindparam("order")))
 
@@ -204,8 +216,19 @@ class Ledger:
                 out.append(TimelineEvent(r[col.time], self._service, gave_back, detail))
         return out
 
-    async def facts(self, uow: UnitOfWork) -> LedgerFacts:
-        return self.summary(await uow.fetchall(self._all))
+    async def facts(self, uow: UnitOfWork, scope: AuditScope | None = None) -> LedgerFacts:
+        """Every row, or the rows of a scope's orders (their `ledger` sums are then partial: the
+        entities' own sums come from totals())."""
+        if scope is None or scope.whole:
+            return self.summary(await uow.fetchall(self._all))
+        return self.summary(await self._scoped.fetch(uow, scope))
+
+    async def totals(self, uow: UnitOfWork, lo: int, hi: int) -> dict[int, Decimal]:
+        """Each entity's sum (put in - taken + given back) for the entities lo <= id < hi."""
+        # SQLite keeps money as integer cents (infra/types.py), and a sum loses the column's type.
+        cents = isinstance(self._zero, Decimal) and uow.dialect == "sqlite"
+        return {r["entity"]: Decimal(r["total"]).scaleb(-2) if cents else Decimal(r["total"])
+                for r in await uow.fetchall(self._totals, lo=lo, hi=hi)}
 
     def summary(self, rows: Iterable[Row]) -> LedgerFacts:
         col, kinds = self.columns, self.kinds

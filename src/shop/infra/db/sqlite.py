@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shop.infra.db.base import Database, Query, Row, UnitOfWork
+
+T = TypeVar("T")
 
 
 def _cents(d: Decimal) -> int:
@@ -50,11 +53,41 @@ class SqliteDatabase(Database):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.lock = asyncio.Lock()
+        self._reading: sqlite3.Connection | None = None  # the long reads' connection (reader())
+        # Its one thread: a read whose caller was cancelled still runs to its end there, and what
+        # comes next on that connection (the ROLLBACK, close()) waits behind it, never beside it.
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-read-{Path(path).stem}")
+        self.read_lock = asyncio.Lock()
 
     def unit_of_work(self, readonly: bool = False) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(self, readonly)
 
+    def reader(self) -> UnitOfWork:
+        """Long reads (the audit's) on a connection of their own, each statement run on a worker
+        thread, in one read transaction: a snapshot of the file, and the event loop serves everyone
+        else meanwhile (WAL lets readers work beside the writer; sqlite3 releases the GIL while a
+        statement runs). An in-memory database has no second connection: its reads stay inline."""
+        if self.path == ":memory:":
+            return self.unit_of_work(readonly=True)
+        return SqliteReader(self)
+
+    def read_connection(self) -> sqlite3.Connection:
+        if self._reading is None:
+            self._reading = sqlite3.connect(
+                self.path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, check_same_thread=False
+            )
+            self._reading.row_factory = sqlite3.Row
+            self._reading.execute("PRAGMA busy_timeout=5000")
+        return self._reading
+
+    async def on_read_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, fn)
+
     async def close(self) -> None:
+        if self._reading is not None:
+            await self.on_read_thread(self._reading.close)
+            self._reading = None
+        self._read_thread.shutdown(wait=False)
         self.conn.close()
 
 
@@ -104,3 +137,49 @@ class SqliteUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         self.conn.execute("COMMIT")
         self._open = False
+
+
+class SqliteReader(UnitOfWork):
+    """A read transaction on the reading connection, its statements on a worker thread."""
+
+    __slots__ = ("db", "conn")
+    dialect = "sqlite"
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.conn: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SqliteReader:
+        await self.db.read_lock.acquire()
+        try:
+            conn = self.conn = self.db.read_connection()
+            await self.db.on_read_thread(lambda: conn.execute("BEGIN"))
+        except BaseException:
+            self.db.read_lock.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn = self.conn
+        try:
+            if conn is not None:
+                await self.db.on_read_thread(lambda: conn.execute("ROLLBACK"))
+        finally:
+            self.db.read_lock.release()
+
+    def _run(self, q: Query, params: dict[str, Any]) -> sqlite3.Cursor:
+        assert self.conn is not None, "used inside its async with"
+        sql, args = q.args("sqlite", params)
+        return self.conn.execute(sql, args)
+
+    async def execute(self, q: Query, **params: Any) -> int:
+        raise TypeError("a reader only reads")
+
+    async def fetchone(self, q: Query, **params: Any) -> Row | None:
+        return await self.db.on_read_thread(lambda: self._run(q, params).fetchone())
+
+    async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
+        return await self.db.on_read_thread(lambda: self._run(q, params).fetchall())
+
+    async def commit(self) -> None:
+        pass  # nothing written

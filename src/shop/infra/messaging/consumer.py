@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from shop.common.clock import utcnow
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import Database, Query, Row, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Database, Query, Row, ScopedRows, UnitOfWork, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.logs import about_order
 from shop.infra.messaging.message import Message
@@ -26,6 +26,7 @@ class Inbox:
     def __init__(self, table: sa.Table) -> None:
         t = table
         self._keys = Query(sa.select(t.c.msg_key).where(t.c.msg_tag == sa.bindparam("msg_tag")))
+        self._of_orders = ScopedRows(sa.select(t.c.msg_key, t.c.msg_tag, t.c.msg_body), t.c.msg_key, key=str)
         self._for_key = Query(
             sa.select(t.c.group_name, t.c.msg_tag, t.c.msg_id, t.c.msg_body, t.c.consumer_times, t.c.consumer_timestamp)
             .where(t.c.msg_key == sa.bindparam("key"))
@@ -38,10 +39,17 @@ class Inbox:
             ),
         )
 
-    async def orders_handled(self, uow: UnitOfWork, tag: str) -> set[int]:
+    async def orders_handled(self, uow: UnitOfWork, tag: str, among: Iterable[int] | None = None) -> set[int]:
         """The orders (a message's key is its order id) whose messages with this tag this service
-        has handled: for the audit."""
-        return {int(r["msg_key"]) for r in await uow.fetchall(self._keys, msg_tag=tag)}
+        has handled, of all or only `among` these: for the audit."""
+        if among is None:
+            return {int(r["msg_key"]) for r in await uow.fetchall(self._keys, msg_tag=tag)}
+        return {int(r["msg_key"]) for r in await self.handled_orders(uow, among) if r["msg_tag"] == tag}
+
+    async def handled_orders(self, uow: UnitOfWork, order_ids: Iterable[int]) -> list[Row]:
+        """What this service handled about these orders (msg_key, msg_tag, msg_body), through the
+        key's index: for the audit of a scope of orders."""
+        return await self._of_orders.by_ids(uow, sorted(set(order_ids)))
 
     async def handled(self, uow: UnitOfWork, key: str) -> list[Row]:
         """What this service's groups handled about this key (an order): for its timeline."""

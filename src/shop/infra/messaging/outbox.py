@@ -49,6 +49,7 @@ class Outbox:
             sa.select(t.c.msg_topic, t.c.msg_tag, t.c.id, t.c.due_at)
             .where(t.c.msg_key == sa.bindparam("key"), t.c.due_at >= SENT)
         )
+        self._sent_since = Query(sa.select(t.c.msg_key).distinct().where(t.c.due_at >= sa.bindparam("since")))
         self._claim = Query(
             sa.update(t)
             .where(t.c.id == sa.bindparam("id"), t.c.due_at <= sa.bindparam("now"))
@@ -126,6 +127,11 @@ class Outbox:
                           "message.sent", {"topic": r["msg_topic"], "tag": r["msg_tag"], "msgId": r["id"]})
             for r in await uow.fetchall(self._sent_for, key=key)
         ]
+
+    async def sent_keys(self, uow: UnitOfWork, since_ms: int) -> list[str]:
+        """The keys (orders) of the messages sent since then, through the due_at index: what changed
+        since the audit last looked."""
+        return [r["msg_key"] for r in await uow.fetchall(self._sent_since, since=SENT + since_ms)]
 
     async def count_due(self, uow: UnitOfWork) -> int:
         return (await self.due_stats(uow))[0]

@@ -117,6 +117,8 @@ class _Field:
 def _field(name: str, t: Any, default: Any = dataclasses.MISSING) -> _Field:
     if get_origin(t) is list and dataclasses.is_dataclass(get_args(t)[0]):
         return _Field(name, False, _plain, _plain, default, items=get_args(t)[0])
+    if get_origin(t) is tuple:  # of plain values: a repeated scalar field, read back as a tuple
+        return _Field(name, False, list, tuple, default)
     optional, out, into = _converters(t)
     return _Field(name, optional, out, into, default)
 
@@ -184,9 +186,12 @@ class Call:
         params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
         self.request_cls, self.reply_cls = request, reply
         self.command: type[Any] | None = None
+        self.default: Any = None  # the command when the caller gives none (AuditScope's everything)
         if len(params) == 1 and dataclasses.is_dataclass(hints[params[0].name]):
             self.command = hints[params[0].name]
             self.params = _fields(self.command)
+            if params[0].default is not inspect.Parameter.empty:
+                self.default = params[0].default
         else:
             self.params = tuple(_field(p.name, hints[p.name]) for p in params)
         self.returns: Any = None if hints["return"] is NoneType else hints["return"]
@@ -203,7 +208,8 @@ class Call:
 
     def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Proto:
         if self.command is not None:
-            (cmd,) = (*args, *kwargs.values())
+            given = (*args, *kwargs.values())
+            (cmd,) = given if given or self.default is None else (self.default,)
             return dataclass_out(self.request_cls, cmd)
         names = [f.name for f in self.params]
         values = {**dict(zip(names, args, strict=False)), **kwargs}

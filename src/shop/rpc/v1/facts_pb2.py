@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shop/v1/facts.proto\x12\x07shop.v1\"\x13\n\x11\x41uditFactsRequest\"\x1f\n\x0f\x41uditFactsReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"#\n\x0fTimelineRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"\x1d\n\rTimelineReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shop/v1/facts.proto\x12\x07shop.v1\"\x92\x01\n\x11\x41uditFactsRequest\x12\x10\n\x08since_id\x18\x01 \x01(\x03\x12\x10\n\x08\x62\x65low_id\x18\x02 \x01(\x03\x12\x11\n\torder_ids\x18\x03 \x03(\x03\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x15\n\rsent_since_ms\x18\x05 \x01(\x03\x12\x10\n\x08\x65ntities\x18\x06 \x01(\x08\x12\x0e\n\x06strict\x18\x07 \x01(\x08\"\x1f\n\x0f\x41uditFactsReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"#\n\x0fTimelineRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"\x1d\n\rTimelineReply\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.v1.facts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDITFACTSREQUEST']._serialized_start=32
-  _globals['_AUDITFACTSREQUEST']._serialized_end=51
-  _globals['_AUDITFACTSREPLY']._serialized_start=53
-  _globals['_AUDITFACTSREPLY']._serialized_end=84
-  _globals['_TIMELINEREQUEST']._serialized_start=86
-  _globals['_TIMELINEREQUEST']._serialized_end=121
-  _globals['_TIMELINEREPLY']._serialized_start=123
-  _globals['_TIMELINEREPLY']._serialized_end=152
+  _globals['_AUDITFACTSREQUEST']._serialized_start=33
+  _globals['_AUDITFACTSREQUEST']._serialized_end=179
+  _globals['_AUDITFACTSREPLY']._serialized_start=181
+  _globals['_AUDITFACTSREPLY']._serialized_end=212
+  _globals['_TIMELINEREQUEST']._serialized_start=214
+  _globals['_TIMELINEREQUEST']._serialized_end=249
+  _globals['_TIMELINEREPLY']._serialized_start=251
+  _globals['_TIMELINEREPLY']._serialized_end=280
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.ledger import LedgerFacts
 
 
@@ -55,7 +56,9 @@ class CouponService(Protocol):
         """Idempotent per order; refused once the order's cancellation has been recorded."""
         ...
 
-    async def audit_facts(self) -> CouponFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> CouponFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

@@ -4,7 +4,8 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record, find_one
+from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.coupon import repository as repo
 from shop.services.coupon.contracts import (
@@ -60,11 +61,19 @@ class CouponHandlers:
             steps = await repo.LEDGER.events(uow, order_id, "coupon.used", "coupon.restored")
             return steps + await INBOX.handled_events(uow, str(order_id), "coupon")
 
-    async def audit_facts(self) -> CouponFacts:
-        async with self.db.unit_of_work() as uow:
-            rows = await uow.fetchall(repo.ALL_COUPONS)
-            coupons = {r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in rows}
-            return CouponFacts(coupons, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> CouponFacts:
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+            if scope.entities:
+                return CouponFacts({}, LedgerFacts(), set())  # a coupon is checked with its order
+            if scope.whole:
+                rows = await uow.fetchall(repo.ALL_COUPONS)
+                coupons = {r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in rows}
+                return CouponFacts(coupons, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
+            rows = await repo.USED_BY.fetch(uow, scope)
+            ledger = await repo.LEDGER.facts(uow, scope)
+            return CouponFacts({r["coupon_id"]: CouponState(r["is_used"], r["order_id"]) for r in rows}, ledger,
+                               (set() if scope.strict else
+                    await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken})))
 
 
 CONSUMES = (

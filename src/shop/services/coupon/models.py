@@ -17,6 +17,7 @@ coupon = sa.Table(
     sa.Column("order_id", sa.BigInteger),
     sa.Column("is_used", sa.Integer, nullable=False, server_default="0"),
     sa.Column("used_time", Timestamp()),
+    sa.Index("ix_trade_coupon_order_id", "order_id"),  # the coupons an audit's scope of orders used
 )
 
 # Not in the original: the coupon's barrier. One row per (coupon, order, type), type 1 use and

@@ -4,7 +4,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
-from shop.infra.db import Query, UnitOfWork, bind
+from shop.infra.db import Query, ScopedRows, UnitOfWork, bind
 from shop.infra.ledger import Ledger, LedgerKinds, Refusal
 from shop.services.coupon.models import coupon, coupon_log
 
@@ -26,6 +26,7 @@ GIVE_BACK = Query(
     .values(is_used=0, order_id=None, used_time=None)
 )
 ALL_COUPONS = Query(sa.select(coupon))
+USED_BY = ScopedRows(sa.select(coupon), coupon.c.order_id)  # the coupons a scope's orders used
 
 # A use takes the coupon (amount 1) for one order; a release gives it back.
 LEDGER = Ledger(coupon_log, LedgerKinds(take=USE, give_back=RELEASE))

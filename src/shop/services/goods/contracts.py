@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.ledger import LedgerFacts
 
 
@@ -40,6 +41,7 @@ class GoodsFacts:
     stock: dict[int, int]  # goods -> units on the shelf
     ledger: LedgerFacts
     cancels_seen: set[int]  # orders whose cancel this service has handled
+    through: int = 0  # entities: the goods covered, [since_id, through)
 
 
 class GoodsService(Protocol):
@@ -51,7 +53,9 @@ class GoodsService(Protocol):
         """Idempotent per order; refused once the order's cancellation has been recorded."""
         ...
 
-    async def audit_facts(self) -> GoodsFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> GoodsFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

@@ -4,7 +4,9 @@ from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record, find_one
+from shop.infra.db.scope import NO_LIMIT
+from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
 from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
@@ -57,11 +59,21 @@ class GoodsHandlers:
             steps = await repo.LEDGER.events(uow, order_id, "goods.stock_reduced", "goods.stock_restored")
             return steps + await INBOX.handled_events(uow, str(order_id), "goods")
 
-    async def audit_facts(self) -> GoodsFacts:
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
-        async with self.db.unit_of_work() as uow:
-            stock = {r["goods_id"]: r["goods_number"] for r in await uow.fetchall(repo.ALL_GOODS)}
-            return GoodsFacts(stock, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+            if scope.whole:
+                stock = {r["goods_id"]: r["goods_number"] for r in await uow.fetchall(repo.ALL_GOODS)}
+                return GoodsFacts(stock, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))
+            if scope.entities:  # a recount: the goods' stock and their ledgers' sums, in one transaction
+                rows, through = await repo.STOCK.first(uow, scope)
+                totals = await repo.LEDGER.totals(uow, scope.bounds[0], through or NO_LIMIT)
+                return GoodsFacts({r["goods_id"]: r["goods_number"] for r in rows}, LedgerFacts(ledger=totals),
+                                  set(), through=through)
+            ledger = await repo.LEDGER.facts(uow, scope)
+            seen = (set() if scope.strict else
+                    await INBOX.orders_handled(uow, TAG_CANCEL, {*scope.order_ids, *ledger.taken}))
+            return GoodsFacts({}, ledger, seen)
 
 
 CONSUMES = (

@@ -4,7 +4,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
-from shop.infra.db import Query, UnitOfWork, bind
+from shop.infra.db import Query, ScopedRows, UnitOfWork, bind
 from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.goods.models import goods, goods_number_log
 
@@ -19,6 +19,7 @@ INSERT = Query(
 # The conditional update that stops overselling: one row changed, or not enough stock.
 TAKE, GIVE_BACK = counter_updates(goods, "goods_id", "goods_number")
 ALL_GOODS = Query(sa.select(goods))
+STOCK = ScopedRows(sa.select(g.goods_id, g.goods_number), g.goods_id)  # a recount's goods, by id
 
 LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)

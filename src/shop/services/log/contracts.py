@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,9 @@ class LogFacts:
 class LogService(Protocol):
     async def pay_log(self, order_id: int) -> list[PayLogEntry]: ...
 
-    async def audit_facts(self) -> LogFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> LogFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

@@ -2,7 +2,7 @@
 from shop.common.clock import utcnow
 from shop.common.money import fmt
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import Database, UnitOfWork
+from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.log import repository as repo
 from shop.services.log.contracts import LogFacts, PayLogEntry
@@ -33,8 +33,11 @@ class LogHandlers:
                                     {"payId": str(r["pay_id"]), "payAmount": fmt(r["pay_amount"])}) for r in rows]
             return events + await INBOX.handled_events(uow, str(order_id), "log")
 
-    async def audit_facts(self) -> LogFacts:
-        rows = await self.db.fetchall(repo.ALL)
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> LogFacts:
+        if scope.entities:
+            return LogFacts(logged={})
+        async with self.db.reader() as uow:
+            rows = await (uow.fetchall(repo.ALL) if scope.whole else repo.OF_ORDERS.fetch(uow, scope))
         logged: dict[int, int] = {}
         for r in rows:
             logged[r["order_id"]] = logged.get(r["order_id"], 0) + 1

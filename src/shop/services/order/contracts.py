@@ -1,10 +1,11 @@
 """The order service's interface (the original's IOrderService) and the messages it publishes."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.messaging import Message
 
 ORDER_TOPIC = "order"
@@ -171,12 +172,31 @@ class OrderOverview:
 MAX_OVERVIEW_MINUTES = 180  # a poll reads at most these minutes of orders
 
 
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """What the audit reads of an order: a million of them cross the wire in a recount."""
+
+    order_id: int
+    user_id: int
+    order_status: int
+    pay_status: int
+    goods_id: int
+    goods_number: int
+    coupon_id: int | None
+    money_paid: Decimal
+    pay_amount: Decimal
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """The order service's side of the audit: every order, and its messages not yet sent."""
 
-    orders: dict[int, Order]
+    orders: dict[int, OrderState]
     outbox_due: int
+    unconfirmed: int = 0  # every order still unconfirmed, in or out of the scope
+    through: int = 0  # the range covered, when a limit cut it short: [since_id, through)
+    sent: list[int] = field(default_factory=list)  # orders whose messages left since scope.sent_since_ms
+    earned: dict[int, int] = field(default_factory=dict)  # entities: user -> points its paid orders earn
 
 
 class OrderService(Protocol):
@@ -190,7 +210,9 @@ class OrderService(Protocol):
 
     async def refund_order(self, order_id: int, user_id: int) -> Order: ...
 
-    async def audit_facts(self) -> OrderFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> OrderFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def overview(self, minutes: int) -> OrderOverview:
         """The last `minutes` minutes (1 to MAX_OVERVIEW_MINUTES), for the operator's console."""

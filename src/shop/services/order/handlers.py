@@ -12,6 +12,7 @@ undoes what it did for this order, or records that it did nothing.
 """
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
@@ -19,7 +20,8 @@ from shop.common.errors import ServiceUnavailable, ShopError, invalid
 from shop.common.ids import MINUTE_MS, IdWorker, first_id_at, id_minute
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
-from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork, as_record, find_one
+from shop.infra.db.scope import NO_LIMIT
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.order import domain
@@ -36,6 +38,7 @@ from shop.services.order.contracts import (
     OrderPage,
     OrderPaid,
     OrderQuery,
+    OrderState,
     PlaceOrder,
     refund_message,
     refund_payment_message,
@@ -215,11 +218,25 @@ class OrderHandlers:
             events += from_times(row, "order", ORDER_TIMES, {"orderStatus": row["order_status"]})
         return events
 
-    async def audit_facts(self) -> OrderFacts:
-        async with self.db.unit_of_work() as uow:
-            rows = await uow.fetchall(repo.ALL)
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> OrderFacts:
+        earned: dict[int, int] = {}
+        rows: list[Row] = []
+        through = 0
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+            if scope.entities:  # a recount's points: the scope's range is of users
+                lo, hi = scope.bounds
+                earned = {r["user_id"]: int(r["points"]) for r in await uow.fetchall(repo.EARNED, lo=lo, hi=hi)}
+            elif scope.whole:
+                rows = list(await uow.fetchall(repo.ALL))
+            else:
+                rows, through = await repo.OF_ORDERS.first(uow, replace(scope, order_ids=()))
+                rows += await repo.OF_ORDERS.by_ids(uow, [i for i in scope.order_ids
+                                                          if not scope.bounds[0] <= i < (through or NO_LIMIT)])
             due = await self.outbox.count_due(uow)
-        return OrderFacts(orders={r["order_id"]: as_record(Order, r) for r in rows}, outbox_due=due)
+            unconfirmed = await repo.count_unconfirmed(uow)
+            sent = await self.outbox.sent_keys(uow, scope.sent_since_ms) if scope.sent_since_ms else []
+        return OrderFacts(orders={r["order_id"]: as_record(OrderState, r) for r in rows}, outbox_due=due,
+                          unconfirmed=unconfirmed, through=through, sent=[int(k) for k in sent], earned=earned)
 
     async def overview(self, minutes: int) -> OrderOverview:
         if not 1 <= minutes <= MAX_OVERVIEW_MINUTES:

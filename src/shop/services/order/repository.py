@@ -6,10 +6,10 @@ import sqlalchemy as sa
 
 from shop.common.clock import epoch_ms, utcnow
 from shop.common.ids import MINUTE_ALIGN, MINUTE_IDS, first_id_at
-from shop.infra.db import Database, Query, UnitOfWork
+from shop.infra.db import Database, Query, ScopedRows, UnitOfWork
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
-from shop.services.order.contracts import Order, OrderQuery
+from shop.services.order.contracts import Order, OrderQuery, OrderState
 from shop.services.order.models import order
 
 o = order.c
@@ -36,6 +36,29 @@ REFUND = _guarded(domain.REFUND)
 CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
 ALL = Query(sa.select(order))
+OF_ORDERS = ScopedRows(sa.select(*(o[f] for f in OrderState.__slots__)), o.order_id)
+UNCONFIRMED = Query(sa.select(sa.func.count().label("n")).select_from(order)
+                    .where(o.order_status == int(domain.OrderStatus.UNCONFIRMED)))  # by the status index
+
+
+def _earned(dialect: str) -> sa.Select[Any]:
+    """The points each user's paid orders earn (floor of each pay amount), for users lo <= id < hi:
+    a recount's sum, computed here rather than shipping the orders."""
+    # SQLite keeps money as integer cents (infra/types.py): integer division is the floor.
+    points = o.pay_amount.op("/")(100) if dialect == "sqlite" else sa.func.floor(o.pay_amount)
+    return (sa.select(o.user_id, sa.func.sum(points).label("points"))
+            .where(o.user_id >= sa.bindparam("lo"), o.user_id < sa.bindparam("hi"),
+                   o.order_status == int(domain.OrderStatus.CONFIRMED), o.pay_status == int(domain.PayStatus.PAID),
+                   o.pay_amount > 0)
+            .group_by(o.user_id))
+
+
+EARNED = Query(_earned)
+
+
+async def count_unconfirmed(uow: UnitOfWork) -> int:
+    row = await uow.fetchone(UNCONFIRMED)
+    return int(row["n"]) if row else 0
 
 
 async def find(uow: UnitOfWork, order_id: int) -> Any:

@@ -1,10 +1,11 @@
 """The pay service's interface (the original's IPayService), its messages, and the platform port."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.messaging import Message
 
 PAY_TOPIC = "pay"
@@ -62,12 +63,22 @@ class PaymentPlatform(Protocol):
     async def refund(self, pay_id: int) -> dict: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentState:
+    """What the audit reads of a payment."""
+
+    pay_id: int
+    is_paid: int
+    is_refunded: int
+
+
 @dataclass(frozen=True)
 class PayFacts:
     """The pay service's side of the audit: every payment, by order, and its messages not yet sent."""
 
-    payments: dict[int, Payment]
+    payments: dict[int, PaymentState]
     outbox_due: int
+    sent: list[int] = field(default_factory=list)  # orders whose messages left since scope.sent_since_ms
 
 
 class PayService(Protocol):
@@ -77,7 +88,9 @@ class PayService(Protocol):
 
     async def notify(self, n: Notification) -> None: ...
 
-    async def audit_facts(self) -> PayFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> PayFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

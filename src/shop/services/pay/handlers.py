@@ -6,7 +6,7 @@ follow from that message, after the answer (ARCHITECTURE.md point 8).
 """
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 
 import orjson
@@ -17,7 +17,7 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import fmt
 from shop.common.timeline import TimelineEvent, from_times
-from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.infra.signing import Verifier
@@ -35,6 +35,7 @@ from shop.services.pay.contracts import (
     Payment,
     PaymentPaid,
     PaymentPlatform,
+    PaymentState,
 )
 from shop.services.pay.domain import PaymentStatus
 from shop.services.pay.models import inbox
@@ -146,11 +147,15 @@ class PayHandlers:
             events += from_times(row, "pay", PAY_TIMES, detail)
         return events
 
-    async def audit_facts(self) -> PayFacts:
-        async with self.db.unit_of_work() as uow:
-            rows = await uow.fetchall(repo.ALL)
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> PayFacts:
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+            rows: Sequence[Row] = []
+            if not scope.entities:
+                rows = await (uow.fetchall(repo.ALL) if scope.whole else repo.OF_ORDERS.fetch(uow, scope))
             due = await self.outbox.count_due(uow)
-        return PayFacts(payments={r["order_id"]: as_record(Payment, r) for r in rows}, outbox_due=due)
+            sent = await self.outbox.sent_keys(uow, scope.sent_since_ms) if scope.sent_since_ms else []
+        return PayFacts(payments={r["order_id"]: as_record(PaymentState, r) for r in rows}, outbox_due=due,
+                        sent=[int(k) for k in sent])
 
 
 CONSUMES = (

@@ -3,7 +3,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Query, ScopedRows, UnitOfWork, bind, insert_ignore
 from shop.services.pay.domain import PaymentStatus
 from shop.services.pay.models import pay
 
@@ -27,6 +27,8 @@ MARK_REFUNDED = Query(
     .values(is_refunded=1, refund_time=sa.bindparam("refund_time"))
 )
 ALL = Query(sa.select(pay))
+# One payment per order: found through the unique index on order_id.
+OF_ORDERS = ScopedRows(sa.select(p.order_id, p.pay_id, p.is_paid, p.is_refunded), p.order_id)
 
 
 async def find(uow: UnitOfWork, pay_id: int) -> Any:

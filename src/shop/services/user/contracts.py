@@ -6,6 +6,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from shop.common.timeline import TimelineEvent
+from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.ledger import LedgerFacts
 
 
@@ -51,6 +52,8 @@ class UserFacts:
     scores: dict[int, int]
     ledger: LedgerFacts
     cancels_seen: set[int]  # orders whose cancel this service has handled
+    points: dict[int, int] | None = None  # a scope's orders -> points their messages added (less taken back)
+    through: int = 0  # entities: the users covered, [since_id, through)
 
 
 class UserService(Protocol):
@@ -62,7 +65,9 @@ class UserService(Protocol):
 
     async def change_money(self, cmd: ChangeMoney) -> None: ...
 
-    async def audit_facts(self) -> UserFacts: ...
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> UserFacts:
+        """This service's facts about the scope's orders (or entities): indexed reads only."""
+        ...
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         """Every fact this service holds about one order, for the operator."""

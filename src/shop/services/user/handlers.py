@@ -13,7 +13,9 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.money import floor_points
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record, find_one
+from shop.infra.db.scope import NO_LIMIT
+from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.order.contracts import (
     ORDER_TOPIC,
@@ -125,14 +127,33 @@ class UserHandlers:
                                                 {"points": floor_points(amount)}))
         return events
 
-    async def audit_facts(self) -> UserFacts:
+    async def audit_facts(self, scope: AuditScope = EVERYTHING) -> UserFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
-        async with self.db.unit_of_work() as uow:
-            users = await uow.fetchall(repo.ALL_USERS)
-            balances = {r["user_id"]: r["user_money"] for r in users}
-            scores = {r["user_id"]: r["user_score"] for r in users}
-            ledger = await repo.LEDGER.facts(uow)
-            return UserFacts(balances, scores, ledger, await INBOX.orders_handled(uow, TAG_CANCEL))
+        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+            if scope.whole or scope.entities:
+                users, through = (await uow.fetchall(repo.ALL_USERS), 0) if scope.whole else \
+                    await repo.USERS.first(uow, scope)
+                balances = {r["user_id"]: r["user_money"] for r in users}
+                scores = {r["user_id"]: r["user_score"] for r in users}
+                if scope.whole:
+                    return UserFacts(balances, scores, await repo.LEDGER.facts(uow),
+                                     await INBOX.orders_handled(uow, TAG_CANCEL))
+                # A recount: the users' balances, points and ledgers' sums, in one transaction.
+                totals = await repo.LEDGER.totals(uow, scope.bounds[0], through or NO_LIMIT)
+                return UserFacts(balances, scores, LedgerFacts(ledger=totals), set(), through=through)
+            ledger = await repo.LEDGER.facts(uow, scope)
+            seen: set[int] = set()
+            points: dict[int, int] = {}
+            # The points a scope's order brought: its paid message added them, its refund took them back.
+            for r in await INBOX.handled_orders(uow, {*scope.order_ids, *ledger.taken}):
+                order_id = int(r["msg_key"])
+                if r["msg_tag"] == TAG_CANCEL:
+                    seen.add(order_id)
+                sign = {TAG_PAID: 1, TAG_REFUND: -1}.get(r["msg_tag"])
+                if sign is not None:
+                    amount = Decimal(orjson.loads(r["msg_body"])["payAmount"])
+                    points[order_id] = points.get(order_id, 0) + sign * floor_points(amount)
+            return UserFacts({}, {}, ledger, seen, points=points)
 
 
 async def refund(uow: UnitOfWork, user_id: int, order_id: int) -> None:

@@ -4,7 +4,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
-from shop.infra.db import Query, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Query, ScopedRows, UnitOfWork, bind, insert_ignore
 from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import user, user_money_log
@@ -22,6 +22,7 @@ ADD_SCORE = Query(
     sa.update(user).where(u.user_id == sa.bindparam("user_id")).values(user_score=u.user_score + sa.bindparam("points"))
 )
 ALL_USERS = Query(sa.select(user.c.user_id, user.c.user_money, user.c.user_score))
+USERS = ScopedRows(sa.select(user.c.user_id, user.c.user_money, user.c.user_score), user.c.user_id)  # a recount's
 
 LEDGER = Ledger(
     user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
