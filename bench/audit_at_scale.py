@@ -42,11 +42,11 @@ from typing import Any
 
 import httpx
 
-from shop.cluster import ClusterConfig
+from shop.cluster import ClusterConfig, remove
 from shop.common.clock import now_ms
 from shop.common.ids import first_id_at
 from shop.infra.config import SERVICES, Settings
-from shop.infra.db import drop_databases, ensure_databases, open_database
+from shop.infra.db import ensure_databases, open_database
 from shop.services.catalog import migrate_service
 
 USERS, GOODS, DAYS = 100_000, 1_000, 30
@@ -308,24 +308,7 @@ def main() -> None:
 
 def clean_up(config: ClusterConfig, env: dict[str, str]) -> None:
     """What the cluster left on the shared servers: its queues and exchanges, registry root, databases."""
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoNodeError
-
-    from shop.infra.rabbit import delete_topology
-    from shop.services.catalog import TOPOLOGY
-
-    cenv = config.environment(ADMIN, base=env)
-    asyncio.run(delete_topology(cenv["SHOP_BROKER_URL"], cenv["SHOP_BROKER_PREFIX"], TOPOLOGY))
-    zk = KazooClient(hosts=cenv["SHOP_REGISTRY_URL"])
-    zk.start(10)
-    try:
-        zk.delete(cenv["SHOP_REGISTRY_ROOT"], recursive=True)
-    except NoNodeError:
-        pass
-    finally:
-        zk.stop()
-        zk.close()
-    drop_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
+    remove(config, config.environment(ADMIN, base=env))
 
 
 if __name__ == "__main__":
