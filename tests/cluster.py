@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from shop.cluster import ClusterConfig, remove, unreachable
+from shop.cluster import free_ports as cluster_ports
 from shop.infra.auth import Tokens
 from shop.infra.config import Settings
 
@@ -29,19 +29,9 @@ TEST_ENV = {
 
 
 def free_ports(n: int = 4) -> int:
-    """A port p with p+1 ... p+n-1 free too (web, sandbox, order-web, pay-web)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + k))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no {n} free ports in a row")
+    """A port p with p+1 ... p+n-1 free too (web, sandbox, order-web, pay-web), below the ephemeral
+    range (shop.cluster.free_ports says why)."""
+    return cluster_ports("127.0.0.1", n)
 
 
 class Cluster:

@@ -148,20 +148,32 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
 
 
 def _free_port(host: str) -> int:
-    """A port free now and below the kernel's ephemeral range. The process binds it a second or two
-    later, and it keeps it across restarts: a port from the ephemeral range (what binding port 0
-    gives) can be taken meanwhile as the local end of any outgoing connection (every process opens
-    dozens to the databases, the broker and Zookeeper as it starts), and then /metrics never comes
-    up for the life of that connection (a CI run lost its order service to this)."""
+    """A port for a service's /metrics (see free_ports)."""
+    return free_ports(host, 1)
+
+
+def free_ports(host: str = "127.0.0.1", n: int = 1) -> int:
+    """A port p, with p+1 ... p+n-1, free now and below the kernel's ephemeral range. The process
+    that binds it does so a second or two later (and keeps it across restarts): a port from the
+    ephemeral range (what binding port 0 gives) can be taken meanwhile as the local end of any
+    outgoing connection (every process opens dozens to the databases, the broker and Zookeeper as
+    it starts), and then that listener never comes up for the life of that connection. CI lost a
+    cluster's order service, and later its pay-web, to this."""
     low = _ephemeral_range()[0]
-    for port in random.sample(range(max(1024, low - 12000), low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
+    for port in random.sample(range(max(1024, low - 12000), low - n), 200):
+        socks = []
+        try:
+            for k in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, port + k))
             return port
-    raise RuntimeError(f"no free port below {low} on {host}")
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} free ports in a row below {low} on {host}")
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from shop.cluster import free_ports
 
 ADMIN = "crash-test-admin-token"
 CANCEL_AFTER_S = 2.0
@@ -46,9 +47,7 @@ ORDER_POINTS = {
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports()  # below the ephemeral range: shop.cluster.free_ports says why
 
 
 class ShopProcess:

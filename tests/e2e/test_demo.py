@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,13 @@ from pathlib import Path
 
 import httpx
 
+from shop.cluster import free_ports
+
 SHOP = Path(sys.executable).with_name("shop")
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports()  # below the ephemeral range: shop.cluster.free_ports says why
 
 
 def test_the_printed_demo_commands_work(tmp_path: Path) -> None:
