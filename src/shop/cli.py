@@ -1,4 +1,4 @@
-"""The command line: `shop run`, `shop serve ROLE`, `shop cluster up`, `shop migrate`, `shop audit`."""
+"""The command line: `shop run`, `shop serve ROLE`, `shop cluster up|down`, `shop migrate`, `shop audit`."""
 from __future__ import annotations
 
 import asyncio
@@ -70,6 +70,17 @@ def _say(settings: Settings, text: str) -> None:
         print(text, flush=True)  # not rich's console: it would wrap the ready-to-paste commands
 
 
+def _exit_unless_free(host: str, port: int) -> None:
+    """A taken port ends the process with EXIT_CANNOT_LISTEN, which tells a supervisor (`shop
+    cluster up`) that starting it again will not help while the port stays taken."""
+    from shop.cluster import EXIT_CANNOT_LISTEN, cannot_listen
+
+    why = cannot_listen(host, port)
+    if why:
+        logging.getLogger("shop").error("cannot listen on %s:%d (%s)", host, port, why)
+        raise typer.Exit(EXIT_CANNOT_LISTEN)
+
+
 def _uvicorn(app_: object, host: str, port: int) -> None:
     import uvicorn
 
@@ -110,6 +121,8 @@ def serve(
         raise typer.Exit(2)
     _logging(os.environ.get("SHOP_PROCESS_NAME", role))
     settings = Settings()
+    if role in WEB_ROLES or role == "sandbox":
+        _exit_unless_free(host, port)
     if role == "sandbox":
         from shop.app import create_sandbox_app
 
@@ -151,35 +164,82 @@ async def _serve_until_signalled(shop: Shop) -> None:
         await shop.stop()
 
 
-@app.command()
-def cluster(
-    action: Annotated[str, typer.Argument(help="up")],
-    db: Annotated[str, typer.Option(help="postgresql or mysql (MariaDB)")] = "postgresql",
+cluster_app = typer.Typer(help="The whole distributed shop on this machine: `up` runs it, `down --purge` removes it.",
+                          no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+DbOption = Annotated[str, typer.Option(help="postgresql or mysql (MariaDB)")]
+
+
+def _cluster_name(db: str, name: str) -> str:
+    """The checks `up` and `down` share: a database server the cluster knows, and a plain name."""
+    from shop.cluster import check_name
+
+    if db not in ("postgresql", "mysql"):
+        console.print("[red]--db is postgresql or mysql[/red]")
+        raise typer.Exit(2)
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@cluster_app.command("up")
+def cluster_up(
+    db: DbOption = "postgresql",
     port: Annotated[int, typer.Option(help="the front door's port; the sandbox takes the next one")] = 8000,
     scale: Annotated[str, typer.Option(help="instances per role, e.g. goods=2,order-web=1")] = "",
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="keys, secrets and the sandbox's file")
-    ] = Path("./var/cluster"),
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir",
+        help="keys, secrets and the sandbox's file (default ./var/cluster, or ./var/cluster-NAME)")] = None,
     name: Annotated[str, typer.Option(help="names the databases (NAME_goods, ...), queues and registry root")] = "shop",
     demo: Annotated[bool, typer.Option("--demo", help="load the demo data and print how to use it")] = False,
 ) -> None:
     """Run the whole distributed shop locally, one process per service, against the local PostgreSQL
     or MariaDB, RabbitMQ and Zookeeper; restart a process that dies; stop all on Ctrl-C or SIGTERM."""
-    from shop.cluster import ClusterConfig, parse_scale, run_cluster
+    from shop.cluster import ClusterConfig, default_data_dir, parse_scale, run_cluster
 
-    if action != "up":
-        console.print(f"[red]unknown action {action!r}[/red]; only: up")
-        raise typer.Exit(2)
-    if db not in ("postgresql", "mysql"):
-        console.print("[red]--db is postgresql or mysql[/red]")
-        raise typer.Exit(2)
+    name = _cluster_name(db, name)
     try:
-        config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir, name=name, demo=demo)
+        config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir or default_data_dir(name),
+                               name=name, demo=demo)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     _logging("cluster")
     raise typer.Exit(asyncio.run(run_cluster(config)))
+
+
+@cluster_app.command("down")
+def cluster_down(
+    purge: Annotated[str | None, typer.Option(
+        "--purge", metavar="NAME",
+        help="remove the stopped cluster NAME: its databases, queues, exchanges and registry nodes")] = None,
+    db: DbOption = "postgresql",
+) -> None:
+    """Remove what a stopped cluster left on the servers (a running one stops with Ctrl-C or SIGTERM
+    to its `shop cluster up`). Refused while a cluster of that name runs."""
+    from shop.cluster import ClusterConfig, ClusterRunning, unreachable
+    from shop.cluster import purge as do_purge
+
+    if purge is None:
+        console.print("[red]shop cluster down: say what to remove: --purge NAME[/red] (a running cluster "
+                      "stops with Ctrl-C or SIGTERM to its `shop cluster up`)")
+        raise typer.Exit(2)
+    config = ClusterConfig(db=db, name=_cluster_name(db, purge))
+    env = config.environment("")
+    missing = unreachable(config, env)
+    if missing:
+        console.print(f"[red]cannot purge: these servers do not answer: {'; '.join(missing)}[/red]")
+        raise typer.Exit(1)
+    try:
+        asyncio.run(do_purge(config, env))
+    except ClusterRunning as exc:
+        console.print(f"[red]not purged: {exc}. Stop it first (Ctrl-C, or SIGTERM to that pid).[/red]")
+        raise typer.Exit(1) from None
+    print(f"purged cluster {purge!r}: databases {purge}_* on {config.db_base_url()}, queues and exchanges "
+          f"{env['SHOP_BROKER_PREFIX']}.*, registry nodes under {env['SHOP_REGISTRY_ROOT']} "
+          "(its data dir, if any, is left as it was)", flush=True)
 
 
 def _has(module: str) -> bool:

@@ -7,6 +7,11 @@ start again any process that dies (with back-off), and on Ctrl-C or SIGTERM stop
 leaves the registry, finishes its calls in flight and gives its unacknowledged deliveries back.
 
 Every process of a role gets its own snowflake worker id, so two goods instances never mint one id.
+
+A cluster is its name: its databases (NAME_<service>), its queues and exchanges (NAME.*) and its
+registry root (/NAME; /dubbo for the default name "shop"). While it runs, its supervisor holds the
+name's lock (an ephemeral node <root>/cluster-lock), so a second cluster of that name refuses to
+start and `shop cluster down --purge NAME` refuses to remove it.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -38,6 +44,25 @@ DB_URLS = {"postgresql": "postgresql://postgres@127.0.0.1:5432", "mysql": "mysql
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 10.0
+# `shop serve` exits with this when its port is taken; the supervisor gives up on a process after
+# this many such exits in a row rather than starting it again every few seconds for ever.
+EXIT_CANNOT_LISTEN = 98  # EADDRINUSE's number on Linux
+MAX_LISTEN_FAILURES = 3
+LOCK_NODE = "cluster-lock"
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def check_name(name: str) -> str:
+    """A cluster's name becomes database names, a Zookeeper path and queue names: keep it plain."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"cluster name {name!r}: lower-case letters, digits and _, starting with a letter, "
+                         "at most 40 characters")
+    return name
+
+
+def default_data_dir(name: str) -> Path:
+    """One per name, so two clusters never share their secrets, key pair or the sandbox's file."""
+    return Path("./var/cluster") if name == "shop" else Path(f"./var/cluster-{name}")
 
 
 def parse_scale(text: str) -> dict[str, int]:
@@ -107,6 +132,7 @@ class Child:
     env: dict[str, str]
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    listen_failures: int = 0  # exits in a row with EXIT_CANNOT_LISTEN
 
     @property
     def name(self) -> str:
@@ -196,13 +222,85 @@ def write_scrape_targets(config: ClusterConfig, kids: list[Child]) -> Path:
     return path
 
 
-def prepare(config: ClusterConfig) -> str:
-    """Databases, migrations and shared secrets (bootstrap.prepare); returns the admin token."""
+@dataclass(frozen=True)
+class Listen:
+    """A port one of the cluster's processes will listen on."""
+
+    process: str  # its Child.name: "web", "goods-2"
+    what: str  # "HTTP", "gRPC", "/metrics"
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} ({self.process}'s {self.what} port)"
+
+
+def listens(config: ClusterConfig, kids: list[Child]) -> list[Listen]:
+    """Every port the processes will bind. A service's gRPC port is any free one (port 0, bound at
+    once and registered) unless SHOP_RPC_PORT names one; its /metrics port is picked by children()."""
+    out = []
+    for c in kids:
+        if c.role in HTTP_ROLES:
+            out.append(Listen(c.name, "HTTP", config.host, config.http_port(c.role)))
+            continue
+        host = c.env.get("SHOP_RPC_HOST", "127.0.0.1")
+        if int(c.env.get("SHOP_RPC_PORT") or 0):
+            out.append(Listen(c.name, "gRPC", host, int(c.env["SHOP_RPC_PORT"])))
+        out.append(Listen(c.name, "/metrics", host, int(c.env["SHOP_METRICS_PORT"])))
+    return out
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now (None: it could). With SO_REUSEADDR, as
+    uvicorn and gRPC bind: a port held only by connections closing (TIME_WAIT) is not taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen()
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def taken_ports(wanted: list[Listen]) -> list[str]:
+    """The ports the cluster cannot have, each with the process that wanted it, said before
+    anything starts rather than as a process that dies every few seconds."""
+    problems = []
+    first: dict[int, Listen] = {}
+    for w in wanted:
+        other = first.setdefault(w.port, w)
+        if other is not w and (other.host == w.host or "0.0.0.0" in (other.host, w.host)):
+            hint = " (SHOP_RPC_PORT is set: unset it, and each service takes a free port)" if w.what == "gRPC" else ""
+            problems.append(f"port {w.port} is wanted twice: {other} and {w}{hint}")
+        elif why := cannot_listen(w.host, w.port):
+            problems.append(f"{w} is taken ({why})")
+    return problems
+
+
+def lock_data(config: ClusterConfig, command: str) -> bytes:
+    """What the holder of a cluster's lock says about itself, for whoever finds it taken."""
+    return json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(),
+                       "url": f"http://{config.host}:{config.port}", "dataDir": str(config.data_dir.resolve()),
+                       "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+
+
+def held_by(name: str, data: bytes) -> str:
+    """A sentence about the process holding cluster `name`'s lock (from lock_data)."""
+    try:
+        h = json.loads(data)
+        return (f"cluster {name!r} is held by `{h['command']}` (pid {h['pid']} on {h['host']}, "
+                f"{h['url']}, data dir {h['dataDir']}, since {h['since']})")
+    except (ValueError, KeyError, TypeError):
+        return f"cluster {name!r} is held by another process ({data[:200]!r})"
+
+
+def prepare(config: ClusterConfig) -> None:
+    """Databases, migrations and shared secrets (bootstrap.prepare)."""
     from shop.bootstrap import prepare as prepare_shop
 
     db_urls: dict[str, Any] = {f"{s}_db_url": config.db_url(s) for s in SERVICES}
     prepare_shop(Settings(data_dir=config.data_dir, **db_urls))
-    return os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
 
 
 async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
@@ -239,6 +337,12 @@ async def _supervise(child: Child, stopping: asyncio.Event) -> None:
             return
         if time.monotonic() - started > 30:
             child.restarts = 0  # it ran a good while: a fresh failure, not a crash loop
+        child.listen_failures = child.listen_failures + 1 if rc == EXIT_CANNOT_LISTEN else 0
+        if child.listen_failures >= MAX_LISTEN_FAILURES:
+            # Its port stays taken (by a process outside the cluster): starting it again cannot help.
+            log.error("%s cannot listen on its port (taken, %d times in a row): not starting it again; "
+                      "free the port and start the cluster again", child.name, child.listen_failures)
+            return
         delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
         child.restarts += 1
         log.warning("%s (pid %d) exited with %s; starting it again in %.1fs", child.name, child.proc.pid, rc, delay)
@@ -308,40 +412,85 @@ def unreachable(config: ClusterConfig, env: dict[str, str]) -> list[str]:
 
 def remove(config: ClusterConfig, env: Mapping[str, str]) -> None:
     """Remove what a cluster leaves on the shared servers once its processes are gone: its queues
-    and exchanges (quorum queues by the hundred slow RabbitMQ down for everyone), its registry root
-    and its databases. `env`: the processes' environment (ClusterConfig.environment)."""
+    and exchanges (quorum queues by the hundred slow RabbitMQ down for everyone), its databases and
+    its registry nodes. `env`: the processes' environment (ClusterConfig.environment). It does not
+    ask whether the cluster runs: `purge` does, for the operator; tests call this after a stop."""
     from kazoo.client import KazooClient
-    from kazoo.exceptions import NoNodeError
+    from kazoo.exceptions import NoNodeError, NotEmptyError
 
     from shop.infra.db import drop_databases
     from shop.infra.rabbit import delete_topology
     from shop.services.catalog import TOPOLOGY
 
     asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
+    drop_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
+    root = "/" + env["SHOP_REGISTRY_ROOT"].strip("/")
     zk = KazooClient(hosts=env["SHOP_REGISTRY_URL"])
     zk.start(10)
     try:
-        zk.delete(env["SHOP_REGISTRY_ROOT"], recursive=True)
-    except NoNodeError:
+        # Only our nodes: the default root is Dubbo's /dubbo, which other applications may share.
+        for child in zk.get_children(root):
+            if child.startswith("shop.") or child == LOCK_NODE:
+                zk.delete(f"{root}/{child}", recursive=True)
+        zk.delete(root)
+    except (NoNodeError, NotEmptyError):
         pass
     finally:
         zk.stop()
         zk.close()
-    drop_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
+
+
+class ClusterRunning(Exception):
+    """The cluster's lock is held: by its running supervisor, or by a purge in progress."""
+
+
+async def purge(config: ClusterConfig, env: Mapping[str, str]) -> None:
+    """`shop cluster down --purge NAME`: remove a cluster that is not running. Holds the name's lock
+    while it works, so the cluster cannot start meanwhile either."""
+    from shop.infra.registry import ZkRegistry
+
+    async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"]) as registry:
+        holder = await registry.hold(LOCK_NODE, lock_data(config, "shop cluster down --purge"))
+        if holder is not None:
+            raise ClusterRunning(held_by(config.name, holder))
+        await asyncio.to_thread(remove, config, env)
 
 
 async def run_cluster(config: ClusterConfig) -> int:
-    missing = unreachable(config, config.environment(""))
+    env = config.environment(os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24))
+    missing = unreachable(config, env)
     if missing:
         log.error("shop cluster needs these servers, which do not answer: %s", "; ".join(missing))
         return 1
+    from shop.infra.registry import ZkRegistry
+
+    timeout_s = float(env.get("SHOP_REGISTRY_SESSION_TIMEOUT_S") or 6.0)
+    # The lock lives as long as this session: a supervisor killed outright frees it when the
+    # session expires (the timeout, a few seconds), with its processes (see _die_with_parent).
+    async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"], timeout_s) as registry:
+        holder = await registry.hold(LOCK_NODE, lock_data(config, "shop cluster up"))
+        if holder is not None:
+            log.error("%s. Two clusters of one name would share their databases, queues and registry: "
+                      "stop that one first, or give this one another --name (a cluster killed just now "
+                      "holds it until its Zookeeper session ends, within %.0fs)",
+                      held_by(config.name, holder), timeout_s + 2)
+            return 1
+        kids = children(config, env)
+        taken = taken_ports(listens(config, kids))
+        if taken:
+            log.error("shop cluster cannot listen where it must: %s. Choose another --port, or stop what "
+                      "holds the port (`ss -ltnp 'sport = :PORT'` shows it)", "; ".join(taken))
+            return 1
+        return await _run(config, env, kids)
+
+
+async def _run(config: ClusterConfig, env: dict[str, str], kids: list[Child]) -> int:
     try:
-        admin_token = await asyncio.to_thread(prepare, config)
+        await asyncio.to_thread(prepare, config)
     except Exception as exc:  # noqa: BLE001 - said plainly: a missing server is the usual cause
         log.error("cannot prepare the %s databases at %s: %r", config.db, config.db_base_url(), exc)
         return 1
-    env = config.environment(admin_token)
-    kids = children(config, env)
+    admin_token = env["SHOP_ADMIN_TOKEN"]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -80,8 +80,11 @@ def faults_router() -> APIRouter:
 
     @r.post("/admin/faults")
     async def arm(body: FaultIn, operator: OperatorDep) -> Envelope:
-        await operator.arm_fault(body.point, body.action, body.times, body.delay_ms)
-        return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms})
+        # armed: the other processes' addresses (the distributed mode); skipped: those that refused
+        # the connection (just crashed, still registered), each with the reason.
+        sent = await operator.arm_fault(body.point, body.action, body.times, body.delay_ms)
+        return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms,
+                   "armed": sent.reached, "skipped": sent.skipped})
 
     @r.get("/admin/faults")
     async def armed(operator: OperatorDep) -> Envelope:
@@ -91,7 +94,7 @@ def faults_router() -> APIRouter:
 
     @r.delete("/admin/faults")
     async def clear(operator: OperatorDep) -> Envelope:
-        await operator.clear_faults()
-        return ok()
+        sent = await operator.clear_faults()
+        return ok({"cleared": sent.reached, "skipped": sent.skipped})
 
     return r

@@ -11,12 +11,11 @@ from typing import Any
 from shop.admin.audit import AuditReport
 from shop.admin.auditor import Auditor
 from shop.common.clock import iso, utcnow
-from shop.common.errors import ServiceUnavailable
 from shop.common.timeline import TimelineEvent, in_time_order
 from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
 from shop.infra.registry import ZkRegistry
-from shop.infra.rpc.admin import ADMIN_SERVICE, admin_call
+from shop.infra.rpc.admin import ADMIN_SERVICE, FanOut, every_process
 from shop.services.coupon.contracts import CouponService
 from shop.services.goods.contracts import GoodsService
 from shop.services.log.contracts import LogService
@@ -110,24 +109,21 @@ class Operator:
 
     # -- faults: here, and in every process of the distributed shop (they live where their points are)
 
-    async def arm_fault(self, point: str, action: str, times: int | None, delay_ms: int) -> None:
+    async def arm_fault(self, point: str, action: str, times: int | None, delay_ms: int) -> FanOut:
         self.faults.arm(point, action, times, delay_ms)
-        await self._every_process("ArmFault", {"point": point, "action": action, "times": times, "delayMs": delay_ms})
+        return await self._every_process(
+            "ArmFault", {"point": point, "action": action, "times": times, "delayMs": delay_ms})
 
     def armed_faults(self) -> list[dict[str, Any]]:
         return [{"point": p, "action": f.action, "times": f.times, "delayMs": f.delay_ms}
                 for p, f in self.faults.armed.items()]
 
-    async def clear_faults(self) -> None:
+    async def clear_faults(self) -> FanOut:
         self.faults.clear()
-        await self._every_process("ClearFaults", {})
+        return await self._every_process("ClearFaults", {})
 
-    async def _every_process(self, method: str, body: dict[str, Any]) -> None:
-        if self.registry is None:
-            return
+    async def _every_process(self, method: str, body: dict[str, Any]) -> FanOut:
+        if self.registry is None:  # the embedded mode: this process is the whole shop
+            return FanOut([], [])
         view = await self.registry.providers(ADMIN_SERVICE)
-        results = await asyncio.gather(*(admin_call(a, method, body) for a in view.addresses),
-                                       return_exceptions=True)
-        failed = [f"{a}: {r!r}" for a, r in zip(view.addresses, results, strict=True) if isinstance(r, BaseException)]
-        if failed:
-            raise ServiceUnavailable(f"{method} did not reach every process: {'; '.join(failed)}")
+        return await every_process(list(view.addresses), method, body)

@@ -183,7 +183,7 @@ class ZkRegistry:
         self._connect_timeout_s = connect_timeout_s
         self._zk: KazooClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._mine: set[str] = set()  # our ephemeral nodes, to re-create after a lost session
+        self._mine: dict[str, bytes] = {}  # our ephemeral nodes and their data, to re-create after a lost session
         self._views: dict[str, Providers] = {}
         self._lock = asyncio.Lock()  # register, deregister and restore one at a time
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,21 +244,21 @@ class ZkRegistry:
         path = f"{self.providers_path(interface)}/{quote(url, safe='')}"
         async with self._lock:
             await asyncio.to_thread(self._create_mine, path)
-            self._mine.add(path)
+            self._mine[path] = b""
         return path
 
     async def deregister(self, path: str) -> None:
         async with self._lock:
-            self._mine.discard(path)
+            self._mine.pop(path, None)
             with contextlib.suppress(NoNodeError):
                 await asyncio.to_thread(self.client.retry, self.client.delete, path)
 
-    def _create_mine(self, path: str) -> bool:
+    def _create_mine(self, path: str, data: bytes = b"") -> bool:
         """Create our ephemeral node unless this session has it already; True if created."""
         zk = self.client
         for _ in range(2):
             try:
-                zk.retry(zk.create, path, b"", ephemeral=True, makepath=True)
+                zk.retry(zk.create, path, data, ephemeral=True, makepath=True)
                 return True
             except NodeExistsError:
                 # Ours when a retried create had landed the first time, or when the connection
@@ -271,6 +271,34 @@ class ZkRegistry:
                     return False
                 raise
         raise NodeExistsError(path)
+
+    # -- a lock ------------------------------------------------------------------------------
+
+    async def hold(self, name: str, data: bytes) -> bytes | None:
+        """Take the ephemeral node <root>/<name> with `data` for as long as this session lives (and
+        again after a lost one, like a provider node): a lock its holder describes in `data`.
+        None when taken; else the data of the session that holds it."""
+        path = f"{self.root}/{name}"
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._create_mine, path, data)
+            except NodeExistsError:
+                holder = await self.holder(name)
+                if holder is None:  # released in between: try once more
+                    await asyncio.to_thread(self._create_mine, path, data)
+                else:
+                    return holder
+            self._mine[path] = data
+        return None
+
+    async def holder(self, name: str) -> bytes | None:
+        """The data of <root>/<name> (what its holder wrote), or None when nobody holds it."""
+        zk = self.client
+        try:
+            data, _ = await asyncio.to_thread(zk.retry, zk.get, f"{self.root}/{name}")
+        except NoNodeError:
+            return None
+        return bytes(data)
 
     # -- consumers ---------------------------------------------------------------------------
 
@@ -321,11 +349,11 @@ class ZkRegistry:
 
     async def _restore(self) -> None:
         async with self._lock:
-            for path in sorted(self._mine):
+            for path, data in sorted(self._mine.items()):
                 if self._closing:
                     return
                 try:
-                    if await asyncio.to_thread(self._create_mine, path):
+                    if await asyncio.to_thread(self._create_mine, path, data):
                         log.info("re-registered %s", path)
                 except Exception:  # noqa: BLE001 - the next reconnect tries again
                     log.warning("could not re-register %s", path, exc_info=True)

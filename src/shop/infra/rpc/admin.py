@@ -5,14 +5,18 @@ arms a fault in every process through this service. It carries small JSON docume
 would add nothing, and it keeps the service out of the public protobuf contract."""
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import orjson
 
+from shop.common.errors import ServiceUnavailable
 from shop.infra.faults import Faults
+from shop.infra.rpc.errors import never_connected
 
 ADMIN_SERVICE = "shop.v1.AdminService"
 
@@ -47,3 +51,34 @@ async def admin_call(address: str, method: str, body: dict[str, Any], timeout_s:
         call = channel.unary_unary(f"/{ADMIN_SERVICE}/{method}", request_serializer=orjson.dumps,
                                    response_deserializer=orjson.loads)
         return await call(body, timeout=timeout_s)
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Where a call to every process went: the addresses that answered, and those skipped."""
+
+    reached: list[str]
+    skipped: list[dict[str, str]]  # {"address", "reason"}
+
+
+async def every_process(addresses: Sequence[str], method: str, body: dict[str, Any]) -> FanOut:
+    """Call `method` on every process at once. One that refuses the connection is skipped, and said
+    so: a process that just crashed keeps its registry node until its session expires (a few
+    seconds), and has nothing to arm. Any other failure (no answer in time, an error) is
+    ServiceUnavailable: that process may be alive, and a fault armed everywhere but there would
+    mislead whoever relies on it. So is a call that reached no process at all."""
+    results = await asyncio.gather(*(admin_call(a, method, body) for a in addresses), return_exceptions=True)
+    reached, skipped, failed = [], [], []
+    for address, r in zip(addresses, results, strict=True):
+        if not isinstance(r, BaseException):
+            reached.append(address)
+        elif isinstance(r, grpc.aio.AioRpcError) and never_connected(r):
+            skipped.append({"address": address, "reason": f"refused the connection ({r.details()})"})
+        else:
+            failed.append(f"{address}: {r!r}")
+    if failed:
+        raise ServiceUnavailable(f"{method} did not reach every process: {'; '.join(failed)}")
+    if skipped and not reached:
+        raise ServiceUnavailable(f"{method} reached no process: "
+                                 + "; ".join(f"{s['address']} {s['reason']}" for s in skipped))
+    return FanOut(reached, skipped)

@@ -21,14 +21,13 @@ import grpc
 
 from shop.common.errors import ServiceUnavailable
 from shop.infra import metrics
-from shop.infra.rpc.errors import error_from_rpc, has_code
+from shop.infra.rpc.errors import error_from_rpc, has_code, never_connected
 from shop.infra.rpc.server import Service
 
 log = logging.getLogger("shop.rpc.grpc")
 
 # A retry is only worth making if this much of the deadline is left.
 _MIN_RETRY_BUDGET_S = 0.05
-_NOT_CONNECTED = "failed to connect to all addresses"
 
 
 class Target(Protocol):
@@ -148,9 +147,8 @@ class GrpcClient:
                 unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not has_code(exc)
                 if unreachable:
                     self.target.mark_failed(address)
-                # gRPC core's words when the channel could not connect at all: the request never
-                # left this process, so even a call that is not safe to repeat may go elsewhere.
-                never_sent = unreachable and _NOT_CONNECTED in (exc.details() or "")
+                # The request never left this process: even a call not safe to repeat may go elsewhere.
+                never_sent = never_connected(exc)
                 timeout = deadline - loop.time()
                 if (m.retry or never_sent) and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
                         and timeout > _MIN_RETRY_BUDGET_S:

@@ -100,3 +100,13 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, where: str) -> ShopError:
 def has_code(exc: grpc.aio.AioRpcError) -> bool:
     """Whether a handler answered (it puts its ShopCode in the trailing metadata)."""
     return any(k == MD_CODE for k, _ in (exc.trailing_metadata() or ()))
+
+
+# gRPC core's words when a channel could not connect at all (refused, no route): the request never
+# left this process.
+_NOT_CONNECTED = "failed to connect to all addresses"
+
+
+def never_connected(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the call failed before reaching the other process: nothing happened there."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and not has_code(exc) and _NOT_CONNECTED in (exc.details() or "")
