@@ -274,7 +274,7 @@ def taken_ports(wanted: list[Listen]) -> list[str]:
             hint = " (SHOP_RPC_PORT is set: unset it, and each service takes a free port)" if w.what == "gRPC" else ""
             problems.append(f"port {w.port} is wanted twice: {other} and {w}{hint}")
         elif why := cannot_listen(w.host, w.port):
-            problems.append(f"{w} is taken ({why})")
+            problems.append(f"{w} is taken ({why}; `ss -ltnp 'sport = :{w.port}'` shows by what)")
     return problems
 
 
@@ -479,7 +479,7 @@ async def run_cluster(config: ClusterConfig) -> int:
         taken = taken_ports(listens(config, kids))
         if taken:
             log.error("shop cluster cannot listen where it must: %s. Choose another --port, or stop what "
-                      "holds the port (`ss -ltnp 'sport = :PORT'` shows it)", "; ".join(taken))
+                      "holds the port", "; ".join(taken))
             return 1
         return await _run(config, env, kids)
 

@@ -52,15 +52,16 @@ def test_every_port_is_checked_and_a_free_plan_passes(tmp_path: Path) -> None:
 def test_a_taken_http_port_is_named_with_the_role_that_wanted_it(tmp_path: Path, listening: int) -> None:
     # The sandbox takes the front door's port + 1.
     problems = _plan(ClusterConfig(port=listening - 1, data_dir=tmp_path))
-    assert problems == [f"127.0.0.1:{listening} (sandbox's HTTP port) is taken (Address already in use)"]
+    assert problems == [f"127.0.0.1:{listening} (sandbox's HTTP port) is taken (Address already in use; "
+                        f"`ss -ltnp 'sport = :{listening}'` shows by what)"]
 
 
 def test_a_taken_metrics_port_is_named(tmp_path: Path, listening: int) -> None:
     config = ClusterConfig(port=free_ports(n=4), data_dir=tmp_path)
     kids = children(config, {})
     kids[2].env = dict(kids[2].env, SHOP_METRICS_PORT=str(listening))
-    assert taken_ports(listens(config, kids)) == [
-        f"127.0.0.1:{listening} ({kids[2].name}'s /metrics port) is taken (Address already in use)"]
+    [problem] = taken_ports(listens(config, kids))
+    assert problem.startswith(f"127.0.0.1:{listening} ({kids[2].name}'s /metrics port) is taken (Address already")
 
 
 def test_one_grpc_port_for_every_service_is_refused(tmp_path: Path) -> None:
