@@ -237,6 +237,9 @@ def cluster_down(
     except ClusterRunning as exc:
         console.print(f"[red]not purged: {exc}. Stop it first (Ctrl-C, or SIGTERM to that pid).[/red]")
         raise typer.Exit(1) from None
+    except ConnectionError as exc:  # Zookeeper answered the check and then did not
+        console.print(f"[red]not purged: {exc}[/red]")
+        raise typer.Exit(1) from None
     print(f"purged cluster {purge!r}: databases {purge}_* on {config.db_base_url()}, queues and exchanges "
           f"{env['SHOP_BROKER_PREFIX']}.*, registry nodes under {env['SHOP_REGISTRY_ROOT']} "
           "(its data dir, if any, is left as it was)", flush=True)

@@ -270,7 +270,7 @@ def taken_ports(wanted: list[Listen]) -> list[str]:
     first: dict[int, Listen] = {}
     for w in wanted:
         other = first.setdefault(w.port, w)
-        if other is not w and (other.host == w.host or "0.0.0.0" in (other.host, w.host)):
+        if other is not w and (other.host == w.host or {other.host, w.host} & {"0.0.0.0", "::", ""}):
             hint = " (SHOP_RPC_PORT is set: unset it, and each service takes a free port)" if w.what == "gRPC" else ""
             problems.append(f"port {w.port} is wanted twice: {other} and {w}{hint}")
         elif why := cannot_listen(w.host, w.port):
@@ -467,7 +467,13 @@ async def run_cluster(config: ClusterConfig) -> int:
     timeout_s = float(env.get("SHOP_REGISTRY_SESSION_TIMEOUT_S") or 6.0)
     # The lock lives as long as this session: a supervisor killed outright frees it when the
     # session expires (the timeout, a few seconds), with its processes (see _die_with_parent).
-    async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"], timeout_s) as registry:
+    registry = ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"], timeout_s)
+    try:
+        await registry.start()
+    except ConnectionError as exc:
+        log.error("shop cluster cannot take its name's lock: %s", exc)
+        return 1
+    try:
         holder = await registry.hold(LOCK_NODE, lock_data(config, "shop cluster up"))
         if holder is not None:
             log.error("%s. Two clusters of one name would share their databases, queues and registry: "
@@ -482,6 +488,8 @@ async def run_cluster(config: ClusterConfig) -> int:
                       "holds the port", "; ".join(taken))
             return 1
         return await _run(config, env, kids)
+    finally:
+        await registry.close()
 
 
 async def _run(config: ClusterConfig, env: dict[str, str], kids: list[Child]) -> int:

@@ -277,7 +277,7 @@ class ZkRegistry:
     async def hold(self, name: str, data: bytes) -> bytes | None:
         """Take the ephemeral node <root>/<name> with `data` for as long as this session lives (and
         again after a lost one, like a provider node): a lock its holder describes in `data`.
-        None when taken; else the data of the session that holds it."""
+        Returns None once this session holds it; else the data of the session that does."""
         path = f"{self.root}/{name}"
         async with self._lock:
             try:

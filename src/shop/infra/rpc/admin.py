@@ -73,7 +73,7 @@ async def every_process(addresses: Sequence[str], method: str, body: dict[str, A
         if not isinstance(r, BaseException):
             reached.append(address)
         elif isinstance(r, grpc.aio.AioRpcError) and never_connected(r):
-            skipped.append({"address": address, "reason": f"refused the connection ({r.details()})"})
+            skipped.append({"address": address, "reason": f"could not connect: {r.details()}"})
         else:
             failed.append(f"{address}: {r!r}")
     if failed:
