@@ -28,8 +28,8 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 
 from shop.admin.auditor import Auditor
-from shop.admin.recount_child import recount_in_child
 from shop.admin.operator import Operator
+from shop.admin.recount_child import recount_in_child
 from shop.common.ids import IdWorker
 from shop.infra import metrics
 from shop.infra.auth import Tokens, load_or_create_secret
