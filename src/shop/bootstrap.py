@@ -19,6 +19,7 @@ nothing is patched in after construction.
 """
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from shop.admin.auditor import Auditor
 from shop.admin.operator import Operator
+from shop.admin.recount_child import recount_in_child
 from shop.common.ids import IdWorker
 from shop.infra import metrics
 from shop.infra.auth import Tokens, load_or_create_secret
@@ -254,7 +256,11 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     log: LogService = w.client("log")
     if role != "all":
         w.platform()  # the front door's proxy for /sandbox
-    auditor = Auditor(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log, broker=w.broker)
+    # The embedded shop recounts in a child process (admin/recount_child.py: the GIL), which needs
+    # databases another process can open; a distributed front door's recount reads through the services.
+    in_child = role == "all" and not any(":memory:" in settings.db_url(s) for s in SERVICES)
+    auditor = Auditor(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log, broker=w.broker,
+                      run_recount=functools.partial(recount_in_child, settings) if in_child else None)
     runtime = Runtime(
         settings=settings, role=role, dbs=w.dbs, broker=w.broker, relays=list(w.relays.values()),
         subscriptions=w.subscriptions(), faults=w.faults, registry=w.registry,

@@ -2,11 +2,15 @@
 again when a later change touches them, and a full recount for what changed behind it without a
 message (a row changed by hand)."""
 import asyncio
+import functools
+import os
 
 import pytest
 import sqlalchemy as sa
 
-from shop.admin.auditor import Auditor
+from shop.admin.auditor import Auditor, Recount
+from shop.admin.recount_child import recount_in_child
+from shop.infra.config import SERVICES
 from shop.infra.db import Query
 from shop.services.goods.models import goods, goods_number_log
 from shop.services.order.domain import OrderStatus, PayStatus
@@ -91,10 +95,21 @@ async def test_a_settled_order_touched_by_a_later_change_is_read_again_and_its_v
     assert not report.consistent and expected in report.violations
 
 
-async def test_a_recount_finds_a_stock_changed_behind_the_watermark(shop):
+@pytest.fixture(params=["here", "child"])
+def where(request: pytest.FixtureRequest) -> str:
+    """Where a recount runs: in the serving process, or in a child process (the embedded shop's)."""
+    return request.param
+
+
+def _recounting(shop, where: str) -> Auditor:
+    run = functools.partial(recount_in_child, shop.settings) if where == "child" else None
+    return _auditor(shop, run_recount=run)
+
+
+async def test_a_recount_finds_a_stock_changed_behind_the_watermark(shop, where):
     w = await world(shop, money="0.00", coupon=None, stock=10, price="10.00")
     order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price))
-    auditor = _auditor(shop)
+    auditor = _recounting(shop, where)
     await quiet(shop)
     await auditor.check_pass()
     assert auditor.watermark > order.order_id
@@ -114,12 +129,12 @@ async def test_a_recount_finds_a_stock_changed_behind_the_watermark(shop):
     assert expected in offline.violations and not offline.consistent
 
 
-async def test_a_recount_finds_points_no_paid_order_earned(shop):
+async def test_a_recount_finds_points_no_paid_order_earned(shop, where):
     w = await world(shop, money="0.00", coupon=None, stock=10, price="10.00")
     order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price))
     await _pay(shop, order)
     await quiet(shop)
-    auditor = _auditor(shop)
+    auditor = _recounting(shop, where)
     auditor.start_recount()
     await auditor.wait_recount()
     assert auditor.recount is not None and auditor.recount.violations == []
@@ -128,3 +143,27 @@ async def test_a_recount_finds_points_no_paid_order_earned(shop):
     await auditor.wait_recount()
     assert [f.text for f in auditor.recount.violations] == [
         f"user {w.user_id}: 99 points, its paid orders earn {int(order.pay_amount)}"]
+
+
+async def test_the_embedded_shop_recounts_in_a_child_process_that_goes_when_it_stops(shop):
+    """The shop's own auditor recounts elsewhere (its GIL stays with the requests); a recount
+    cancelled (the shop stopping) takes its process with it."""
+    auditor = shop.operator.auditor
+    recount = auditor.start_recount()
+    async def started() -> bool:
+        return recount.process is not None
+
+    assert await until(started), "no process was started for the recount"
+    assert recount.process != os.getpid()
+    await auditor.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(recount.process, 0)
+
+
+async def test_a_recount_whose_process_fails_says_so(shop, tmp_path):
+    """A child that cannot read (databases without tables, or none at all) fails the recount with
+    why, rather than running for ever or reporting a clean count."""
+    missing = {f"{s}_db_url": url + "_missing" for s in SERVICES if (url := getattr(shop.settings, f"{s}_db_url"))}
+    recount = Recount()
+    with pytest.raises(RuntimeError, match="exited with"):
+        await recount_in_child(shop.settings.model_copy(update={"data_dir": tmp_path / "empty", **missing}), recount)

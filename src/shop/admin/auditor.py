@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,6 +104,8 @@ class Recount:
     entities: dict[str, int] = field(default_factory=lambda: {"goods": 0, "users": 0})
     violations: list[Finding] = field(default_factory=list)  # its entities' (its orders' are re-read with the rest)
     error: str | None = None
+    wrong_orders: set[int] = field(default_factory=set)  # orders it found wrong: the checker keeps them open
+    process: int | None = None  # the pid of the process it runs in, if not this one
 
     def json(self) -> dict[str, Any]:
         state = "failed" if self.error else "done" if self.finished_at else "running"
@@ -120,6 +122,7 @@ class Auditor:
         self, *, users: UserService, goods: GoodsService, coupons: CouponService, orders: OrderService,
         pay: PayService, log: LogService, broker: Broker, settle_ms: int = SETTLE_MS, chunk: int = CHUNK,
         pause_s: float = PAUSE_S, pass_s: float = PASS_S,
+        run_recount: Callable[[Recount], Awaitable[None]] | None = None,
     ) -> None:
         self.users, self.goods, self.coupons, self.orders, self.pay, self.log = users, goods, coupons, orders, pay, log
         self.broker = broker
@@ -132,6 +135,9 @@ class Auditor:
         self._suspects: dict[int, list[str]] = {}
         self.sent_since_ms = 0  # the next pass asks for the messages sent since then (0: first pass)
         self.recount: Recount | None = None
+        # Where a recount runs: here (None), or elsewhere, filling the Recount it is handed (the
+        # embedded shop's, in a child process: admin/recount_child.py says why).
+        self._run_recount = run_recount
         self._recount_task: asyncio.Task[None] | None = None
 
     # -- reading ------------------------------------------------------------------------------------
@@ -308,7 +314,12 @@ class Auditor:
 
     async def _recount(self, recount: Recount) -> None:
         try:
-            await self.recount_all(recount, self.chunk, self.pause_s)
+            if self._run_recount is not None:
+                await self._run_recount(recount)
+            else:
+                await self.recount_all(recount, self.chunk, self.pause_s)
+            for oid in recount.wrong_orders:
+                self.open.setdefault(oid, 0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -320,15 +331,15 @@ class Auditor:
         """Everything: each goods' stock and each user's balance against its ledger's sum and each
         user's points against what their paid orders earn (sums computed by each service's database,
         a range of entities at a time), and every order, a range at a time. The entities' violations
-        go into `recount`; every order found wrong is kept open, so the answer reads it again; the
-        order findings are returned (read twice) for the offline audit."""
+        go into `recount`, and the orders found wrong into its wrong_orders, which the checker keeps
+        open so that the answer reads them again; the order findings are returned (read twice) for
+        the offline audit."""
         await self._recount_entities(recount, chunk * 4, pause_s)
         wrong: set[int] = set()
         async for r, strict in self._walk(AuditScope(), chunk, pause_s):
             wrong |= set(strict)
             recount.orders += len(r.orders.orders)
-        for oid in wrong:
-            self.open.setdefault(oid, 0)
+        recount.wrong_orders = wrong
         out: list[Finding] = []
         ids = sorted(wrong)
         for start in range(0, len(ids), chunk):
