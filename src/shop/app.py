@@ -17,6 +17,7 @@ from shop import console
 from shop.admin import api as admin_api
 from shop.infra import metrics
 from shop.infra.config import Settings
+from shop.infra.openapi import Result, install_openapi
 from shop.infra.web import Envelope, install_error_handlers, ok
 from shop.runtime import Shop
 from shop.sandbox import api as sandbox_api
@@ -42,6 +43,7 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Order and payment back end: see API.md for the contract.")
     install_error_handlers(app)
+    install_openapi(app)
     _docs(app)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -49,7 +51,7 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Result[None])
     async def healthz() -> Envelope:
         return ok()
 

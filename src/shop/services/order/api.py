@@ -8,9 +8,10 @@ from pydantic import Field, StrictInt
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
+from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, ok
 from shop.services.order.contracts import Order, OrderPage, OrderQuery, OrderService, PlaceOrder
-from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.order.domain import OrderStatus, PayStatus, ShippingStatus
 
 router = APIRouter()
 OrdersDep = Annotated[OrderService, from_state("orders")]
@@ -29,6 +30,34 @@ class TradeOrderIn(Camel):
     consignee: str | None = Field(default=None, max_length=255)
 
 
+class OrderOut(Out):
+    order_id: IdOut
+    user_id: IdOut
+    order_status: OrderStatus
+    pay_status: PayStatus
+    shipping_status: ShippingStatus
+    address: str
+    consignee: str | None
+    goods_id: IdOut
+    goods_number: int
+    goods_price: MoneyOut
+    goods_amount: MoneyOut
+    shipping_fee: MoneyOut
+    order_amount: MoneyOut
+    coupon_id: IdOut | None
+    coupon_paid: MoneyOut
+    money_paid: MoneyOut
+    pay_amount: MoneyOut
+    add_time: Time
+    confirm_time: Time | None
+    pay_time: Time | None
+
+
+class OrderPageOut(Out):
+    items: list[OrderOut]
+    next_cursor: IdOut | None
+
+
 def _id(v: int | None) -> str | None:
     return None if v is None else str(v)
 
@@ -45,7 +74,7 @@ def order_json(o: Order) -> dict[str, Any]:
     }
 
 
-@router.post("/order/confirm", tags=["orders"])
+@router.post("/order/confirm", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 404, 409))
 async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     forbid_unless(body.user_id, user_id)
     order = await orders.confirm_order(
@@ -74,7 +103,7 @@ def page_json(page: OrderPage) -> dict[str, Any]:
             "nextCursor": None if page.next_before_id is None else str(page.next_before_id)}
 
 
-@router.get("/order", tags=["orders"])
+@router.get("/order", tags=["orders"], response_model=Result[OrderPageOut])
 async def my_orders(user_id: UserIdDep, orders: OrdersDep, status: StatusIn = None, limit: Limit = 20,
                     cursor: Cursor = None) -> Envelope:
     """The caller's own orders, newest first."""
@@ -82,7 +111,7 @@ async def my_orders(user_id: UserIdDep, orders: OrdersDep, status: StatusIn = No
     return ok(page_json(await orders.list_orders(query)))
 
 
-@router.get("/admin/orders", tags=["admin"], dependencies=[AdminDep])
+@router.get("/admin/orders", tags=["admin"], dependencies=[AdminDep], response_model=Result[OrderPageOut])
 async def admin_orders(
     orders: OrdersDep, user_id: Annotated[IdIn | None, Query(alias="userId")] = None, status: StatusIn = None,
     pay_status: Annotated[PayStatus | None, Query(alias="payStatus")] = None,
@@ -96,23 +125,23 @@ async def admin_orders(
     return ok(page_json(await orders.list_orders(query)))
 
 
-@router.get("/order/{order_id}", tags=["orders"])
+@router.get("/order/{order_id}", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403))
 async def get_order(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     order = await orders.find_order(order_id)
     forbid_unless(order.user_id, user_id)
     return ok(order_json(order))
 
 
-@router.post("/order/{order_id}/cancel", tags=["orders"])
+@router.post("/order/{order_id}/cancel", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 409))
 async def cancel(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.cancel_order(order_id, user_id)))
 
 
-@router.post("/order/{order_id}/refund", tags=["orders"])
+@router.post("/order/{order_id}/refund", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 409))
 async def refund(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.refund_order(order_id, user_id)))
 
 
-@router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep])
+@router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep], response_model=Result[OrderOut])
 async def admin_get_order(order_id: IdIn, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.find_order(order_id)))
