@@ -16,9 +16,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shop.common.ids import MAX_ID
 from shop.common.money import MAX as MAX_MONEY
 
-MAX_ID = (1 << 63) - 1
 # What the shop answers: ids as digit strings (JavaScript loses precision above 2^53), money with
 # its two places.
 ID_PATTERN = r"^[0-9]{1,19}$"
