@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis
 
 ADMIN = "openapi-test-admin-token"
 ENV = {
@@ -179,3 +178,26 @@ def test_every_error_is_the_envelope_and_ids_are_patterned(document: dict[str, A
                 assert "404" in op["responses"], where
     order = document["components"]["schemas"]["OrderOut"]["properties"]
     assert order["orderId"]["pattern"] == "^[0-9]{1,19}$" and order["payAmount"]["type"] == "string"
+
+
+def test_what_the_run_found_stays_fixed(shop_url: str, tokens: dict[str, str]) -> None:
+    """The findings of the first runs, each as a plain request (schemathesis may stop generating them)."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    # A concrete path before a template: GET /order/confirm is not GET /order/{order_id} with "confirm".
+    for method, path, allow in (("GET", "/order/confirm", "POST"), ("GET", "/pay/createPayment", "POST"),
+                                ("OPTIONS", "/pay/callbackPayment", "POST"),
+                                ("OPTIONS", "/admin/audit/recount", "GET, POST"), ("DELETE", "/healthz", "GET")):
+        r = httpx.request(method, f"{shop_url}{path}", headers=admin)
+        assert r.status_code == 405 and r.headers["allow"] == allow, (method, path, r.status_code, r.headers)
+        assert r.json()["success"] is False, r.text
+    # A time past the ids' range was a 500; a number or a bare date is not a time.
+    for query, status in (("from=5286-08-04T15:18:43Z", 200), ("to=0489-07-28T04:57:46Z", 200),
+                          ("from=9999-12-31T23:59:59-05:00", 422), ("from=0001-01-01T00:00:00%2B05:00", 422),
+                          ("to=0.5", 422), ("from=2026-01-01", 422)):
+        r = httpx.get(f"{shop_url}/admin/orders?{query}", headers=admin)
+        assert r.status_code == status, (query, r.text)
+    # Registering a payment again at another amount conflicts with the trade: 409, not bad input.
+    body = {"payId": "77", "amount": "1.00", "notifyUrl": "http://127.0.0.1:1/notify"}
+    assert httpx.post(f"{shop_url}/sandbox/trades", json=body).status_code == 200
+    r = httpx.post(f"{shop_url}/sandbox/trades", json=body | {"amount": "2.00"})
+    assert r.status_code == 409 and r.json()["code"] == "SHOP_PAYMENT_AMOUNT_INVALID", r.text
