@@ -89,7 +89,7 @@ def tokens(shop_url: str) -> dict[str, str]:
 # The run as `schemathesis run` does it (its engine: every phase, every check), bounded: a few
 # dozen generated examples per operation, deterministic (the same requests every run, so a failure
 # is one to reproduce, not a flake), with the token each operation's `security` names.
-EXAMPLES = 25
+EXAMPLES = 20
 
 
 def _config(shop_url: str, tokens: dict[str, str]) -> Any:

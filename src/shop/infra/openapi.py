@@ -102,6 +102,9 @@ ERRORS: dict[int, str] = {
 }
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds until the window passes", "schema": {"type": "integer"}}}
+
+
 def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for the statuses a route's own rules give (404 of an id in the body, 403 of
     another's order, 409...); the envelope and the description are filled in by openapi()."""
@@ -139,6 +142,9 @@ def install_openapi(app: FastAPI) -> None:
                 for op in path.values():
                     for status in sorted(_error_statuses(op)):
                         op["responses"][str(status)] = {"description": ERRORS[status], "content": envelope}
+                        if status == 429:
+                            op["responses"]["429"]["headers"] = RETRY_AFTER
+                    op["responses"] = dict(sorted(op["responses"].items()))
             app.openapi_schema = doc
         return app.openapi_schema
 

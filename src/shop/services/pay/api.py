@@ -42,6 +42,28 @@ class PayLogOut(Out):
     log_time: Time
 
 
+class NotificationIn(Camel):
+    """The platform's notification. Documentation only: the route verifies the raw bytes' signature
+    before it parses anything (services/pay/handlers.py: notify)."""
+
+    pay_id: IdIn
+    is_paid: Literal[1, 2]
+    pay_amount: MoneyIn
+    trade_no: str = Field(max_length=64)
+    notify_id: str
+
+
+def _signed_by_the_platform() -> dict[str, Any]:
+    said = "signed with the platform's private key: base64 RSA-SHA256 over timestamp, nonce and the raw body"
+    headers = {"X-Pay-Timestamp": "epoch seconds", "X-Pay-Nonce": "unique per notification", "X-Pay-Signature": said}
+    return {
+        "parameters": [{"name": name, "in": "header", "required": True, "description": what,
+                        "schema": {"type": "string"}} for name, what in headers.items()],
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": NotificationIn.model_json_schema(by_alias=True)}}},
+    }
+
+
 def payment_json(p: Payment, pay_url: str | None = None) -> dict[str, Any]:
     out = {"payId": str(p.pay_id), "orderId": str(p.order_id), "payAmount": fmt(p.pay_amount), "isPaid": p.is_paid,
            "isRefunded": p.is_refunded, "tradeNo": p.trade_no, "paidTime": iso(p.paid_time)}
@@ -68,7 +90,8 @@ async def get_payment(pay_id: IdIn, user_id: UserIdDep, pay: PayDep) -> Envelope
     return ok(payment_json(p))
 
 
-@router.post("/pay/callbackPayment", response_model=Result[None], responses=refusals(401, 404, 422))
+@router.post("/pay/callbackPayment", response_model=Result[None], responses=refusals(401, 404),
+             openapi_extra=_signed_by_the_platform())
 async def callback(request: Request, pay: PayDep) -> Envelope:
     """The platform's notification, answered as soon as the payment is marked paid (timed: the
     platform retries what it does not hear back about in time)."""
