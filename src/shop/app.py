@@ -7,16 +7,19 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
 from shop import console
 from shop.admin import api as admin_api
 from shop.infra import metrics
 from shop.infra.config import Settings
+from shop.infra.openapi import Result, install_openapi
 from shop.infra.web import Envelope, install_error_handlers, ok
 from shop.runtime import Shop
 from shop.sandbox import api as sandbox_api
@@ -42,6 +45,7 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Order and payment back end: see API.md for the contract.")
     install_error_handlers(app)
+    install_openapi(app)
     _docs(app)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -49,7 +53,7 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Result[None])
     async def healthz() -> Envelope:
         return ok()
 
@@ -88,6 +92,28 @@ def _console(app: FastAPI) -> None:
         return FileResponse(console.STATIC / "index.html", headers={"Content-Security-Policy": CONSOLE_CSP})
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def _concrete_paths_first(app: FastAPI) -> None:
+    """A concrete path is matched before a template that would also take it, for every method (as
+    OpenAPI reads paths): GET /order/confirm is a 405, not GET /order/{order_id} refusing "confirm"
+    as an id, and a 405's Allow lists every method of the path (/admin/audit/recount: GET and POST),
+    not only those of the first route Starlette tried. Called once every router is included."""
+    allowed: dict[str, set[str]] = {}
+    for route in iter_route_contexts(app.routes):  # included routers' routes too, as the app sees them
+        if route.path_format and "{" not in route.path_format and route.methods:
+            allowed.setdefault(route.path_format, set()).update(route.methods)
+    for path, methods in allowed.items():
+        allow = {"Allow": ", ".join(sorted(methods))}
+
+        async def not_allowed(_: Request, allow: dict[str, str] = allow) -> None:
+            raise HTTPException(405, "Method Not Allowed", headers=allow)
+
+        app.router.routes.insert(0, Route(path, not_allowed, methods=sorted(HTTP_METHODS - methods),
+                                          include_in_schema=False))
+
+
 def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +137,7 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         _console(app)
         if shop.settings.faults:
             app.include_router(admin_api.faults_router())
+    _concrete_paths_first(app)
     shop.runtime.tracing.instrument(app)
     return app
 
@@ -136,4 +163,5 @@ def create_sandbox_app(settings: Settings) -> FastAPI:
     app = _app(lifespan)
     app.state.sandbox = sandbox
     app.include_router(sandbox_api.router)
+    _concrete_paths_first(app)
     return app

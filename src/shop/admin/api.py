@@ -1,5 +1,5 @@
 """REST: the operator's audit, dead messages and fault injection."""
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictInt
@@ -9,6 +9,7 @@ from shop.common.clock import iso
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.deps import AdminDep, from_state
+from shop.infra.openapi import IdOut, Out, Result, Time
 from shop.infra.web import Camel, Envelope, IdIn, ok
 from shop.services.catalog import FAULT_POINTS
 from shop.services.order.contracts import MAX_OVERVIEW_MINUTES
@@ -24,12 +25,37 @@ class FaultIn(Camel):
     delay_ms: StrictInt = Field(default=0, ge=0, le=600_000)
 
 
-@router.get("/admin/audit")
+class AuditOut(Out):
+    consistent: bool
+    violations: list[Any]
+    pending: int
+
+
+class EventOut(Out):
+    at: Time
+    service: str
+    kind: str
+    detail: Any
+
+
+class TimelineOut(Out):
+    order_id: IdOut
+    events: list[EventOut]
+
+
+class ReplayOut(Out):
+    id: str
+    state: Literal["ready"]
+
+
+# The operator's views below that only the console reads are documented loosely (an object):
+# their fields follow the console, not a client contract.
+@router.get("/admin/audit", response_model=Result[AuditOut])
 async def audit(operator: OperatorDep) -> Envelope:
     return ok((await operator.audit()).json())
 
 
-@router.get("/admin/overview")
+@router.get("/admin/overview", response_model=Result[dict[str, Any]])
 async def overview(
     operator: OperatorDep,
     minutes: Annotated[int, Query(ge=1, le=MAX_OVERVIEW_MINUTES, description="the window, in minutes")] = 60,
@@ -38,14 +64,14 @@ async def overview(
     return ok(await operator.overview(minutes))
 
 
-@router.get("/admin/audit/recount")
+@router.get("/admin/audit/recount", response_model=Result[dict[str, Any] | None])
 async def last_recount(operator: OperatorDep) -> Envelope:
     """The last recount started through this process: running (with its progress), done (with what
     it found) or failed; null when none was started."""
     return ok(operator.last_recount())
 
 
-@router.post("/admin/audit/recount")
+@router.post("/admin/audit/recount", response_model=Result[dict[str, Any]])
 async def recount(operator: OperatorDep) -> Envelope:
     """Start a full recount (every order, every goods' stock and user's balance and points against
     their sums) in the background; it answers at once, and GET /admin/audit shows its progress and
@@ -53,20 +79,20 @@ async def recount(operator: OperatorDep) -> Envelope:
     return ok(operator.recount())
 
 
-@router.get("/admin/orders/{order_id}/timeline")
+@router.get("/admin/orders/{order_id}/timeline", response_model=Result[TimelineOut])
 async def timeline(order_id: IdIn, operator: OperatorDep) -> Envelope:
     events = await operator.timeline(order_id)
     return ok({"orderId": str(order_id), "events": [
         {"at": iso(e.at), "service": e.service, "kind": e.kind, "detail": e.detail} for e in events]})
 
 
-@router.get("/admin/messages")
+@router.get("/admin/messages", response_model=Result[list[dict[str, Any]]])
 async def messages(operator: OperatorDep, state: Literal["dead", "retrying"] = Query("dead")) -> Envelope:
     """Messages parked dead after their retries ran out, or waiting in back-off for their next try."""
     return ok(await (operator.dead() if state == "dead" else operator.retrying()))
 
 
-@router.post("/admin/messages/{message_id}/replay")
+@router.post("/admin/messages/{message_id}/replay", response_model=Result[ReplayOut])
 async def replay(message_id: str, operator: OperatorDep) -> Envelope:
     # An id as GET /admin/messages lists it: a number on the embedded broker, group:msgId on RabbitMQ.
     if len(message_id) > 200 or not await operator.replay(message_id):
@@ -78,7 +104,7 @@ def faults_router() -> APIRouter:
     """Mounted only when SHOP_FAULTS=1: otherwise the path does not exist (404)."""
     r = APIRouter(tags=["admin"], dependencies=[AdminDep])
 
-    @r.post("/admin/faults")
+    @r.post("/admin/faults", response_model=Result[dict[str, Any]])
     async def arm(body: FaultIn, operator: OperatorDep) -> Envelope:
         # armed: the other processes' addresses (the distributed mode); skipped: those that refused
         # the connection (just crashed, still registered), each with the reason.
@@ -86,13 +112,13 @@ def faults_router() -> APIRouter:
         return ok({"point": body.point, "action": body.action, "times": body.times, "delayMs": body.delay_ms,
                    "armed": sent.reached, "skipped": sent.skipped})
 
-    @r.get("/admin/faults")
+    @r.get("/admin/faults", response_model=Result[dict[str, Any]])
     async def armed(operator: OperatorDep) -> Envelope:
         """The points a fault can be armed at, and the faults armed through this process and not yet
         spent here. The console also asks to learn whether fault injection is on (404 when off)."""
         return ok({"points": list(FAULT_POINTS), "armed": operator.armed_faults()})
 
-    @r.delete("/admin/faults")
+    @r.delete("/admin/faults", response_model=Result[None])
     async def clear(operator: OperatorDep) -> Envelope:
         sent = await operator.clear_faults()
         return ok({"cleared": sent.reached, "skipped": sent.skipped})

@@ -11,6 +11,7 @@ SEQUENCE_BITS = 12
 MAX_WORKER = (1 << WORKER_BITS) - 1
 MAX_DATACENTER = (1 << DATACENTER_BITS) - 1
 SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
+MAX_ID = (1 << 63) - 1  # ids are signed 64-bit keys on every backend
 WORKER_SHIFT = SEQUENCE_BITS
 DATACENTER_SHIFT = SEQUENCE_BITS + WORKER_BITS
 TIMESTAMP_SHIFT = SEQUENCE_BITS + WORKER_BITS + DATACENTER_BITS
@@ -75,8 +76,9 @@ def parse_id(value: object, field: str = "id") -> int:
 
 def first_id_at(at_ms: int) -> int:
     """The smallest id any worker makes at this instant (epoch milliseconds): ids grow with their
-    creation time, so a time range is also an id range."""
-    return max(0, at_ms - TWEPOCH) << TIMESTAMP_SHIFT
+    creation time, so a time range is also an id range. A time past the ids' range (year 2300 and
+    later) gives the largest id: a bound beyond it is no bound, and a database refuses the number."""
+    return min(max(0, at_ms - TWEPOCH) << TIMESTAMP_SHIFT, MAX_ID)
 
 
 # An id's minute on the wall clock, in whole numbers: ids of one minute are one range of

@@ -50,8 +50,7 @@ class Tokens:
         return user_id
 
 
-def check_admin(header: str | None, admin_token: str) -> None:
-    token = bearer(header)
+def check_admin(token: str, admin_token: str) -> None:
     if not hmac.compare_digest(token.encode(), admin_token.encode()):
         raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid admin token")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBearer
 from fastapi.params import Depends as DependsParam
+from fastapi.security.base import SecurityBase
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
@@ -24,13 +26,29 @@ def from_state(name: str) -> DependsParam:
     return Depends(get)
 
 
-async def current_user_id(request: Request) -> int:
+class BearerToken(SecurityBase):
+    """`Authorization: Bearer <token>`, read by auth.bearer; a SecurityBase so that FastAPI puts the
+    scheme in the OpenAPI document and `security` on every route that depends on it."""
+
+    def __init__(self, scheme_name: str, description: str) -> None:
+        self.model = HTTPBearer(description=description)
+        self.scheme_name = scheme_name
+
+    async def __call__(self, request: Request) -> str:
+        return bearer(request.headers.get("authorization"))
+
+
+USER_TOKEN = BearerToken("userToken", "a user's token, from POST /user/login")
+ADMIN_TOKEN = BearerToken("adminToken", "the operator's token (SHOP_ADMIN_TOKEN)")
+
+
+async def current_user_id(request: Request, token: Annotated[str, Depends(USER_TOKEN)]) -> int:
     tokens: Tokens = request.app.state.tokens
-    return tokens.verify(bearer(request.headers.get("authorization")))
+    return tokens.verify(token)
 
 
-async def require_admin(request: Request) -> None:
-    check_admin(request.headers.get("authorization"), request.app.state.admin_token)
+async def require_admin(request: Request, token: Annotated[str, Depends(ADMIN_TOKEN)]) -> None:
+    check_admin(token, request.app.state.admin_token)
 
 
 def forbid_unless(owner_id: int, caller_id: int) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -19,6 +19,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import parse_id
 from shop.common.money import parse_money
+from shop.infra.openapi import ID_IN_SCHEMA, MONEY_IN_SCHEMA
 
 log = logging.getLogger("shop.web")
 
@@ -57,9 +58,12 @@ def _signed_money(v: Any) -> Decimal:
     return _money(v)
 
 
-IdIn = Annotated[int, BeforeValidator(_id), PlainSerializer(str)]
-MoneyIn = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(str)]
-SignedMoneyIn = Annotated[Decimal, BeforeValidator(_signed_money), PlainSerializer(str)]
+# WithJsonSchema: the document says what the validators accept (infra/openapi.py). A negative
+# moneyPaid is documented as invalid, which it is (422), only with its own code.
+IdIn = Annotated[int, BeforeValidator(_id), PlainSerializer(str), WithJsonSchema(ID_IN_SCHEMA)]
+MoneyIn = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(str), WithJsonSchema(MONEY_IN_SCHEMA)]
+SignedMoneyIn = Annotated[Decimal, BeforeValidator(_signed_money), PlainSerializer(str),
+                          WithJsonSchema(MONEY_IN_SCHEMA)]
 
 
 class Camel(BaseModel):

@@ -5,11 +5,12 @@ The sandbox's errors are ShopErrors (unknown payment 404, wrong state 409, amoun
 installed error handlers answer them."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import Field
 
+from shop.infra.openapi import IdOut, MoneyOut, Out, Result, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.sandbox.platform import Sandbox
 
@@ -29,34 +30,46 @@ class PrecreateIn(Camel):
     notify_url: str = Field(min_length=1, max_length=500)
 
 
-@router.post("/sandbox/trades")
+class TradeOut(Out):
+    trade_no: str
+    pay_id: IdOut
+    amount: MoneyOut
+    state: Literal["CREATED", "PAID", "REFUNDED"]
+
+
+class TradeNoOut(Out):
+    trade_no: str
+
+
+# 409: the trade's state does not allow it (paying a refunded one, refunding an unpaid one).
+@router.post("/sandbox/trades", response_model=Result[TradeOut], responses=refusals(409))
 async def precreate(body: PrecreateIn, sandbox: SandboxDep) -> Envelope:
     """The merchant registers a payment (the pay service calls it); again with the same amount is a no-op."""
     await sandbox.precreate(body.pay_id, body.amount, body.notify_url)
     return ok(await sandbox.trade_by_pay_id(body.pay_id))
 
 
-@router.get("/sandbox/payments/{pay_id}")
+@router.get("/sandbox/payments/{pay_id}", response_model=Result[TradeOut])
 async def trade_of_payment(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.trade_by_pay_id(pay_id))
 
 
-@router.post("/sandbox/pay/{pay_id}")
+@router.post("/sandbox/pay/{pay_id}", response_model=Result[TradeNoOut], responses=refusals(409))
 async def pay(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok({"tradeNo": await sandbox.pay(pay_id)})
 
 
-@router.post("/sandbox/notify/{pay_id}/resend")
+@router.post("/sandbox/notify/{pay_id}/resend", response_model=Result[TradeOut], responses=refusals(409))
 async def resend(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     await sandbox.resend(pay_id)
     return ok(await sandbox.trade_by_pay_id(pay_id))
 
 
-@router.post("/sandbox/refund/{pay_id}")
+@router.post("/sandbox/refund/{pay_id}", response_model=Result[TradeOut], responses=refusals(409))
 async def refund(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.refund(pay_id))
 
 
-@router.get("/sandbox/trades/{trade_no}")
+@router.get("/sandbox/trades/{trade_no}", response_model=Result[TradeOut])
 async def trade(sandbox: SandboxDep, trade_no: str = Path(min_length=1, max_length=64)) -> Envelope:
     return ok(await sandbox.trade(trade_no))

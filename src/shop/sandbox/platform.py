@@ -52,8 +52,8 @@ class TradeStateInvalid(ShopError, ValueError):
 
 
 class AmountInvalid(ShopError, ValueError):
-    def __init__(self, message: str) -> None:
-        ShopError.__init__(self, ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, message)
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        ShopError.__init__(self, ShopCode.SHOP_PAYMENT_AMOUNT_INVALID, message, http_status=http_status)
 
 
 _t = sandbox_trade.c
@@ -148,7 +148,8 @@ class Sandbox:
             )
             row = await self._row(uow, pay_id)
             if row["amount"] != amount:
-                raise AmountInvalid(f"payment {pay_id} was registered for {fmt(row['amount'])}, not {amount}")
+                # A valid amount, other than the one registered: a conflict with the trade (409), not bad input.
+                raise AmountInvalid(f"payment {pay_id} was registered for {fmt(row['amount'])}, not {amount}", 409)
             await uow.commit()
 
     async def pay(self, pay_id: int) -> str:

@@ -1,16 +1,18 @@
 """REST (order-web): placing and reading orders."""
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import Field, StrictInt
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
 
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
+from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, ok
 from shop.services.order.contracts import Order, OrderPage, OrderQuery, OrderService, PlaceOrder
-from shop.services.order.domain import OrderStatus, PayStatus
+from shop.services.order.domain import MAX_GOODS_NUMBER, OrderStatus, PayStatus, ShippingStatus
 
 router = APIRouter()
 OrdersDep = Annotated[OrderService, from_state("orders")]
@@ -19,7 +21,8 @@ OrdersDep = Annotated[OrderService, from_state("orders")]
 class TradeOrderIn(Camel):
     user_id: IdIn
     goods_id: IdIn
-    goods_number: StrictInt
+    # Bounded here too so that the document says so (the domain checks it as well, for every front door).
+    goods_number: StrictInt = Field(ge=1, le=MAX_GOODS_NUMBER)
     goods_price: MoneyIn
     shipping_fee: MoneyIn
     order_amount: MoneyIn
@@ -27,6 +30,34 @@ class TradeOrderIn(Camel):
     coupon_id: IdIn | None = None
     money_paid: SignedMoneyIn = ZERO
     consignee: str | None = Field(default=None, max_length=255)
+
+
+class OrderOut(Out):
+    order_id: IdOut
+    user_id: IdOut
+    order_status: OrderStatus
+    pay_status: PayStatus
+    shipping_status: ShippingStatus
+    address: str
+    consignee: str | None
+    goods_id: IdOut
+    goods_number: int
+    goods_price: MoneyOut
+    goods_amount: MoneyOut
+    shipping_fee: MoneyOut
+    order_amount: MoneyOut
+    coupon_id: IdOut | None
+    coupon_paid: MoneyOut
+    money_paid: MoneyOut
+    pay_amount: MoneyOut
+    add_time: Time
+    confirm_time: Time | None
+    pay_time: Time | None
+
+
+class OrderPageOut(Out):
+    items: list[OrderOut]
+    next_cursor: IdOut | None
 
 
 def _id(v: int | None) -> str | None:
@@ -45,7 +76,7 @@ def order_json(o: Order) -> dict[str, Any]:
     }
 
 
-@router.post("/order/confirm", tags=["orders"])
+@router.post("/order/confirm", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 404, 409))
 async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     forbid_unless(body.user_id, user_id)
     order = await orders.confirm_order(
@@ -64,9 +95,27 @@ Cursor = Annotated[IdIn | None, Query(description="nextCursor of the previous pa
 StatusIn = Annotated[OrderStatus | None, Query(alias="status")]
 
 
-def _utc(at: datetime | None) -> datetime | None:
-    # The shop keeps naive UTC (common/clock.py); a time without a zone is taken as UTC.
-    return at.astimezone(UTC).replace(tzinfo=None) if at is not None and at.tzinfo is not None else at
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}")
+
+
+def _date_time_text(v: Any) -> Any:
+    # pydantic would also read a number of seconds ("0.5") or a bare date as a datetime: here a time
+    # is what the document says, ISO 8601's date-time.
+    if not (isinstance(v, str) and _DATE_TIME.match(v)):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-30T06:00:00Z")
+    return v
+
+
+def _utc(at: datetime) -> datetime:
+    # The shop keeps naive UTC (common/clock.py); a time without a zone is taken as UTC. A zone can
+    # push a time past year 1 or 9999 ("0001-01-01T00:00:00+05:00"): that is invalid input, not a 500.
+    try:
+        return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+TimeIn = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_utc)]
 
 
 def page_json(page: OrderPage) -> dict[str, Any]:
@@ -74,7 +123,7 @@ def page_json(page: OrderPage) -> dict[str, Any]:
             "nextCursor": None if page.next_before_id is None else str(page.next_before_id)}
 
 
-@router.get("/order", tags=["orders"])
+@router.get("/order", tags=["orders"], response_model=Result[OrderPageOut])
 async def my_orders(user_id: UserIdDep, orders: OrdersDep, status: StatusIn = None, limit: Limit = 20,
                     cursor: Cursor = None) -> Envelope:
     """The caller's own orders, newest first."""
@@ -82,37 +131,37 @@ async def my_orders(user_id: UserIdDep, orders: OrdersDep, status: StatusIn = No
     return ok(page_json(await orders.list_orders(query)))
 
 
-@router.get("/admin/orders", tags=["admin"], dependencies=[AdminDep])
+@router.get("/admin/orders", tags=["admin"], dependencies=[AdminDep], response_model=Result[OrderPageOut])
 async def admin_orders(
     orders: OrdersDep, user_id: Annotated[IdIn | None, Query(alias="userId")] = None, status: StatusIn = None,
     pay_status: Annotated[PayStatus | None, Query(alias="payStatus")] = None,
-    from_time: Annotated[datetime | None, Query(alias="from", description="created at or after")] = None,
-    to_time: Annotated[datetime | None, Query(alias="to", description="created before")] = None,
+    from_time: Annotated[TimeIn | None, Query(alias="from", description="created at or after")] = None,
+    to_time: Annotated[TimeIn | None, Query(alias="to", description="created before")] = None,
     limit: Limit = 20, cursor: Cursor = None,
 ) -> Envelope:
     """Every order, newest first, filtered."""
-    query = OrderQuery(user_id=user_id, order_status=status, pay_status=pay_status, from_time=_utc(from_time),
-                       to_time=_utc(to_time), before_id=cursor, limit=limit)
+    query = OrderQuery(user_id=user_id, order_status=status, pay_status=pay_status, from_time=from_time,
+                       to_time=to_time, before_id=cursor, limit=limit)
     return ok(page_json(await orders.list_orders(query)))
 
 
-@router.get("/order/{order_id}", tags=["orders"])
+@router.get("/order/{order_id}", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403))
 async def get_order(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     order = await orders.find_order(order_id)
     forbid_unless(order.user_id, user_id)
     return ok(order_json(order))
 
 
-@router.post("/order/{order_id}/cancel", tags=["orders"])
+@router.post("/order/{order_id}/cancel", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 409))
 async def cancel(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.cancel_order(order_id, user_id)))
 
 
-@router.post("/order/{order_id}/refund", tags=["orders"])
+@router.post("/order/{order_id}/refund", tags=["orders"], response_model=Result[OrderOut], responses=refusals(403, 409))
 async def refund(order_id: IdIn, user_id: UserIdDep, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.refund_order(order_id, user_id)))
 
 
-@router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep])
+@router.get("/admin/orders/{order_id}", tags=["admin"], dependencies=[AdminDep], response_model=Result[OrderOut])
 async def admin_get_order(order_id: IdIn, orders: OrdersDep) -> Envelope:
     return ok(order_json(await orders.find_order(order_id)))

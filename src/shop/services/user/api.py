@@ -7,6 +7,7 @@ from pydantic import Field
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, TokensDep, UserIdDep, from_state
+from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.services.user.contracts import CreateUser, User, UserService
 
@@ -26,6 +27,24 @@ class CreateUserIn(Camel):
     user_money: MoneyIn
 
 
+class UserOut(Out):
+    user_id: IdOut
+    user_name: str
+    user_mobile: str | None
+    user_score: int
+    user_money: MoneyOut
+    user_reg_time: Time
+
+
+class LoginOut(Out):
+    user_id: IdOut
+    token: str
+
+
+class UserIdOut(Out):
+    user_id: IdOut
+
+
 def user_json(u: User) -> dict[str, Any]:
     return {
         "userId": str(u.user_id), "userName": u.user_name, "userMobile": u.user_mobile, "userScore": u.user_score,
@@ -33,18 +52,20 @@ def user_json(u: User) -> dict[str, Any]:
     }
 
 
-@router.post("/user/login", tags=["users"])
+# 401: a wrong name or password; 429: too many of them for that name (API.md, Limits).
+@router.post("/user/login", tags=["users"], response_model=Result[LoginOut], responses=refusals(401, 429))
 async def login(body: LoginIn, users: UsersDep, tokens: TokensDep) -> Envelope:
     user = await users.login(body.user_name, body.user_password)
     return ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
 
 
-@router.get("/user/me", tags=["users"])
+@router.get("/user/me", tags=["users"], response_model=Result[UserOut], responses=refusals(404))
 async def me(user_id: UserIdDep, users: UsersDep) -> Envelope:
     return ok(user_json(await users.find_user(user_id)))
 
 
-@router.post("/admin/users", tags=["admin"], dependencies=[AdminDep])
+@router.post("/admin/users", tags=["admin"], dependencies=[AdminDep], response_model=Result[UserIdOut],
+             responses=refusals(409))
 async def create_user(body: CreateUserIn, users: UsersDep) -> Envelope:
     user_id = await users.create_user(
         CreateUser(body.user_name, body.user_password, body.user_money, body.user_mobile)
@@ -52,6 +73,6 @@ async def create_user(body: CreateUserIn, users: UsersDep) -> Envelope:
     return ok({"userId": str(user_id)})
 
 
-@router.get("/admin/users/{user_id}", tags=["admin"], dependencies=[AdminDep])
+@router.get("/admin/users/{user_id}", tags=["admin"], dependencies=[AdminDep], response_model=Result[UserOut])
 async def get_user(user_id: IdIn, users: UsersDep) -> Envelope:
     return ok(user_json(await users.find_user(user_id)))
