@@ -50,7 +50,15 @@ class Settings(BaseSettings):
     # A gRPC-only process (a service role) serves GET /metrics on this port; HTTP roles on their own.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     advertise_host: str | None = None
-    sandbox_url: str = "http://127.0.0.1:8001"
+    # The payment platform: SHOP_SANDBOX=1 (or --demo) runs the sandbox stand-in (in `shop run`,
+    # mounted under /sandbox; in the distributed mode, the sandbox role and the front door's proxy
+    # to it); off, /sandbox is 404 everywhere. sandbox_url: the platform the pay service calls when
+    # it does not run in this process (unset with the sandbox off: no platform, creating a payment
+    # is a 503). merchant_key: the shop's credentials at the platform (generated into the data dir
+    # as merchant.key when unset).
+    sandbox: bool = False
+    sandbox_url: str | None = None
+    merchant_key: str | None = None
     # One database URL per service; unset means a SQLite file per service under the data dir.
     user_db_url: str | None = None
     goods_db_url: str | None = None

@@ -17,9 +17,11 @@ from shop.common.money import fmt
 
 
 class HttpPlatform:
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, merchant_key: str, timeout_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        self.merchant_key = merchant_key  # the front door's /sandbox proxy checks its callers' against it
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s,
+                                       headers={"Authorization": f"Bearer {merchant_key}"})
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -57,3 +59,20 @@ class HttpPlatform:
 
     async def trade_by_pay_id(self, pay_id: int) -> dict[str, str]:
         return await self._call("GET", f"/sandbox/payments/{pay_id}")
+
+
+NO_PLATFORM = ("no payment platform is configured: SHOP_SANDBOX_URL names the platform's address "
+               "(SHOP_SANDBOX=1 runs the sandbox, for tests and demos)")
+
+
+class NoPlatform:
+    """The pay service's platform when none is configured (the sandbox off, no SHOP_SANDBOX_URL):
+    creating a payment, or refunding one, answers 503 saying so, rather than failing on a
+    connection to nowhere. A refund message keeps retrying, then waits dead for a replay once a
+    platform is configured."""
+
+    async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
+        raise ServiceUnavailable(NO_PLATFORM)
+
+    async def refund(self, pay_id: int) -> dict[str, str]:
+        raise ServiceUnavailable(NO_PLATFORM)
