@@ -60,6 +60,7 @@ from shop.services.order.repository import SagaStore
 from shop.services.pay.contracts import PaymentPlatform, PayService
 from shop.services.pay.handlers import PayHandlers
 from shop.services.user.contracts import UserService
+from shop.services.user.domain import LoginLimits
 from shop.services.user.handlers import UserHandlers
 
 WEB_ROLES = ("web", "order-web", "pay-web")
@@ -189,7 +190,8 @@ class _Wiring:
         s, db = self.s, self.dbs[service]
         if service == "user":
             return UserHandlers(db, self.ids, PasswordHasher(time_cost=s.password_time_cost,
-                                                             memory_cost=s.password_memory_kib))
+                                                             memory_cost=s.password_memory_kib),
+                                LoginLimits(s.login_max_failures, round(s.login_window_s * 1000)))
         if service == "goods":
             return GoodsHandlers(db, self.ids)
         if service == "coupon":

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # Argon2id cost (argon2-cffi's defaults, RFC 9106's low-memory profile); tests lower it.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=64)
+    # Login throttling (API.md): after this many failed logins for one user name within the
+    # window, further attempts for that name answer 429 until the window passes.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
     faults: bool = False
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with service, orderId, traceId
     access_log: bool = False  # one line per HTTP request

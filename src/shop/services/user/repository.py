@@ -7,7 +7,7 @@ from shop.common.codes import ShopCode
 from shop.infra.db import Query, ScopedRows, UnitOfWork, bind, insert_ignore
 from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.user.contracts import MoneyLogType
-from shop.services.user.models import user, user_money_log
+from shop.services.user.models import login_attempt, user, user_money_log
 
 u = user.c
 
@@ -28,6 +28,46 @@ LEDGER = Ledger(
     user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
 )
 REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_INVALID)
+
+
+# A login attempt: counted in the name's window, or the first of a new one when the window has
+# passed. failures before window_start: MySQL evaluates SET assignments left to right, each
+# seeing the ones before it, so the CASE on window_start must come first to read the old value.
+_a = login_attempt.c
+_EXPIRED = _a.window_start <= sa.bindparam("cutoff")
+COUNT_ATTEMPT = Query(
+    sa.update(login_attempt).where(_a.user_name == sa.bindparam("user_name")).ordered_values(
+        (_a.attempts, sa.case((_EXPIRED, 1), else_=_a.attempts + 1)),
+        (_a.window_start, sa.case((_EXPIRED, sa.bindparam("now")), else_=_a.window_start)),
+    )
+)
+FIRST_ATTEMPT = insert_ignore(login_attempt, **bind("user_name"), window_start=sa.bindparam("now"), attempts=1)
+FIND_ATTEMPTS = Query(sa.select(_a.attempts, _a.window_start).where(_a.user_name == sa.bindparam("user_name")))
+FORGET_ATTEMPTS = Query(sa.delete(login_attempt).where(_a.user_name == sa.bindparam("user_name")))
+PRUNE_ATTEMPTS = Query(sa.delete(login_attempt).where(_EXPIRED))
+
+
+async def count_attempt(uow: UnitOfWork, user_name: str, now: int, window_ms: int) -> tuple[int, int, bool]:
+    """This attempt counted: (attempts in the window so far, the window's start, whether the name
+    had no row yet). Every branch writes the name's row first, so concurrent attempts queue on
+    its lock and each sees the others' counts."""
+    cutoff = now - window_ms
+    new = False
+    if await uow.execute(COUNT_ATTEMPT, user_name=user_name, now=now, cutoff=cutoff) == 0:
+        new = await uow.execute(FIRST_ATTEMPT, user_name=user_name, now=now) == 1
+        if not new:  # another attempt wrote the first row meanwhile
+            await uow.execute(COUNT_ATTEMPT, user_name=user_name, now=now, cutoff=cutoff)
+    row = await uow.fetchone(FIND_ATTEMPTS, user_name=user_name)
+    assert row is not None, "written just now, in this transaction"
+    return row["attempts"], row["window_start"], new
+
+
+async def forget_attempts(uow: UnitOfWork, user_name: str) -> None:
+    await uow.execute(FORGET_ATTEMPTS, user_name=user_name)
+
+
+async def prune_attempts(uow: UnitOfWork, now: int, window_ms: int) -> int:
+    return await uow.execute(PRUNE_ATTEMPTS, cutoff=now - window_ms)
 
 
 async def find(uow: UnitOfWork, user_id: int) -> Any:
