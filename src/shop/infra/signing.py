@@ -49,7 +49,7 @@ def load_or_create_key_pair(directory: Path, name: str = "sandbox") -> tuple[byt
     """The platform's key pair, generated at first start and kept in the data dir (private 0600)."""
     private_path, public_path = directory / f"{name}_private.pem", directory / f"{name}_public.pem"
     if private_path.exists() and public_path.exists():
-        return private_file(private_path).read_bytes(), public_path.read_bytes()
+        return private_file(private_path).read_bytes(), private_file(public_path).read_bytes()
     directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(
