@@ -114,7 +114,7 @@ def error_headers(request: Request, exc: ShopError) -> dict[str, str] | None:
     if exc.http_status == 401:
         presented = "authorization" in request.headers
         return {"WWW-Authenticate": 'Bearer realm="shop"' + (', error="invalid_token"' if presented else "")}
-    if exc.http_status in (429, 503) and isinstance(exc.data, dict) and isinstance(exc.data.get("retryAfter"), int):
+    if exc.http_status == 429 and isinstance(exc.data, dict) and isinstance(exc.data.get("retryAfter"), int):
         return {"Retry-After": str(exc.data["retryAfter"])}
     return None
 

@@ -31,8 +31,9 @@ REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_IN
 
 
 # A login attempt: counted in the name's window, or the first of a new one when the window has
-# passed. failures before window_start: MySQL evaluates SET assignments left to right, each
-# seeing the ones before it, so the CASE on window_start must come first to read the old value.
+# passed (the same expiry as domain.expired, in SQL so the row's lock decides it). attempts is set
+# before window_start: MySQL evaluates SET assignments left to right, each seeing the ones before
+# it, and attempts' CASE must read the old window_start.
 _a = login_attempt.c
 _EXPIRED = _a.window_start <= sa.bindparam("cutoff")
 COUNT_ATTEMPT = Query(
