@@ -38,6 +38,10 @@ class HttpPlatform:
             raise ServiceUnavailable(f"the payment platform answered {r.status_code} without an envelope") from None
         if r.status_code == 200:
             return answer["data"]
+        if r.status_code == 401:
+            # The platform refused the shop's own credentials: a configuration fault for the
+            # operator, not the customer's (whose request would otherwise come back as their 401).
+            raise ServiceUnavailable("the payment platform refused the shop's merchant key (SHOP_MERCHANT_KEY)")
         raise from_wire(str(code), str(message), http_status=r.status_code, data=answer.get("data"))
 
     async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
