@@ -77,10 +77,10 @@ class UserHandlers:
         tell nobody which names exist), and forgotten when it succeeds."""
         now = now_ms()
         async with self.db.unit_of_work() as uow:
-            attempts, window_start, new = await repo.count_attempt(uow, user_name, now, self.limits.window_ms)
+            attempts, window_start = await repo.count_attempt(uow, user_name, now, self.limits.window_ms)
             row = await repo.find_by_name(uow, user_name)
             await uow.commit()
-        if new:
+        if attempts == 1:  # a new window (a new row, or an expired one reused): once per name and window
             await self._prune_attempts(now)
         wait = retry_after_s(attempts, window_start, now, self.limits)
         if wait is not None:
@@ -104,8 +104,8 @@ class UserHandlers:
         return as_record(User, row)
 
     async def _prune_attempts(self, now: int) -> None:
-        """Expired rows go when a new name's row is written: the table holds at most the names
-        tried within one window. Its own transaction, after the attempt's: a prune that fails
+        """Expired rows go when a window starts: the table holds about the names tried within
+        one window. Its own transaction, after the attempt's: a prune that fails
         (a lock timeout under a flood of names) costs only a row or two kept a while longer."""
         try:
             async with self.db.unit_of_work() as uow:
