@@ -147,3 +147,14 @@ def test_a_taken_metrics_port_is_logged_and_the_process_serves_on(caplog: pytest
         with caplog.at_level("ERROR", logger="shop.metrics"):
             assert metrics.serve(port, "127.0.0.1") is False
     assert f"cannot serve /metrics on 127.0.0.1:{port}" in caplog.text
+
+
+def test_the_sandbox_role_refuses_to_start_unless_switched_on(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")} | {"SHOP_DATA_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "shop", "serve", "sandbox", "--port", "1"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "SHOP_SANDBOX=1" in run.stdout, (run.stdout, run.stderr)
