@@ -33,12 +33,7 @@ def user_json(u: User) -> dict[str, Any]:
     }
 
 
-@router.post("/user/login", tags=["users"], responses={
-    401: {"description": "wrong user name or password (SHOP_USER_NOT_AUTHORIZED)"},
-    429: {"description": "too many failed logins for this user name (SHOP_USER_LOGIN_THROTTLED); "
-                         "data.retryAfter and the Retry-After header: seconds until the window passes",
-          "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
-})
+@router.post("/user/login", tags=["users"])
 async def login(body: LoginIn, users: UsersDep, tokens: TokensDep) -> Envelope:
     user = await users.login(body.user_name, body.user_password)
     answer = ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
