@@ -25,6 +25,7 @@ TEST_ENV = {
     "SHOP_PASSWORD_MEMORY_KIB": "1024", "SHOP_TOKEN_SECRET": TOKEN_SECRET,
     # Zookeeper's minimum with its default tickTime (2 s): a crashed provider is dropped within ~4 s.
     "SHOP_REGISTRY_SESSION_TIMEOUT_S": "4",
+    "SHOP_SANDBOX": "1",  # the payment tests pay at the sandbox (off by default: API.md)
 }
 
 
@@ -42,7 +43,7 @@ class Cluster:
         self.admin_token = admin_token
         self.name = f"shop_e2e_{os.getpid()}_{db}_{time.monotonic_ns() % 10**6}"
         self.port = free_ports()
-        self.config = ClusterConfig(db=db, port=self.port, data_dir=data_dir, name=self.name)
+        self.config = ClusterConfig(db=db, port=self.port, data_dir=data_dir, name=self.name, sandbox=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "cluster.log"
         self.proc: subprocess.Popen[bytes] | None = None

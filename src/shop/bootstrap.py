@@ -36,6 +36,7 @@ from shop.infra.auth import Tokens, load_or_create_secret
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
 from shop.infra.faults import Faults, with_faults
+from shop.infra.files import private_dir
 from shop.infra.messaging import Broker, EmbeddedBroker, Inbox, Outbox, Relay, Settler, Subscription
 from shop.infra.rabbit import RabbitBroker
 from shop.infra.registry import Discovered, ZkRegistry
@@ -44,7 +45,7 @@ from shop.infra.rpc.local import local_client
 from shop.infra.signing import Verifier, load_or_create_key_pair
 from shop.infra.tracing import Tracing, process_tracing
 from shop.runtime import Runtime, Shop
-from shop.sandbox.client import HttpPlatform
+from shop.sandbox.client import HttpPlatform, NoPlatform
 from shop.sandbox.notify import http_sender
 from shop.sandbox.platform import Sandbox
 from shop.services.catalog import CONSUMERS, PARTS, TOPOLOGY, migrate_service
@@ -61,6 +62,7 @@ from shop.services.order.repository import SagaStore
 from shop.services.pay.contracts import PaymentPlatform, PayService
 from shop.services.pay.handlers import PayHandlers
 from shop.services.user.contracts import UserService
+from shop.services.user.domain import LoginLimits
 from shop.services.user.handlers import UserHandlers
 
 WEB_ROLES = ("web", "order-web", "pay-web")
@@ -86,7 +88,7 @@ def prepare(settings: Settings) -> None:
     `shop cluster up`, the compose file's prepare job): each service's database where missing, the
     migrations, and in the data dir the token secret (unless SHOP_TOKEN_SECRET is set) and the
     sandbox's key pair. Several processes starting at once would race to make them."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     for service in SERVICES:
         url = make_url(settings.db_url(service))
         if url.get_backend_name() != "sqlite" and url.database:
@@ -94,17 +96,24 @@ def prepare(settings: Settings) -> None:
     migrate(settings)
     if not settings.token_secret:
         load_or_create_secret(settings.data_dir / "token.secret")
+    merchant_key(settings)
     load_or_create_key_pair(settings.data_dir)
+
+
+def merchant_key(settings: Settings) -> str:
+    """The secret the shop presents to the payment platform (the sandbox checks it)."""
+    return settings.merchant_key or load_or_create_secret(settings.data_dir / "merchant.key")
 
 
 def sandbox_platform(settings: Settings) -> tuple[Sandbox, httpx.AsyncClient]:
     """The payment platform stand-in, with the HTTP client it notifies the shop through."""
-    private_pem, public_pem = load_or_create_key_pair(settings.data_dir)
+    private_pem, public_pem = load_or_create_key_pair(private_dir(settings.data_dir))
     http = httpx.AsyncClient()
     sandbox = Sandbox(
         SqliteDatabase(str((settings.data_dir / "sandbox.db").resolve())), private_pem, public_pem,
         send=http_sender(http), schedule_s=settings.notify_schedule(), ids=IdWorker(settings.worker_id,
                                                                                     settings.datacenter_id),
+        notify_url=settings.pay_notify_url, merchant_key=merchant_key(settings),
     )
     return sandbox, http
 
@@ -183,7 +192,8 @@ class _Wiring:
         s, db = self.s, self.dbs[service]
         if service == "user":
             return UserHandlers(db, self.ids, PasswordHasher(time_cost=s.password_time_cost,
-                                                             memory_cost=s.password_memory_kib))
+                                                             memory_cost=s.password_memory_kib),
+                                LoginLimits(s.login_max_failures, round(s.login_window_s * 1000)))
         if service == "goods":
             return GoodsHandlers(db, self.ids)
         if service == "coupon":
@@ -216,15 +226,19 @@ class _Wiring:
         return with_faults(p, self.faults, before=FAULTS_BEFORE, after=FAULTS_AFTER)
 
     def platform(self) -> PaymentPlatform:
-        """The payment platform: the sandbox in this process (embedded), else the sandbox process
-        over HTTP."""
-        if self.role == "all":
+        """The payment platform: the sandbox in this process (embedded, SHOP_SANDBOX=1), else the
+        platform at SHOP_SANDBOX_URL over HTTP (the sandbox process, in the distributed mode), else
+        none: creating a payment is then a 503 that says what is missing."""
+        if self.role == "all" and self.s.sandbox:
             if self.sandbox is None:
                 self.sandbox, self.http = sandbox_platform(self.s)
             return local_client(self.sandbox, "platform", None)
-        if self.http_platform is None:
-            self.http_platform = HttpPlatform(self.s.sandbox_url, timeout_s=self.s.rpc_deadline_s)
-        return self.http_platform
+        if self.s.sandbox_url:
+            if self.http_platform is None:
+                self.http_platform = HttpPlatform(self.s.sandbox_url, merchant_key(self.s),
+                                                  timeout_s=self.s.rpc_deadline_s)
+            return self.http_platform
+        return NoPlatform()
 
     def subscriptions(self) -> list[Subscription]:
         return [c.subscribe(self.handler(c.service), self.dbs[c.service], Inbox(PARTS[c.service].inbox))
@@ -240,7 +254,7 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     if role not in ROLES or role == "sandbox":
         raise ValueError(f"unknown role {role!r}; one of {', '.join(r for r in ROLES if r != 'sandbox')}")
     settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # also an existing one, made by an older version or by hand
     telemetry = settings.telemetry == "on"
     metrics.switch(telemetry)  # before anything is wired: what is timed is decided as it is built
     w = _Wiring(settings, role, tracing or process_tracing(telemetry, role))
@@ -254,7 +268,9 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     orders: OrderService = w.client("order", 4)
     pay: PayService = w.client("pay", 2)
     log: LogService = w.client("log")
-    if role != "all":
+    if settings.sandbox and role != "all":
+        if not settings.sandbox_url:
+            raise ValueError("SHOP_SANDBOX=1 in the distributed mode needs SHOP_SANDBOX_URL (the sandbox process)")
         w.platform()  # the front door's proxy for /sandbox
     # The embedded shop recounts in a child process (admin/recount_child.py: the GIL), which needs
     # databases another process can open; a distributed front door's recount reads through the services.
@@ -274,5 +290,7 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
         settings=settings, role=role, tokens=Tokens(secret, settings.token_ttl_s),
         admin_token=settings.admin_token or secrets.token_urlsafe(24), faults=w.faults,
         users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log, operator=operator,
-        sandbox=w.sandbox or w.http_platform, runtime=runtime,
+        # What /sandbox serves: only with the sandbox on (a platform at SHOP_SANDBOX_URL otherwise
+        # is a real one, the pay service's to call, not the public's).
+        sandbox=(w.sandbox or w.http_platform) if settings.sandbox else None, runtime=runtime,
     )

@@ -21,6 +21,14 @@ app = typer.Typer(help="shop: an order and payment back end that never loses mon
 console = Console()
 
 
+@app.callback()
+def _private() -> None:
+    """Before any command: whatever this process creates (databases, their -wal and -shm files,
+    keys, secrets, logs, the cluster's files) is its user's alone (infra/files.py sets the modes
+    where each is made too; this covers what a library makes on its own)."""
+    os.umask(0o077)
+
+
 def _settings(data_dir: Path | None) -> Settings:
     from shop.infra.config import Settings
 
@@ -46,14 +54,20 @@ def run(
     # The sandbox notifies this very server unless told otherwise.
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     os.environ.setdefault("SHOP_PAY_NOTIFY_URL", f"http://{local}:{port}/pay/callbackPayment")
+    if demo:
+        os.environ["SHOP_SANDBOX"] = "1"  # the demo pays at the sandbox
     settings = _settings(data_dir)
     shop = bootstrap(settings)
-    if not settings.admin_token:
-        _say(settings, f"SHOP_ADMIN_TOKEN was not set; this run's admin token: {shop.admin_token}")
+    # Printed only when generated here: one the operator gave stays out of the terminal and its logs.
+    generated = None if settings.admin_token else shop.admin_token
+    if generated:
+        _say(settings, f"SHOP_ADMIN_TOKEN was not set; this run's admin token: {generated}")
+    else:
+        _say(settings, "admin token: (from SHOP_ADMIN_TOKEN)")
 
     async def demo_data() -> None:
         ids = await load_demo(shop)
-        _say(settings, usage(base, ids, shop.admin_token))
+        _say(settings, usage(base, ids, generated))
 
     app_ = create_app(shop, on_started=demo_data if demo else None)
     _say(settings, f"shop serving on {base} (data in {settings.data_dir.resolve()})")
@@ -89,9 +103,10 @@ def _uvicorn(app_: object, host: str, port: int) -> None:
     # log_config None: uvicorn's lines go through this process's own handler (infra/logs.py), so
     # SHOP_LOG_FORMAT=json covers them; the access log only when asked for (SHOP_ACCESS_LOG=1).
     access = Settings().access_log
+    # server_header False: no "server: uvicorn" banner telling a scanner what to try.
     uvicorn.run(app_, host=host, port=port, log_config=None, log_level="info" if access else "warning",  # type: ignore[arg-type]
                 access_log=access, loop="uvloop" if _has("uvloop") else "asyncio",
-                http="httptools" if _has("httptools") else "h11")
+                http="httptools" if _has("httptools") else "h11", server_header=False)
 
 
 def _logging(name: str) -> None:
@@ -125,6 +140,11 @@ def serve(
         _exit_unless_free(host, port)
     if role == "sandbox":
         from shop.app import create_sandbox_app
+
+        if not settings.sandbox:
+            console.print("[red]the sandbox role runs only with SHOP_SANDBOX=1[/red] (a stand-in platform whose "
+                          "pay button marks any payment paid: for tests and demos)")
+            raise typer.Exit(2)
 
         _uvicorn(create_sandbox_app(settings), host, port)
         return
@@ -200,9 +220,11 @@ def cluster_up(
     from shop.cluster import ClusterConfig, default_data_dir, parse_scale, run_cluster
 
     name = _cluster_name(db, name)
+    from shop.infra.config import Settings
+
     try:
         config = ClusterConfig(db=db, port=port, scale=parse_scale(scale), data_dir=data_dir or default_data_dir(name),
-                               name=name, demo=demo)
+                               name=name, demo=demo, sandbox=demo or Settings().sandbox)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -258,9 +280,10 @@ def migrate(
     """Apply every service's migrations to its database."""
     from shop.bootstrap import migrate as do_migrate
     from shop.infra.config import SERVICES
+    from shop.infra.files import private_dir
 
     settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     do_migrate(settings)
     console.print("migrated: " + ", ".join(SERVICES))
 

@@ -94,6 +94,13 @@ class ClusterConfig:
     name: str = "shop"  # databases NAME_<service>, queues NAME.<group>, registry root /dubbo (or /NAME)
     host: str = "127.0.0.1"
     demo: bool = False
+    # The sandbox role (and the front door's /sandbox) only with SHOP_SANDBOX=1 or --demo; without
+    # it the pay service calls the platform the environment names (SHOP_SANDBOX_URL), or none (503).
+    sandbox: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.sandbox:
+            self.scale = {**self.scale, "sandbox": 0}
 
     def db_base_url(self) -> str:
         return os.environ.get(f"SHOP_CLUSTER_{self.db.upper()}_URL", DB_URLS[self.db])
@@ -114,7 +121,9 @@ class ClusterConfig:
         env.setdefault("SHOP_BROKER_PREFIX", self.name)
         env["SHOP_DATA_DIR"] = str(self.data_dir.resolve())
         env["SHOP_ADMIN_TOKEN"] = admin_token
-        env["SHOP_SANDBOX_URL"] = f"http://{self.host}:{self.http_port('sandbox')}"
+        env["SHOP_SANDBOX"] = "1" if self.sandbox else "0"
+        if self.sandbox:
+            env["SHOP_SANDBOX_URL"] = f"http://{self.host}:{self.http_port('sandbox')}"
         env["SHOP_PAY_NOTIFY_URL"] = f"http://{self.host}:{self.http_port('web')}/pay/callbackPayment"
         for s in SERVICES:
             env[f"SHOP_{s.upper()}_DB_URL"] = self.db_url(s)
@@ -371,7 +380,7 @@ async def _stop_all(kids: list[Child]) -> None:
         await asyncio.gather(*(c.proc.wait() for c in live if c.proc is not None))
 
 
-async def _load_demo(env: dict[str, str], base: str, admin_token: str) -> None:
+async def _load_demo(env: dict[str, str], base: str, admin_token: str | None) -> None:
     """The demo data, through the services themselves (as the front door would create it)."""
     from shop.bootstrap import bootstrap
     from shop.demo import load_demo, usage
@@ -516,11 +525,13 @@ async def _run(config: ClusterConfig, env: dict[str, str], kids: list[Child]) ->
                 stopping.set()
                 return 1
             base = f"http://{config.host}:{config.port}"
+            # Printed only when generated here: one the operator gave stays out of the terminal.
+            generated = None if os.environ.get("SHOP_ADMIN_TOKEN") else admin_token
             print(f"shop cluster serving on {base} ({len(kids)} processes, {config.db}); "
-                  f"admin token: {admin_token}", flush=True)
+                  f"admin token: {generated or '(from SHOP_ADMIN_TOKEN)'}", flush=True)
             print(f"prometheus scrape targets (file_sd_configs): {targets}", flush=True)
             if config.demo:
-                await _load_demo(env, base, admin_token)
+                await _load_demo(env, base, generated)
         await stopping.wait()
         return 0
     finally:

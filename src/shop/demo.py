@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shop.common.errors import ShopError
+from shop.infra.files import write_private
 from shop.runtime import Shop
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods
@@ -31,11 +32,13 @@ async def load_demo(shop: Shop) -> dict[str, Any]:
     )
     coupon_id = await shop.coupons.create_coupon(CreateCoupon(user_id, Decimal("100.00")))
     ids = {"userId": str(user_id), "goodsId": str(goods_id), "couponId": str(coupon_id)}
-    path.write_text(json.dumps(ids))
+    write_private(path, json.dumps(ids).encode())
     return ids
 
 
-def usage(base: str, ids: dict[str, Any], admin_token: str) -> str:
+def usage(base: str, ids: dict[str, Any], admin_token: str | None) -> str:
+    """admin_token: the one the shop generated, to print; None when the operator gave it
+    (SHOP_ADMIN_TOKEN), which is then never printed: the commands read it from the shell."""
     order = {
         "userId": ids["userId"], "goodsId": ids["goodsId"], "goodsNumber": 1, "goodsPrice": "5000.00",
         "shippingFee": "0.00", "orderAmount": "5000.00", "couponId": ids["couponId"], "moneyPaid": "100.00",
@@ -44,6 +47,8 @@ def usage(base: str, ids: dict[str, Any], admin_token: str) -> str:
     login = json.dumps({"userName": USER, "userPassword": PASSWORD}, ensure_ascii=False)
     field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[\"data\"][\"{}\"])'"
     payment = '{"orderId": "\'$ORDER\'", "payAmount": "4800.00"}'
+    admin = admin_token or "$SHOP_ADMIN_TOKEN"
+    signed_in = "the admin token" if admin_token else "the admin token (from SHOP_ADMIN_TOKEN)"
     return f"""
 Demo data: user {USER} (password {PASSWORD}, balance 1000.00), goods iphone7 (5000.00, 10 in stock),
 a coupon of 100.00. Try it (needs curl and python3):
@@ -64,9 +69,9 @@ a coupon of 100.00. Try it (needs curl and python3):
 
   # what is left (balance 900.00, 4800 points), and whether every service agrees
   curl -s {base}/user/me -H "Authorization: Bearer $TOKEN"
-  curl -s {base}/admin/goods/{ids["goodsId"]} -H "Authorization: Bearer {admin_token}"
-  curl -s {base}/admin/audit -H "Authorization: Bearer {admin_token}"
+  curl -s {base}/admin/goods/{ids["goodsId"]} -H "Authorization: Bearer {admin}"
+  curl -s {base}/admin/audit -H "Authorization: Bearer {admin}"
 
 OpenAPI docs: {base}/docs
-Operator console: {base}/console (sign in with the admin token)
+Operator console: {base}/console (sign in with {signed_in})
 """

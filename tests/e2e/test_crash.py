@@ -69,6 +69,7 @@ class ShopProcess:
             "SHOP_PASSWORD_MEMORY_KIB": "1024",
             "SHOP_MESSAGE_BACKOFF_MS": "50",
             "SHOP_SANDBOX_NOTIFY_SCHEDULE_S": "0.3,0.5,1,1,2",
+            "SHOP_SANDBOX": "1",
         }
         self.env.pop("SHOP_DATA_DIR", None)
         self._runs = 0

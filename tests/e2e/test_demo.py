@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -59,6 +60,72 @@ def test_the_printed_demo_commands_work(tmp_path: Path) -> None:
             assert audit["consistent"], audit
             user = c.get(f"/admin/users/{order['userId']}", headers=admin).json()["data"]
             assert (user["userMoney"], user["userScore"]) == ("900.00", 4800)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen([str(SHOP), *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_for(proc: subprocess.Popen[bytes], log: Path, text: str) -> str:
+    end = time.monotonic() + 30
+    while text not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < end, log.read_text(errors="replace")
+        time.sleep(0.1)
+    return log.read_text()
+
+
+def test_a_given_admin_token_is_never_printed_and_the_files_are_private(tmp_path: Path) -> None:
+    port = _free_port()
+    given = "the-operators-own-admin-token"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}, "SHOP_ADMIN_TOKEN": given}
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)  # as an older version, or another tool, left it
+    log = tmp_path / "shop.log"
+    proc = _start(["run", "--demo", "--port", str(port), "--data-dir", str(data)], env, log)
+    try:
+        text = _wait_for(proc, log, "OpenAPI docs")
+        assert given not in text
+        assert "(from SHOP_ADMIN_TOKEN)" in text and "$SHOP_ADMIN_TOKEN" in text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            r = c.get("/healthz")
+            assert "server" not in r.headers and r.headers["x-content-type-options"] == "nosniff"
+            r = c.get("/sandbox/trades/no-such-trade")  # --demo mounts the sandbox
+            assert r.status_code == 404 and r.json()["code"] == "SHOP_PAYMENT_NOT_FOUND"
+            assert c.get("/admin/audit", headers={"Authorization": f"Bearer {given}"}).status_code == 200
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in data.iterdir()}
+        assert "user.db" in modes and "user.db-wal" in modes and "demo.json" in modes, modes
+        assert set(modes.values()) == {oct(0o600)}, modes
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_shop_run_without_the_sandbox_has_no_sandbox(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    log = tmp_path / "shop.log"
+    proc = _start(["run", "--port", str(port), "--data-dir", str(tmp_path / "var")], env, log)
+    try:
+        _wait_for(proc, log, "shop serving on")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            end = time.monotonic() + 20
+            while True:
+                try:
+                    c.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < end
+                    time.sleep(0.1)
+            for path in ("/sandbox/pay/1", "/sandbox/refund/1", "/sandbox/notify/1/resend"):
+                r = c.post(path)
+                assert r.status_code == 404 and r.json()["code"] == "SHOP_NOT_FOUND", (path, r.text)
     finally:
         proc.terminate()
         proc.wait(timeout=15)

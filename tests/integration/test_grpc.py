@@ -156,6 +156,21 @@ async def test_errors_cross_as_the_same_codes(net: Participants) -> None:
     assert (await net.users.find_user(user_id)).user_money == Decimal("10.00")
 
 
+async def test_a_throttled_login_crosses_with_its_retry_after(net: Participants) -> None:
+    """The distributed mode's login: the user service throttles, the front door answers 429 with
+    Retry-After from the error's data (infra/web.py), which crosses the wire with it."""
+    await net.users.create_user(CreateUser("frank", "right", Decimal("0.00")))
+    for _ in range(5):
+        await expect_code(ShopCode.SHOP_USER_NOT_AUTHORIZED, net.users.login("frank", "wrong"))
+    throttled = await expect_code(ShopCode.SHOP_USER_LOGIN_THROTTLED, net.users.login("frank", "right"))
+    assert 1 <= throttled.data["retryAfter"] <= 300
+    async with grpc.aio.insecure_channel(net.target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await pb_grpc.UserServiceStub(channel).Login(pb.LoginRequest(user_name="frank", password="right"),
+                                                         timeout=DEADLINE_S)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 async def test_status_and_metadata_on_the_wire(net: Participants) -> None:
     """What a client in another language sees: a sensible status, the code in the metadata."""
     async with grpc.aio.insecure_channel(net.target) as channel:

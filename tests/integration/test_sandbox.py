@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import SqliteDatabase
 from shop.infra.signing import Verifier, load_or_create_key_pair
@@ -25,6 +26,7 @@ from shop.sandbox.platform import Sandbox
 
 D = Decimal
 URL = "http://shop.test/pay/callbackPayment"
+MERCHANT = "merchant-key-of-the-test-shop"
 SCHEDULE = [0.05, 0.1, 0.1]
 
 
@@ -81,7 +83,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
 async def running(path: Path, keys: tuple[bytes, bytes], send: FakeShop, schedule=SCHEDULE,
                   start: bool = True) -> AsyncIterator[Sandbox]:
     db = SqliteDatabase(str(path))
-    sandbox = Sandbox(db, keys[0], keys[1], send, schedule, IdWorker(1, 1))
+    sandbox = Sandbox(db, keys[0], keys[1], send, schedule, IdWorker(1, 1), notify_url=URL, merchant_key=MERCHANT)
     task = asyncio.create_task(sandbox.run()) if start else None
     try:
         yield sandbox
@@ -281,7 +283,8 @@ async def test_a_slow_shop_answer_does_not_hold_up_other_notifications(sandbox, 
 async def test_a_sender_that_hangs_is_cut_off_and_retried(tmp_path, keys):
     shop = FakeShop(delay_s={"113": 10.0})
     db = SqliteDatabase(str(tmp_path / "sandbox.db"))
-    sandbox = Sandbox(db, keys[0], keys[1], shop, SCHEDULE, IdWorker(1, 1), send_timeout_s=0.1)
+    sandbox = Sandbox(db, keys[0], keys[1], shop, SCHEDULE, IdWorker(1, 1), notify_url=URL, merchant_key=MERCHANT,
+                      send_timeout_s=0.1)
     task = asyncio.create_task(sandbox.run())
     try:
         await paid(sandbox, 113)
@@ -314,6 +317,42 @@ async def test_http_sender_counts_only_200_with_success_true():
     assert seen[0].content == b'{"payId":"1"}' and seen[0].headers["X-Pay-Nonce"] == "n"
 
 
+AS_MERCHANT = {"Authorization": f"Bearer {MERCHANT}"}
+
+
+async def test_a_notify_url_off_the_shops_host_is_refused(sandbox, shop):
+    """No SSRF: the sandbox POSTs signed notifications only to the configured notify host."""
+    for url in ("http://169.254.169.254/latest/meta-data", "http://shop.test:8080/pay/callbackPayment",
+                "https://shop.test/pay/callbackPayment", "http://evil.test/pay/callbackPayment",
+                "http://shop.test@evil.test/pay/callbackPayment", "not a url", "http://[::1"):
+        with pytest.raises(ShopError) as e:
+            await sandbox.precreate(120, D("1.00"), url)
+        assert e.value.code is ShopCode.SHOP_REQUEST_PARAMETER_VALID and e.value.http_status == 422, url
+    assert await sandbox.row(120) is None  # nothing recorded
+    await sandbox.precreate(120, D("1.00"), "http://SHOP.test:80/pay/callbackPayment")  # the same host
+    await sandbox.pay(120)
+    [call] = await shop.wait(1)
+    assert call.url == "http://SHOP.test:80/pay/callbackPayment"
+    await sandbox.drain()
+
+
+async def test_registering_a_payment_takes_the_merchant_key(sandbox, shop):
+    app = FastAPI()
+    app.state.sandbox = sandbox
+    install_error_handlers(app)
+    app.include_router(router)
+    body = {"payId": "121", "amount": "5.00", "notifyUrl": URL}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://platform") as c:
+        for headers in ({}, {"Authorization": "Bearer nope"}):
+            r = await c.post("/sandbox/trades", json=body, headers=headers)
+            assert r.status_code == 401 and r.json()["code"] == "SHOP_USER_NOT_AUTHORIZED"
+        r = await c.post("/sandbox/trades", json={**body, "notifyUrl": "http://127.0.0.1:6379/"}, headers=AS_MERCHANT)
+        assert r.status_code == 422 and r.json()["code"] == "SHOP_REQUEST_PARAMETER_VALID"
+        assert await sandbox.row(121) is None
+        r = await c.post("/sandbox/trades", json=body, headers=AS_MERCHANT)
+        assert r.status_code == 200 and r.json()["data"]["state"] == "CREATED"
+
+
 async def test_the_router(sandbox, shop):
     app = FastAPI()
     app.state.sandbox = sandbox
@@ -335,7 +374,13 @@ async def test_the_router(sandbox, shop):
         await shop.wait(2)
         r = await c.get(f"/sandbox/trades/{trade_no}")
         assert r.json()["data"] == {"tradeNo": trade_no, "payId": "114", "amount": "4800.00", "state": "PAID"}
-        r = await c.post("/sandbox/refund/114")
+        # Only the shop refunds: without its merchant key, or with another, nothing changes.
+        for headers in ({}, {"Authorization": "Bearer not-the-merchant-key"}):
+            r = await c.post("/sandbox/refund/114", headers=headers)
+            assert r.status_code == 401 and r.json()["code"] == "SHOP_USER_NOT_AUTHORIZED"
+            assert r.headers["www-authenticate"].startswith("Bearer")
+        assert (await c.get(f"/sandbox/trades/{trade_no}")).json()["data"]["state"] == "PAID"
+        r = await c.post("/sandbox/refund/114", headers=AS_MERCHANT)
         assert r.status_code == 200 and r.json()["data"]["state"] == "REFUNDED"
         assert (await c.get(f"/sandbox/trades/{trade_no}")).json()["data"]["state"] == "REFUNDED"
         assert (await c.get("/sandbox/trades/nope")).status_code == 404

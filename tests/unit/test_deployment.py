@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from shop.bootstrap import ROLES
-from shop.cluster import DEFAULT_SCALE, ClusterConfig, parse_scale
+from shop.cluster import DEFAULT_SCALE, ClusterConfig, children, parse_scale
 from shop.infra.config import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,13 +79,18 @@ def test_scale_refusals(text: str) -> None:
 
 def test_cluster_environment_is_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SHOP_REGISTRY_ROOT", raising=False)
-    env = ClusterConfig(db="mysql", port=9000, data_dir=tmp_path, name="x").environment("token")
+    env = ClusterConfig(db="mysql", port=9000, data_dir=tmp_path, name="x", sandbox=True).environment("token")
     shop_keys = {k for k in env if k.startswith("SHOP_")}
     assert shop_keys <= FIELDS, shop_keys - FIELDS
     assert env["SHOP_GOODS_DB_URL"].endswith("/x_goods") and env["SHOP_GOODS_DB_URL"].startswith("mysql://")
-    assert env["SHOP_SANDBOX_URL"] == "http://127.0.0.1:9001"
+    assert env["SHOP_SANDBOX_URL"] == "http://127.0.0.1:9001" and env["SHOP_SANDBOX"] == "1"
     assert env["SHOP_PAY_NOTIFY_URL"] == "http://127.0.0.1:9000/pay/callbackPayment"
     assert env["SHOP_REGISTRY_ROOT"] == "/x" and env["SHOP_BROKER_PREFIX"] == "x"
+    # Without SHOP_SANDBOX=1 or --demo: no sandbox process, and nothing points the shop at one.
+    monkeypatch.delenv("SHOP_SANDBOX_URL", raising=False)
+    plain = ClusterConfig(db="mysql", port=9000, data_dir=tmp_path, name="x")
+    assert plain.scale["sandbox"] == 0 and "sandbox" not in {c.role for c in children(plain, env)}
+    assert plain.environment("token")["SHOP_SANDBOX"] == "0" and "SHOP_SANDBOX_URL" not in plain.environment("t")
     # The default cluster registers where Dubbo's tooling looks.
     assert ClusterConfig(name="shop", data_dir=tmp_path).environment("t")["SHOP_REGISTRY_ROOT"] == "/dubbo"
 
@@ -142,3 +147,14 @@ def test_a_taken_metrics_port_is_logged_and_the_process_serves_on(caplog: pytest
         with caplog.at_level("ERROR", logger="shop.metrics"):
             assert metrics.serve(port, "127.0.0.1") is False
     assert f"cannot serve /metrics on 127.0.0.1:{port}" in caplog.text
+
+
+def test_the_sandbox_role_refuses_to_start_unless_switched_on(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")} | {"SHOP_DATA_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "shop", "serve", "sandbox", "--port", "1"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "SHOP_SANDBOX=1" in run.stdout, (run.stdout, run.stderr)

@@ -10,6 +10,7 @@ class ShopCode(Enum):
     SHOP_USER_NO_EXIST = (404, "user does not exist")
     SHOP_USER_NOT_AUTHORIZED = (401, "missing or invalid credentials")
     SHOP_USER_NAME_TAKEN = (409, "user name is taken")
+    SHOP_USER_LOGIN_THROTTLED = (429, "too many failed logins for this user name; try again later")
     SHOP_GOODS_NO_EXIST = (404, "goods do not exist")
     SHOP_GOODS_PRICE_INVALID = (422, "goods price does not match")
     SHOP_GOODS_NUM_NOT_ENOUGH = (409, "not enough goods in stock")

@@ -10,16 +10,16 @@ import jwt
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
+from shop.infra.files import DIR_MODE, private_file, write_private
 
 
 def load_or_create_secret(path: Path) -> str:
-    """The signing key: from the environment, else generated at first start and kept (0600)."""
+    """A secret generated at first start and kept in the data dir (0600; made so again if it is not)."""
     if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+        return private_file(path).read_text().strip()
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(value)
+    write_private(path, value.encode())
     return value
 
 

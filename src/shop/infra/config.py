@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # Argon2id cost (argon2-cffi's defaults, RFC 9106's low-memory profile); tests lower it.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=64)
+    # Login throttling (API.md): after this many failed logins for one user name within the
+    # window, further attempts for that name answer 429 until the window passes.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
     faults: bool = False
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with service, orderId, traceId
     access_log: bool = False  # one line per HTTP request
@@ -50,7 +54,15 @@ class Settings(BaseSettings):
     # A gRPC-only process (a service role) serves GET /metrics on this port; HTTP roles on their own.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     advertise_host: str | None = None
-    sandbox_url: str = "http://127.0.0.1:8001"
+    # The payment platform: SHOP_SANDBOX=1 (or --demo) runs the sandbox stand-in (in `shop run`,
+    # mounted under /sandbox; in the distributed mode, the sandbox role and the front door's proxy
+    # to it); off, /sandbox is 404 everywhere. sandbox_url: the platform the pay service calls when
+    # it does not run in this process (unset with the sandbox off: no platform, creating a payment
+    # is a 503). merchant_key: the shop's credentials at the platform (generated into the data dir
+    # as merchant.key when unset).
+    sandbox: bool = False
+    sandbox_url: str | None = None
+    merchant_key: str | None = None
     # One database URL per service; unset means a SQLite file per service under the data dir.
     user_db_url: str | None = None
     goods_db_url: str | None = None

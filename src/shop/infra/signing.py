@@ -10,6 +10,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from shop.infra.files import DIR_MODE, private_file, write_private
+
 
 def message(timestamp: str, nonce: str, body: bytes) -> bytes:
     return timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
@@ -47,8 +49,8 @@ def load_or_create_key_pair(directory: Path, name: str = "sandbox") -> tuple[byt
     """The platform's key pair, generated at first start and kept in the data dir (private 0600)."""
     private_path, public_path = directory / f"{name}_private.pem", directory / f"{name}_public.pem"
     if private_path.exists() and public_path.exists():
-        return private_path.read_bytes(), public_path.read_bytes()
-    directory.mkdir(parents=True, exist_ok=True)
+        return private_file(private_path).read_bytes(), private_file(public_path).read_bytes()
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -56,7 +58,6 @@ def load_or_create_key_pair(directory: Path, name: str = "sandbox") -> tuple[byt
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    private_path.touch(mode=0o600)
-    private_path.write_bytes(private_pem)
-    public_path.write_bytes(public_pem)
+    write_private(private_path, private_pem)
+    write_private(public_path, public_pem)  # public, but nothing in the data dir is others' to read
     return private_pem, public_pem

@@ -83,8 +83,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopError)
-    async def shop_error(_: Request, exc: ShopError) -> Response:
-        return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status)
+    async def shop_error(request: Request, exc: ShopError) -> Response:
+        return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status,
+                        headers=error_headers(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -104,4 +105,43 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return Envelope(result.fail(ShopCode.SHOP_FAIL, "internal error"), status_code=500)
+        # Answered outside the middlewares (Starlette's outermost one): its header given here.
+        return Envelope(result.fail(ShopCode.SHOP_FAIL, "internal error"), status_code=500,
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def error_headers(request: Request, exc: ShopError) -> dict[str, str] | None:
+    """The headers a refusal carries: on a 401 the bearer challenge RFC 6750 asks for (with
+    `error="invalid_token"` when the caller did present credentials); Retry-After on one that
+    says when to come back (a throttled login: its data's retryAfter, in seconds, which crosses
+    gRPC with the error where a header would not)."""
+    if exc.http_status == 401:
+        presented = "authorization" in request.headers
+        return {"WWW-Authenticate": 'Bearer realm="shop"' + (', error="invalid_token"' if presented else "")}
+    if exc.http_status == 429 and isinstance(exc.data, dict) and isinstance(exc.data.get("retryAfter"), int):
+        return {"Retry-After": str(exc.data["retryAfter"])}
+    return None
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class SecurityHeaders:
+    """`X-Content-Type-Options: nosniff` on every answer, so a browser never runs one as another
+    type than it says. A pure ASGI middleware: one tuple appended as the response starts, no copy
+    of the body (it runs on every request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), _NOSNIFF]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

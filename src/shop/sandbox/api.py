@@ -1,15 +1,23 @@
-"""REST: the platform's pages the customer's browser and the shop call. No auth: it stands in
-for an external platform, which has its own.
+"""REST: the platform's pages the customer's browser and the shop call. Mounted only where the
+sandbox is switched on (SHOP_SANDBOX=1 or --demo): a shop without it has no public "mark this paid"
+button. What only the merchant does (register a payment, refund one) takes the merchant key the
+shop and the platform share (`Authorization: Bearer <merchant key>`, SHOP_MERCHANT_KEY or the data
+dir's merchant.key), as a real platform's API takes the merchant's credentials; the customer's
+pages (pay, resend, look at a trade) take none.
 
 The sandbox's errors are ShopErrors (unknown payment 404, wrong state 409, amount 422): the
 installed error handlers answer them."""
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import Field
 
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
+from shop.infra.auth import bearer
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
 from shop.sandbox.platform import Sandbox
@@ -22,6 +30,17 @@ async def get_sandbox(request: Request) -> Sandbox:
 
 
 SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
+
+
+async def merchant(request: Request) -> None:
+    """The caller is the shop: it presents the merchant key (the platform here, or the front
+    door's proxy to it, holds the same one)."""
+    key = bearer(request.headers.get("authorization"))
+    if not hmac.compare_digest(key.encode(), request.app.state.sandbox.merchant_key.encode()):
+        raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid merchant key")
+
+
+MerchantDep = Depends(merchant)
 
 
 class PrecreateIn(Camel):
@@ -41,8 +60,10 @@ class TradeNoOut(Out):
     trade_no: str
 
 
-# 409: the trade's state does not allow it (paying a refunded one, refunding an unpaid one).
-@router.post("/sandbox/trades", response_model=Result[TradeOut], responses=refusals(409))
+# 401: not the merchant's key. 409: the trade's state does not allow it (paying a refunded one,
+# refunding an unpaid one).
+@router.post("/sandbox/trades", response_model=Result[TradeOut], responses=refusals(401, 409),
+             dependencies=[MerchantDep])
 async def precreate(body: PrecreateIn, sandbox: SandboxDep) -> Envelope:
     """The merchant registers a payment (the pay service calls it); again with the same amount is a no-op."""
     await sandbox.precreate(body.pay_id, body.amount, body.notify_url)
@@ -65,7 +86,8 @@ async def resend(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.trade_by_pay_id(pay_id))
 
 
-@router.post("/sandbox/refund/{pay_id}", response_model=Result[TradeOut], responses=refusals(409))
+@router.post("/sandbox/refund/{pay_id}", response_model=Result[TradeOut], responses=refusals(401, 409),
+             dependencies=[MerchantDep])
 async def refund(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.refund(pay_id))
 

@@ -17,9 +17,11 @@ from shop.common.money import fmt
 
 
 class HttpPlatform:
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, merchant_key: str, timeout_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        self.merchant_key = merchant_key  # the front door's /sandbox proxy checks its callers' against it
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s,
+                                       headers={"Authorization": f"Bearer {merchant_key}"})
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -36,6 +38,10 @@ class HttpPlatform:
             raise ServiceUnavailable(f"the payment platform answered {r.status_code} without an envelope") from None
         if r.status_code == 200:
             return answer["data"]
+        if r.status_code == 401:
+            # The platform refused the shop's own credentials: a configuration fault for the
+            # operator, not the customer's (whose request would otherwise come back as their 401).
+            raise ServiceUnavailable("the payment platform refused the shop's merchant key (SHOP_MERCHANT_KEY)")
         raise from_wire(str(code), str(message), http_status=r.status_code, data=answer.get("data"))
 
     async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
@@ -57,3 +63,20 @@ class HttpPlatform:
 
     async def trade_by_pay_id(self, pay_id: int) -> dict[str, str]:
         return await self._call("GET", f"/sandbox/payments/{pay_id}")
+
+
+NO_PLATFORM = ("no payment platform is configured: SHOP_SANDBOX_URL names the platform's address "
+               "(SHOP_SANDBOX=1 runs the sandbox, for tests and demos)")
+
+
+class NoPlatform:
+    """The pay service's platform when none is configured (the sandbox off, no SHOP_SANDBOX_URL):
+    creating a payment, or refunding one, answers 503 saying so, rather than failing on a
+    connection to nowhere. A refund message keeps retrying, then waits dead for a replay once a
+    platform is configured."""
+
+    async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
+        raise ServiceUnavailable(NO_PLATFORM)
+
+    async def refund(self, pay_id: int) -> dict[str, str]:
+        raise ServiceUnavailable(NO_PLATFORM)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import sqlalchemy as sa
@@ -109,12 +110,28 @@ def trade_view(row: Row) -> dict[str, str]:
             "state": row["state"]}
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the port made explicit), to compare two URLs' hosts."""
+    try:
+        u = urlsplit(url)
+        port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
+    except ValueError:
+        return ("", "", None)
+    return (u.scheme.lower(), (u.hostname or "").lower(), port)
+
+
 class Sandbox:
+    """notify_url: the shop's notification URL (SHOP_PAY_NOTIFY_URL); the only host notified.
+    merchant_key: the secret the shop presents on the calls only the merchant makes (registering
+    a payment, asking for a refund: sandbox/api.py checks it)."""
+
     def __init__(
         self, db: SqliteDatabase, private_pem: bytes, public_pem: bytes, send: Send, schedule_s: Sequence[float],
-        ids: IdWorker, *, poll_s: float = 0.2, send_timeout_s: float = 10.0,
+        ids: IdWorker, *, notify_url: str, merchant_key: str, poll_s: float = 0.2, send_timeout_s: float = 10.0,
     ) -> None:
         self.db = db
+        self.notify_origin = origin(notify_url)
+        self.merchant_key = merchant_key
         self.public_key_pem = public_pem
         self._signer = Signer(private_pem)
         self._send = send
@@ -138,7 +155,17 @@ class Sandbox:
     # -- the merchant's and the customer's calls -----------------------------------------------
 
     async def precreate(self, pay_id: int, amount: Decimal, notify_url: str) -> None:
-        """Register a payment; again with the same amount is a no-op (the first notify_url stays)."""
+        """Register a payment; again with the same amount is a no-op (the first notify_url stays).
+
+        The notify URL must be on the shop's configured notify host, or the call is refused (422)
+        before anything is recorded: the sandbox never POSTs its signed notifications, again and
+        again, to an address a caller chose (a server-side request forgery). Refused rather than
+        silently replaced, so a merchant whose URL is wrong hears of it at once, not by waiting for
+        notifications that go elsewhere. The path is the merchant's (real platforms allow any
+        callback path on the merchant's registered domain)."""
+        if origin(notify_url) != self.notify_origin:
+            raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
+                            "notifyUrl must be on the shop's notify host (SHOP_PAY_NOTIFY_URL)")
         if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
             raise AmountInvalid(f"{amount} is not an amount of money")
         async with self.db.unit_of_work() as uow:

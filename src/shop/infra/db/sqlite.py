@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shop.infra.db.base import Database, Query, Row, UnitOfWork
+from shop.infra.files import DIR_MODE, private_file
 
 T = TypeVar("T")
 
@@ -43,7 +44,12 @@ class SqliteDatabase(Database):
         self.url = f"sqlite:///{path}"
         self.path = path
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+            # Those a run before this one left behind are made 0600 too.
+            for f in (path, f"{path}-wal", f"{path}-shm"):
+                if f == path or Path(f).exists():
+                    private_file(Path(f))
         self.conn = sqlite3.connect(
             path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, check_same_thread=False
         )

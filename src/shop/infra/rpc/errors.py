@@ -37,6 +37,7 @@ _STATUS_BY_HTTP: dict[int, grpc.StatusCode] = {
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.FAILED_PRECONDITION,  # stock, balance, coupon, order state: the state refuses
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,  # a throttled login: never retried
     503: grpc.StatusCode.UNAVAILABLE,
 }
 

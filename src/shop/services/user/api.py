@@ -56,7 +56,9 @@ def user_json(u: User) -> dict[str, Any]:
 @router.post("/user/login", tags=["users"], response_model=Result[LoginOut], responses=refusals(401, 429))
 async def login(body: LoginIn, users: UsersDep, tokens: TokensDep) -> Envelope:
     user = await users.login(body.user_name, body.user_password)
-    return ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
+    answer = ok({"userId": str(user.user_id), "token": tokens.issue(user.user_id)})
+    answer.headers["Cache-Control"] = "no-store"  # a bearer token: no cache, shared or private, keeps it
+    return answer
 
 
 @router.get("/user/me", tags=["users"], response_model=Result[UserOut], responses=refusals(404))

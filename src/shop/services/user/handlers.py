@@ -7,7 +7,7 @@ import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
-from shop.common.clock import utcnow
+from shop.common.clock import now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
@@ -33,6 +33,7 @@ from shop.services.user.contracts import (
     User,
     UserFacts,
 )
+from shop.services.user.domain import LoginLimits, retry_after_s
 from shop.services.user.models import inbox
 
 log = logging.getLogger("shop.user")
@@ -42,10 +43,12 @@ INBOX = Inbox(inbox)
 
 
 class UserHandlers:
-    def __init__(self, db: Database, ids: IdWorker, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, db: Database, ids: IdWorker, hasher: PasswordHasher | None = None,
+                 limits: LoginLimits | None = None) -> None:
         self.db = db
         self.ids = ids
         self.hasher = hasher or PasswordHasher()
+        self.limits = limits or LoginLimits()
         # Verified against when the user name is unknown, so a login takes as long either way.
         self._dummy_hash = self.hasher.hash("not a password")
 
@@ -69,17 +72,47 @@ class UserHandlers:
         return user_id
 
     async def login(self, user_name: str, password: str) -> User:
-        async with self.db.unit_of_work(readonly=True) as uow:
+        """Throttled per user name (domain.retry_after_s): the attempt is counted before the
+        password is checked, whatever the name (an unknown one is counted too, so the answers
+        tell nobody which names exist), and forgotten when it succeeds."""
+        now = now_ms()
+        async with self.db.unit_of_work() as uow:
+            attempts, window_start = await repo.count_attempt(uow, user_name, now, self.limits.window_ms)
             row = await repo.find_by_name(uow, user_name)
+            await uow.commit()
+        if attempts == 1:  # a new window (a new row, or an expired one reused): once per name and window
+            await self._prune_attempts(now)
+        wait = retry_after_s(attempts, window_start, now, self.limits)
+        if wait is not None:
+            if attempts == self.limits.max_failures + 1:  # once per window, not per attempt
+                log.warning("login for user name %r throttled for %ss after %s failures", user_name, wait,
+                            self.limits.max_failures)
+            raise ShopError(ShopCode.SHOP_USER_LOGIN_THROTTLED, f"too many failed logins; try again in {wait}s",
+                            data={"retryAfter": wait})
         stored = row["user_password"] if row is not None else self._dummy_hash
         try:
             await asyncio.to_thread(self.hasher.verify, stored, password)
         except VerificationError:
             row = None
         if row is None:
-            log.warning("failed login for user name %r", user_name)  # never the password
+            log.warning("failed login for user name %r (%s of %s in the window)", user_name, attempts,
+                        self.limits.max_failures)  # never the password
             raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "wrong user name or password")
+        async with self.db.unit_of_work() as uow:
+            await repo.forget_attempts(uow, user_name)
+            await uow.commit()
         return as_record(User, row)
+
+    async def _prune_attempts(self, now: int) -> None:
+        """Expired rows go when a window starts: the table holds about the names tried within
+        one window. Its own transaction, after the attempt's: a prune that fails
+        (a lock timeout under a flood of names) costs only a row or two kept a while longer."""
+        try:
+            async with self.db.unit_of_work() as uow:
+                await repo.prune_attempts(uow, now, self.limits.window_ms)
+                await uow.commit()
+        except Exception:  # noqa: BLE001 - the next new name prunes them
+            log.debug("pruning login attempts failed", exc_info=True)
 
     async def change_money(self, cmd: ChangeMoney) -> None:
         if cmd.money <= 0:

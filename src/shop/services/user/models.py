@@ -29,4 +29,17 @@ user_money_log = ledger_table(
     kind="money_log_type", time="create_time",
 )
 
+# Login attempts per user name, in the user service's database so that every front door (and
+# every user service process) counts the same ones: a fixed window starting at its first attempt
+# (epoch ms) and the attempts in it. One row per name; a successful login deletes it, and an
+# expired one is reused by the name's next attempt or pruned when a new name's row is written.
+login_attempt = sa.Table(
+    "trade_user_login_attempt",
+    metadata,
+    sa.Column("user_name", sa.String(255), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("ix_trade_user_login_attempt_window_start", "window_start"),
+)
+
 outbox, inbox = add_message_tables(metadata)

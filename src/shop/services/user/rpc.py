@@ -1,5 +1,7 @@
 """The user service on the wire (proto/shop/v1/participants.proto). Retry-safe: the reads, login,
 and change_money, whose ledger row is keyed by the order, so a repeat finds the first one's row.
+(A login retried after its first try reached the database counts twice toward its user name's
+throttle: the safe side, and only when a call failed without an answer.)
 create_user makes a new id each time: never repeated."""
 from shop.infra.rpc.server import Service
 from shop.rpc.v1 import participants_pb2 as pb
