@@ -19,8 +19,10 @@ import pytest
 import schemathesis
 
 ADMIN = "openapi-test-admin-token"
+MERCHANT = "openapi-test-merchant-key"  # what the shop presents to the sandbox's merchant calls
 ENV = {
-    "SHOP_ADMIN_TOKEN": ADMIN, "SHOP_SANDBOX": "1", "SHOP_FAULTS": "0",  # never a "crash" fault armed by a fuzzer
+    "SHOP_ADMIN_TOKEN": ADMIN, "SHOP_MERCHANT_KEY": MERCHANT, "SHOP_SANDBOX": "1",
+    "SHOP_FAULTS": "0",  # never a "crash" fault armed by a fuzzer
     "SHOP_PASSWORD_TIME_COST": "1", "SHOP_PASSWORD_MEMORY_KIB": "1024", "SHOP_TELEMETRY": "off",
 }
 
@@ -197,7 +199,8 @@ def test_what_the_run_found_stays_fixed(shop_url: str, tokens: dict[str, str]) -
         r = httpx.get(f"{shop_url}/admin/orders?{query}", headers=admin)
         assert r.status_code == status, (query, r.text)
     # Registering a payment again at another amount conflicts with the trade: 409, not bad input.
-    body = {"payId": "77", "amount": "1.00", "notifyUrl": "http://127.0.0.1:1/notify"}
-    assert httpx.post(f"{shop_url}/sandbox/trades", json=body).status_code == 200
-    r = httpx.post(f"{shop_url}/sandbox/trades", json=body | {"amount": "2.00"})
+    merchant = {"Authorization": f"Bearer {MERCHANT}"}
+    body = {"payId": "77", "amount": "1.00", "notifyUrl": f"{shop_url}/pay/callbackPayment"}  # the shop's own host
+    assert httpx.post(f"{shop_url}/sandbox/trades", json=body, headers=merchant).status_code == 200
+    r = httpx.post(f"{shop_url}/sandbox/trades", json=body | {"amount": "2.00"}, headers=merchant)
     assert r.status_code == 409 and r.json()["code"] == "SHOP_PAYMENT_AMOUNT_INVALID", r.text

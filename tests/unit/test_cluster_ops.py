@@ -40,7 +40,7 @@ def _plan(config: ClusterConfig, env: dict[str, str] | None = None) -> list[str]
 
 def test_every_port_is_checked_and_a_free_plan_passes(tmp_path: Path) -> None:
     config = ClusterConfig(port=free_ports(n=4), scale=cluster.parse_scale("goods=2,order-web=1,pay-web=1"),
-                           data_dir=tmp_path)
+                           data_dir=tmp_path, sandbox=True)
     wanted = listens(config, children(config, {}))
     assert {(w.process, w.what) for w in wanted if w.what == "HTTP"} == {
         ("web", "HTTP"), ("sandbox", "HTTP"), ("order-web", "HTTP"), ("pay-web", "HTTP")}
@@ -51,7 +51,7 @@ def test_every_port_is_checked_and_a_free_plan_passes(tmp_path: Path) -> None:
 
 def test_a_taken_http_port_is_named_with_the_role_that_wanted_it(tmp_path: Path, listening: int) -> None:
     # The sandbox takes the front door's port + 1.
-    problems = _plan(ClusterConfig(port=listening - 1, data_dir=tmp_path))
+    problems = _plan(ClusterConfig(port=listening - 1, data_dir=tmp_path, sandbox=True))
     assert problems == [f"127.0.0.1:{listening} (sandbox's HTTP port) is taken (Address already in use; "
                         f"`ss -ltnp 'sport = :{listening}'` shows by what)"]
 
