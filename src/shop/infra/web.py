@@ -3,13 +3,14 @@ responses, request field types, and the auth dependencies."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -18,9 +19,11 @@ from shop.common import result
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import parse_id
-from shop.common.money import parse_money
+from shop.common.money import parse_money, parse_signed_money
+from shop.common.text import check_text
 
 log = logging.getLogger("shop.web")
+T = TypeVar("T")
 
 
 class Envelope(Response):
@@ -34,32 +37,28 @@ def ok(data: Any = None, message: str = "success") -> Envelope:
     return Envelope(result.ok(data, message))
 
 
-def _id(v: Any) -> int:
-    try:
-        return parse_id(v)
-    except ShopError as e:
-        raise ValueError(e.message) from None
+def valid(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A parser of common/ as a pydantic validator: its ShopError becomes the ValueError pydantic
+    reports, so the refusal is one 422 with every field's reason (validation_error below)."""
+
+    def validate(v: Any) -> T:
+        try:
+            return parse(v)
+        except ShopError as e:
+            raise ValueError(e.message) from None
+
+    return validate
 
 
-def _money(v: Any) -> Decimal:
-    try:
-        return parse_money(v)
-    except ShopError as e:
-        raise ValueError(e.message) from None
-
-
-def _signed_money(v: Any) -> Decimal:
-    """moneyPaid: a negative value passes here so the order rules answer SHOP_MONEY_PAID_LESS_ZERO."""
-    if isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool):
-        s = str(v).strip()
-        if s.startswith("-"):
-            return -_money(s[1:])
-    return _money(v)
-
-
-IdIn = Annotated[int, BeforeValidator(_id), PlainSerializer(str)]
-MoneyIn = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(str)]
-SignedMoneyIn = Annotated[Decimal, BeforeValidator(_signed_money), PlainSerializer(str)]
+# Every request's ids, amounts and text go through these, in bodies, paths and queries alike, so
+# the formats of API.md ("Limits and formats") are checked in one place each (common/ids.py,
+# money.py, text.py) and a refusal is a 422 SHOP_REQUEST_PARAMETER_VALID naming the field.
+IdIn = Annotated[int, BeforeValidator(valid(parse_id)), PlainSerializer(str)]
+MoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_money)), PlainSerializer(str)]
+# moneyPaid: null is 0, a negative amount reaches the order rules (common/money.py).
+SignedMoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_signed_money)), PlainSerializer(str)]
+# A one-line text field: no control characters (NUL, newline, DEL, ...), no lone surrogates.
+Text = Annotated[str, AfterValidator(valid(check_text))]
 
 
 class Camel(BaseModel):
@@ -77,10 +76,21 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _http_error(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Envelope:
+    """Starlette's own refusals (no route, wrong method) in the envelope."""
+    code = {404: ShopCode.SHOP_NOT_FOUND}.get(
+        status, ShopCode.SHOP_FAIL if status >= 500 else ShopCode.SHOP_REQUEST_PARAMETER_VALID)
+    return Envelope(result.fail(code, detail), status_code=status, headers=headers)
+
+
+def _error(exc: ShopError) -> Envelope:
+    return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopError)
     async def shop_error(_: Request, exc: ShopError) -> Response:
-        return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status)
+        return _error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -92,10 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        code = ShopCode.SHOP_NOT_FOUND if exc.status_code == 404 else ShopCode.SHOP_REQUEST_PARAMETER_VALID
-        if exc.status_code >= 500:
-            code = ShopCode.SHOP_FAIL
-        return Envelope(result.fail(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return _http_error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:

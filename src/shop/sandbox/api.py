@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import Field
 
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
 from shop.sandbox.platform import Sandbox
 
 router = APIRouter(tags=["sandbox"])
@@ -26,7 +26,7 @@ SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
 class PrecreateIn(Camel):
     pay_id: IdIn
     amount: MoneyIn
-    notify_url: str = Field(min_length=1, max_length=500)
+    notify_url: Text = Field(min_length=1, max_length=500)
 
 
 @router.post("/sandbox/trades")
@@ -58,5 +58,5 @@ async def refund(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
 
 
 @router.get("/sandbox/trades/{trade_no}")
-async def trade(sandbox: SandboxDep, trade_no: str = Path(min_length=1, max_length=64)) -> Envelope:
+async def trade(sandbox: SandboxDep, trade_no: Annotated[Text, Path(min_length=1, max_length=64)]) -> Envelope:
     return ok(await sandbox.trade(trade_no))

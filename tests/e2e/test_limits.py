@@ -1,0 +1,252 @@
+"""API.md, "Limits and formats", over HTTP in every mode (embedded on SQLite, the distributed shop on
+PostgreSQL and on MariaDB): text with control characters, money and ids in any spelling but the
+one, out-of-range fault counts and a signed notification for an id no database can hold are each a
+clear 4xx that changes nothing, never a 500 or a 503."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from shop.infra.signing import Signer
+from tests.conftest import ADMIN
+from tests.e2e.test_api_contract import Scene, failure, fresh, new_user, snapshot, success
+from tests.support import Api, quiet_api
+
+INVALID = "SHOP_REQUEST_PARAMETER_VALID"
+TOO_BIG_ID = str(1 << 63)  # one past the largest BIGINT
+LARGEST_ID = str((1 << 63) - 1)
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient) -> Api:
+    return Api(client, ADMIN)
+
+
+@pytest.fixture
+async def scene(api: Api) -> Scene:
+    user_id, auth, name = await new_user(api)
+    goods_id = await api.create_goods("5000.00", 10)
+    coupon_id = await api.create_coupon(user_id, "100.00")
+    return Scene(user_id, auth, goods_id, coupon_id, name)
+
+
+def ascii_json(obj: Any) -> bytes:
+    """JSON with every non-ASCII character escaped: how a lone surrogate (\\ud800) travels, which
+    httpx's own JSON (UTF-8) cannot encode."""
+    return json.dumps(obj).encode()
+
+
+async def post_raw(client: httpx.AsyncClient, path: str, obj: Any, headers: dict[str, str]) -> httpx.Response:
+    return await client.post(path, content=ascii_json(obj), headers={**headers, "Content-Type": "application/json"})
+
+
+# -- text ------------------------------------------------------------------------------------------
+
+# NUL (PostgreSQL cannot store it: it was a 503 CharacterNotInRepertoireError there), the other C0
+# controls, DEL, a C1 control, a lone surrogate (no database can encode it).
+CONTROL = ["a\u0000b", "a\tb", "a\nb", "\r", "\u001b[31mred", "a\u007f", "a\u0085b", "a\ud800b"]
+
+
+@pytest.mark.parametrize("bad", CONTROL, ids=repr)
+async def test_control_characters_in_text_fields_are_refused(api, client, scene, bad):
+    failure(await post_raw(client, "/user/login", {"userName": bad, "userPassword": "x"}, {}), 422, INVALID)
+    failure(await post_raw(client, "/user/login", {"userName": scene.name, "userPassword": "secret" + bad}, {}),
+            422, INVALID)
+    name = fresh()
+    for field in ("userName", "userPassword", "userMobile"):
+        body = {"userName": name, "userPassword": "secret", "userMobile": "13800000000", "userMoney": "1.00",
+                field: bad if field != "userName" else name + bad}
+        failure(await post_raw(client, "/admin/users", body, api.admin), 422, INVALID)
+    # None of them made the user: the name is still free.
+    await api.create_user(name, "1.00")
+    for field in ("goodsName", "goodsDesc"):
+        body = {"goodsName": "g", "goodsNumber": 1, "goodsPrice": "1.00", "goodsDesc": "d", field: bad}
+        failure(await post_raw(client, "/admin/goods", body, api.admin), 422, INVALID)
+    before = await snapshot(api, scene)
+    for field in ("address", "consignee"):
+        r = await post_raw(client, "/order/confirm", scene.body(**{field: "北京" + bad}), scene.auth)
+        failure(r, 422, INVALID)
+    assert await snapshot(api, scene) == before
+    failure(await post_raw(client, "/admin/faults", {"point": "order.before_confirm" + bad, "action": "error"},
+                           api.admin), 422, INVALID)
+
+
+async def test_printable_text_of_any_script_is_kept_as_sent(api, client, scene):
+    name = fresh("名前 O'Brien & Söhne ·")
+    user_id = await api.create_user(name, "1.00", password="pässwörd 密码 ★")
+    await api.login(name, "pässwörd 密码 ★")
+    assert (await api.get(f"/admin/users/{user_id}"))["userName"] == name
+    order = success(await api.confirm(scene.auth, scene.body(address="北京市 朝阳区 «1» — №2", consignee="张三")))
+    assert (order["address"], order["consignee"]) == ("北京市 朝阳区 «1» — №2", "张三")
+
+
+# -- money -----------------------------------------------------------------------------------------
+
+# Each a second spelling of a number that Decimal() would take: only ASCII digits with at most two
+# decimals are an amount in a string.
+MONEY_SPELLINGS = ["1_000", "１２", "٥٠", "1e2", "1E2", " 50 ", "50 ", "\t50", "+50", ".5", "50.", "0x10",
+                   "12345678901", "1,000", "50.000"]
+
+
+@pytest.mark.parametrize("spelling", MONEY_SPELLINGS)
+async def test_money_has_one_spelling_in_a_string(api, client, scene, spelling):
+    before = await snapshot(api, scene)
+    for field in ("goodsPrice", "shippingFee", "orderAmount", "moneyPaid"):
+        failure(await api.confirm(scene.auth, scene.body(**{field: spelling})), 422, INVALID)
+    failure(await client.post("/admin/goods", headers=api.admin,
+                              json={"goodsName": "g", "goodsNumber": 1, "goodsPrice": spelling}), 422, INVALID)
+    failure(await client.post("/admin/coupons", headers=api.admin,
+                              json={"userId": scene.user_id, "couponPrice": spelling}), 422, INVALID)
+    assert await snapshot(api, scene) == before
+
+
+async def test_money_as_json_numbers_and_plain_strings(api, client, scene):
+    goods_id = success(await client.post("/admin/goods", headers=api.admin,
+                                         json={"goodsName": "g", "goodsNumber": 5, "goodsPrice": 1e2}))["goodsId"]
+    assert (await api.get(f"/admin/goods/{goods_id}"))["goodsPrice"] == "100.00"  # a JSON number may be 1e2
+    for price in ("0000000012", "12.5", "12.50", 12, 12.5):
+        assert success(await client.post("/admin/goods", headers=api.admin,
+                                          json={"goodsName": "g", "goodsNumber": 1, "goodsPrice": price}))
+
+
+@pytest.mark.parametrize("money_paid", [None, "absent"])
+async def test_money_paid_null_or_absent_is_zero(api, scene, money_paid):
+    body = scene.body(moneyPaid=money_paid)
+    if money_paid == "absent":
+        del body["moneyPaid"]
+    order = success(await api.confirm(scene.auth, body))
+    assert (order["moneyPaid"], order["payAmount"]) == ("0.00", "4900.00")
+    assert await snapshot(api, scene) == (9, "100.00", 0, 1, order["orderId"])
+
+
+@pytest.mark.parametrize("money_paid", ["-1.00", "-1", -1, -0.5])
+async def test_a_negative_money_paid_still_reaches_the_order_rules(api, scene, money_paid):
+    before = await snapshot(api, scene)
+    failure(await api.confirm(scene.auth, scene.body(moneyPaid=money_paid)), 422, "SHOP_MONEY_PAID_LESS_ZERO")
+    assert await snapshot(api, scene) == before
+
+
+@pytest.mark.parametrize("money_paid", ["-1e2", "- 1", "--1", "-１", "-", "-0x1"])
+async def test_a_negative_money_paid_in_another_spelling_is_malformed(api, scene, money_paid):
+    before = await snapshot(api, scene)
+    failure(await api.confirm(scene.auth, scene.body(moneyPaid=money_paid)), 422, INVALID)
+    assert await snapshot(api, scene) == before
+
+
+# -- ids -------------------------------------------------------------------------------------------
+
+# Each refused as an id: a sign, spaces, other scripts' digits, an exponent, 2^63 and beyond.
+ID_SPELLINGS = ["+5", " 5", "5 ", "１２", "٥", "²", "1e3", "0", "-0", TOO_BIG_ID, str(1 << 64), "9" * 400]
+
+
+@pytest.mark.parametrize("spelling", ID_SPELLINGS)
+async def test_ids_in_bodies_have_one_spelling(api, client, scene, spelling):
+    before = await snapshot(api, scene)
+    for field in ("userId", "goodsId", "couponId"):
+        r = await api.confirm(scene.auth, scene.body(**{field: spelling}))
+        failure(r, (403, 422) if field == "userId" else 422)  # the token's user is checked against userId too
+    failure(await client.post("/admin/coupons", headers=api.admin, json={"userId": spelling, "couponPrice": "1"}),
+            422, INVALID)
+    failure(await client.post("/pay/createPayment", headers=scene.auth, json={"orderId": spelling, "payAmount": "1"}),
+            422, INVALID)
+    assert await snapshot(api, scene) == before
+
+
+async def test_ids_as_json_numbers_out_of_range_are_refused(api, client, scene):
+    before = await snapshot(api, scene)
+    for n in (1 << 63, 1 << 64, 10**30, 0, -1):
+        failure(await api.confirm(scene.auth, scene.body(goodsId=n)), 422, INVALID)
+    assert await snapshot(api, scene) == before
+
+
+@pytest.mark.parametrize("spelling", ["+5", "%205", "5%20", "%EF%BC%91%EF%BC%92", "%C2%B2", "1e3", TOO_BIG_ID,
+                                      str(1 << 64)])
+async def test_ids_in_paths_and_queries_have_one_spelling(api, client, scene, spelling):
+    for path in (f"/admin/users/{spelling}", f"/admin/goods/{spelling}", f"/goods/{spelling}",
+                 f"/admin/coupons/{spelling}", f"/admin/orders/{spelling}", f"/admin/payments/{spelling}",
+                 f"/admin/orders/{spelling}/timeline", f"/admin/paylog?orderId={spelling}",
+                 f"/admin/orders?userId={spelling}", f"/admin/orders?cursor={spelling}"):
+        failure(await client.get(path, headers=api.admin), 422, INVALID)
+    for path in (f"/order/{spelling}", f"/pay/{spelling}", f"/order?cursor={spelling}"):
+        failure(await client.get(path, headers=scene.auth), 422, INVALID)
+    for path in (f"/order/{spelling}/cancel", f"/order/{spelling}/refund"):
+        failure(await client.post(path, headers=scene.auth), 422, INVALID)
+
+
+async def test_the_largest_id_is_an_id_no_row_has(api, client, scene):
+    # 2^63 - 1 fits every database's BIGINT: a plain "no such row", on every backend.
+    for path, code in (("users", "SHOP_USER_NO_EXIST"), ("goods", "SHOP_GOODS_NO_EXIST"),
+                       ("coupons", "SHOP_COUPON_NO_EXIST"), ("orders", "SHOP_ORDER_NO_EXIST"),
+                       ("payments", "SHOP_PAYMENT_NOT_FOUND")):
+        failure(await client.get(f"/admin/{path}/{LARGEST_ID}", headers=api.admin), 404, code)
+    failure(await client.get(f"/order/{LARGEST_ID}", headers=scene.auth), 404, "SHOP_ORDER_NO_EXIST")
+    failure(await api.confirm(scene.auth, scene.body(goodsId=LARGEST_ID)), 404, "SHOP_GOODS_NO_EXIST")
+    assert success(await client.get(f"/admin/orders?userId={LARGEST_ID}&cursor={LARGEST_ID}", headers=api.admin)) \
+        == {"items": [], "nextCursor": None}
+
+
+async def test_a_message_id_out_of_range_is_refused_and_an_unknown_one_is_not_found(api, client):
+    for spelling in (TOO_BIG_ID, str(1 << 64), "0"):
+        failure(await client.post(f"/admin/messages/{spelling}/replay", headers=api.admin), 422, INVALID)
+    for unknown in (LARGEST_ID, "12345", "%EF%BC%91", "no-such-group:abc"):
+        failure(await client.post(f"/admin/messages/{unknown}/replay", headers=api.admin), 404,
+                "SHOP_MESSAGE_NO_EXIST")
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", [{"times": 1 << 64}, {"times": 1_000_001}, {"times": 0}, {"times": -1},
+                                   {"delayMs": 60_001}, {"delayMs": 1 << 64}, {"delayMs": -1}, {"times": 1.5}])
+async def test_a_fault_out_of_bounds_is_refused_and_nothing_is_armed(api, client, change):
+    body = {"point": "order.before_confirm", "action": "delay", "times": 1, "delayMs": 10, **change}
+    failure(await client.post("/admin/faults", headers=api.admin, json=body), 422, INVALID)
+    assert (await api.get("/admin/faults"))["armed"] == []
+
+
+async def test_a_fault_at_the_bounds_is_armed(api, client):
+    body = {"point": "order.before_confirm", "action": "delay", "times": 1_000_000, "delayMs": 60_000}
+    try:
+        assert success(await client.post("/admin/faults", headers=api.admin, json=body))["times"] == 1_000_000
+        assert (await api.get("/admin/faults"))["armed"] == [{"point": "order.before_confirm", "action": "delay",
+                                                               "times": 1_000_000, "delayMs": 60_000}]
+    finally:
+        success(await client.delete("/admin/faults", headers=api.admin))
+
+
+# -- the payment notification -----------------------------------------------------------------------
+
+
+def _signed(shop: Any, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()  # not orjson: it refuses integers above 64 bits, and those are the point
+    signer = Signer((shop.settings.data_dir / "sandbox_private.pem").read_bytes())
+    timestamp, nonce = str(int(time.time())), os.urandom(8).hex()
+    return raw, {"X-Pay-Timestamp": timestamp, "X-Pay-Nonce": nonce,
+                 "X-Pay-Signature": signer.sign(timestamp, nonce, raw), "Content-Type": "application/json"}
+
+
+async def test_a_signed_notification_for_an_impossible_pay_id_is_refused_and_changes_nothing(api, client, shop,
+                                                                                             scene):
+    order = success(await api.confirm(scene.auth, scene.body()))
+    r = await client.post("/pay/createPayment", headers=scene.auth,
+                          json={"orderId": order["orderId"], "payAmount": order["payAmount"]})
+    payment = success(r)
+    for pay_id in (TOO_BIG_ID, 1 << 63, str(1 << 64), 1 << 64, "+1", "１", 0, -1, None, True, 1.5):
+        note = {"payId": pay_id, "isPaid": 2, "payAmount": payment["payAmount"], "tradeNo": "T-" + fresh(),
+                "notifyId": os.urandom(4).hex()}
+        raw, headers = _signed(shop, note)
+        body = failure(await client.post("/pay/callbackPayment", content=raw, headers=headers), 422, INVALID)
+        assert "payId" in body["message"] or "malformed" in body["message"], body
+    # Control characters in the platform's trade number, a malformed amount: refused the same way.
+    for change in ({"tradeNo": "T-\u0000"}, {"tradeNo": "x" * 65}, {"payAmount": "4800.001"}, {"payAmount": "1e3"}):
+        raw, headers = _signed(shop, {"payId": payment["payId"], "isPaid": 2, "payAmount": payment["payAmount"],
+                                      "tradeNo": "T-" + fresh(), "notifyId": "n", **change})
+        failure(await client.post("/pay/callbackPayment", content=raw, headers=headers), 422, INVALID)
+    assert (await api.get(f"/admin/payments/{payment['payId']}"))["isPaid"] == 1
+    assert (await api.get(f"/admin/orders/{order['orderId']}"))["payStatus"] == 0
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
