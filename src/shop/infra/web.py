@@ -2,7 +2,6 @@
 responses, request field types, and the auth dependencies."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -21,8 +20,8 @@ from shop.common.errors import ShopError
 from shop.common.ids import parse_id
 from shop.common.money import parse_money, parse_signed_money
 from shop.common.text import check_text
+from shop.infra.failures import as_shop_error
 
-log = logging.getLogger("shop.web")
 T = TypeVar("T")
 
 
@@ -105,6 +104,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return _http_error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return Envelope(result.fail(ShopCode.SHOP_FAIL, "internal error"), status_code=500)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return _error(as_shop_error(exc, f"{request.method} {request.url.path}"))
