@@ -17,7 +17,7 @@ from shop import console
 from shop.admin import api as admin_api
 from shop.infra import metrics
 from shop.infra.config import Settings
-from shop.infra.web import Envelope, install_error_handlers, ok
+from shop.infra.web import Envelope, install_front_door, ok
 from shop.runtime import Shop
 from shop.sandbox import api as sandbox_api
 from shop.services.coupon import api as coupon_api
@@ -41,7 +41,7 @@ DOCS_ASSETS = "/docs/assets"
 def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> FastAPI:
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Order and payment back end: see API.md for the contract.")
-    install_error_handlers(app)
+    install_front_door(app)
     _docs(app)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)

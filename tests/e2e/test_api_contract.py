@@ -157,6 +157,10 @@ async def test_unknown_path_and_wrong_method_are_enveloped(client):
     failure(await client.get("/no/such/thing"), 404)
     failure(await client.put("/order/confirm", json={}), 405)
     failure(await client.delete("/healthz"), 405)
+    # A literal path with the wrong method, though a templated route (GET /order/{orderId}) matches it.
+    r = await client.get("/order/confirm")
+    failure(r, 405)
+    assert r.headers["allow"] == "POST"
 
 
 # -- users -----------------------------------------------------------------------------------

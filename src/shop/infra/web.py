@@ -1,18 +1,23 @@
 """What every REST front end shares: the envelope response, the one place errors become
-responses, request field types, and the auth dependencies."""
+responses (the handlers, and FrontDoor for what they never see: a wrong method on a literal path,
+a body too large, an exception nothing answered), and the request field types."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common import result
 from shop.common.codes import ShopCode
@@ -76,8 +81,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def _http_error(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Envelope:
-    """Starlette's own refusals (no route, wrong method) in the envelope."""
-    code = {404: ShopCode.SHOP_NOT_FOUND}.get(
+    """Starlette's own refusals (no route, wrong method, a body too large) in the envelope."""
+    code = {404: ShopCode.SHOP_NOT_FOUND, 413: ShopCode.SHOP_REQUEST_TOO_LARGE}.get(
         status, ShopCode.SHOP_FAIL if status >= 500 else ShopCode.SHOP_REQUEST_PARAMETER_VALID)
     return Envelope(result.fail(code, detail), status_code=status, headers=headers)
 
@@ -103,6 +108,99 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         return _http_error(exc.status_code, str(exc.detail), exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        return _error(as_shop_error(exc, f"{request.method} {request.url.path}"))
+
+# API.md, "Limits and formats": a request body over 64 KiB is a 413. The largest legitimate body (an
+# order of 20 lines, a payment notification) is a few KiB.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised by FrontDoor's receive() once a body outgrows the limit. An HTTPException because
+    FastAPI's body reading passes those on as they are (anything else it turns into a 400), to
+    http_error above; a route that reads the body itself (the payment notification) gets it too.
+    "Connection: close": the rest of the body is not worth reading to keep the connection."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes", headers={"Connection": "close"})
+
+
+class FrontDoor:
+    """Pure ASGI, around every HTTP role's app (app.py), before anything reads the body:
+
+    - a path some route names literally (no parameters) answers 405 to a method none of its routes
+      has, with `Allow`, even where a templated route would match the same text: GET /order/confirm
+      is the wrong method for /order/confirm, not GET /order/{orderId} with an id "confirm" (Starlette
+      prefers any full match, templated or not, to a literal path's partial one);
+    - a body over `max_body` bytes is a 413, refused on its Content-Length before a byte of it is
+      read, and counted as it streams when it has none (chunked), so no more than the limit is held;
+    - an exception no handler answered becomes a ShopError (infra/failures.py: 503 for a dependency
+      down, 500 for a bug, logged there once) in the envelope, rather than Starlette's plain-text 500
+      and a second traceback from the server."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.routes = routes  # the app's own list: the routers included after this is made are in it
+        self.max_body = max_body
+        self._literal: dict[str, frozenset[str]] | None = None
+
+    def literal_paths(self) -> dict[str, frozenset[str]]:
+        """Each literal path's methods, read at the first request (every router is included by then)."""
+        if self._literal is None:
+            methods: dict[str, set[str]] = {}
+            # iter_route_contexts: the routes of included routers too, with their full paths.
+            for r in iter_route_contexts(self.routes):
+                if r.path and r.methods and "{" not in r.path:
+                    methods.setdefault(r.path, set()).update(r.methods)
+            self._literal = {path: frozenset(m) for path, m in methods.items()}
+        return self._literal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = self.literal_paths().get(scope["path"])
+        if allowed is not None and scope["method"] not in allowed:
+            allow = ", ".join(sorted(allowed))
+            await _http_error(405, "Method Not Allowed", {"Allow": allow})(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            await _http_error(400, "bad Content-Length")(scope, receive, send)
+            return
+        if length is not None and int(length) > self.max_body:
+            too_large = BodyTooLarge(self.max_body)
+            await _http_error(413, too_large.detail, too_large.headers)(scope, receive, send)
+            return
+
+        limit, received, started = self.max_body, 0, False
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive_counted, send_noting_start)
+        except Exception as exc:
+            if started:  # too late for an answer: the server ends the response and says why
+                raise
+            if isinstance(exc, StarletteHTTPException):
+                response = _http_error(exc.status_code, str(exc.detail), exc.headers)
+            else:
+                response = _error(as_shop_error(exc, f"{scope['method']} {scope['path']}"))
+            await response(scope, receive, send)
+
+
+def install_front_door(app: FastAPI) -> None:
+    """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them."""
+    install_error_handlers(app)
+    app.add_middleware(FrontDoor, routes=app.router.routes)
