@@ -204,19 +204,18 @@ async def test_a_message_id_out_of_range_is_refused_and_an_unknown_one_is_not_fo
 @pytest.mark.parametrize("change", [{"times": 1 << 64}, {"times": 1_000_001}, {"times": 0}, {"times": -1},
                                    {"delayMs": 60_001}, {"delayMs": 1 << 64}, {"delayMs": -1}, {"times": 1.5}])
 async def test_a_fault_out_of_bounds_is_refused_and_nothing_is_armed(api, client, change):
-    body = {"point": "order.before_confirm", "action": "delay", "times": 1, "delayMs": 10, **change}
+    point = fresh("no.such_point")  # a point nothing hits: another test's faults stay out of the way
+    body = {"point": point, "action": "delay", "times": 1, "delayMs": 10, **change}
     failure(await client.post("/admin/faults", headers=api.admin, json=body), 422, INVALID)
-    assert (await api.get("/admin/faults"))["armed"] == []
+    assert point not in {f["point"] for f in (await api.get("/admin/faults"))["armed"]}
 
 
 async def test_a_fault_at_the_bounds_is_armed(api, client):
-    body = {"point": "order.before_confirm", "action": "delay", "times": 1_000_000, "delayMs": 60_000}
-    try:
-        assert success(await client.post("/admin/faults", headers=api.admin, json=body))["times"] == 1_000_000
-        assert (await api.get("/admin/faults"))["armed"] == [{"point": "order.before_confirm", "action": "delay",
-                                                               "times": 1_000_000, "delayMs": 60_000}]
-    finally:
-        success(await client.delete("/admin/faults", headers=api.admin))
+    point = fresh("no.such_point")
+    body = {"point": point, "action": "delay", "times": 1_000_000, "delayMs": 60_000}
+    assert success(await client.post("/admin/faults", headers=api.admin, json=body))["times"] == 1_000_000
+    armed = [f for f in (await api.get("/admin/faults"))["armed"] if f["point"] == point]
+    assert armed == [{"point": point, "action": "delay", "times": 1_000_000, "delayMs": 60_000}]
 
 
 # -- the payment notification -----------------------------------------------------------------------
@@ -306,13 +305,7 @@ async def test_fifty_megabytes_are_refused_fast(client, chunked):
     size = 50 * 1024 * 1024
     started = time.monotonic()
     content = chunks(size, 1024 * 1024) if chunked else b" " * size
-    try:
-        r = await client.post("/user/login", content=content, headers={"Content-Type": "application/json"})
-    except httpx.WriteError:
-        # The server answered and closed while the client was still sending (Connection: close):
-        # what a client sees when it insists on sending what it was refused.
-        pytest.skip("the connection was closed before the client finished sending")  # pragma: no cover
-    too_large(r)
+    too_large(await client.post("/user/login", content=content, headers={"Content-Type": "application/json"}))
     assert time.monotonic() - started < 10.0
     assert (await client.get("/healthz")).status_code == 200  # and the shop is still serving
 
