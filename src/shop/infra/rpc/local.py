@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +23,6 @@ from shop.infra.tracing import Tracing
 if TYPE_CHECKING:
     from shop.infra.rpc.server import Service
 
-log = logging.getLogger("shop.rpc")
 T = TypeVar("T")
 
 
