@@ -1,7 +1,8 @@
 """API.md, "Limits and formats", over HTTP in every mode (embedded on SQLite, the distributed shop on
 PostgreSQL and on MariaDB): text with control characters, money and ids in any spelling but the
 one, out-of-range fault counts and a signed notification for an id no database can hold are each a
-clear 4xx that changes nothing, never a 500 or a 503."""
+clear 4xx that changes nothing, never a 500 or a 503; a body over 64 KiB is a 413 however it is sent,
+and a known path with the wrong method a 405 (infra/web.py, FrontDoor)."""
 from __future__ import annotations
 
 import json
