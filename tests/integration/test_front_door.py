@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from shop.admin.operator import Operator
+from shop.infra.web import FrontDoor
 from shop.services.user.handlers import UserHandlers
 from tests.conftest import ADMIN, MYSQL_URL
 
@@ -96,3 +97,42 @@ async def test_a_database_that_drops_the_connections_is_never_a_500(shop, client
         statuses.append(r.status_code)
         assert r.status_code in (200, 503), r.text  # the pool may reconnect at once, or say it is unavailable
     assert statuses[-1] == 200, statuses  # and the shop serves again once it has
+
+
+async def _asgi(front: FrontDoor, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> tuple[int, bytes]:
+    """One request straight through FrontDoor: the status and body it answers."""
+    sent: list[dict[str, Any]] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/echo", "headers": headers, "query_string": b""}
+    await front(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.mark.parametrize(("length", "status"), [
+    (b"abc", 400), (b"-1", 400), (b"1e3", 400), (b"\xef\xbc\x91", 400),  # not a length
+    (b"9" * 5000, 413), (b"65537", 413),  # too large, refused before anything is read
+])
+async def test_a_content_length_is_read_before_the_body(length, status):
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not be called")
+
+    assert (await _asgi(FrontDoor(app, routes=[]), [(b"content-length", length)]))[0] == status
+
+
+async def test_a_body_without_a_length_is_counted():
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    front = FrontDoor(echo, routes=[], max_body=10)
+    assert await _asgi(front, [], b"x" * 10) == (200, b"x" * 10)
+    status, body = await _asgi(front, [], b"x" * 11)
+    assert status == 413 and b"SHOP_REQUEST_TOO_LARGE" in body

@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -165,8 +164,9 @@ class FrontDoor:
             allow = ", ".join(sorted(allowed))
             await _http_error(405, "Method Not Allowed", {"Allow": allow})(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and not (length.isascii() and length.isdigit()):
+        # Straight from the raw headers (lower-case bytes in ASGI): this runs on every request.
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and not length.isdigit():  # bytes: ASCII digits only
             await _http_error(400, "bad Content-Length")(scope, receive, send)
             return
         if length is not None and (len(length) > 18 or int(length) > self.max_body):  # no int() of 5000 digits
