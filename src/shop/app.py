@@ -7,12 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
 from shop import console
@@ -20,7 +18,7 @@ from shop.admin import api as admin_api
 from shop.infra import metrics
 from shop.infra.config import Settings
 from shop.infra.openapi import Result, install_openapi
-from shop.infra.web import Envelope, SecurityHeaders, install_error_handlers, ok
+from shop.infra.web import Envelope, SecurityHeaders, install_front_door, ok
 from shop.runtime import Shop
 from shop.sandbox import api as sandbox_api
 from shop.services.coupon import api as coupon_api
@@ -45,9 +43,9 @@ DOCS_ASSETS = "/docs/assets"
 def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> FastAPI:
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Order and payment back end: see API.md for the contract.")
-    install_error_handlers(app)
+    install_front_door(app)
     install_openapi(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders)  # outermost: FrontDoor's own answers get the headers too
     _docs(app)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -94,28 +92,6 @@ def _console(app: FastAPI) -> None:
         return FileResponse(console.STATIC / "index.html", headers={"Content-Security-Policy": CONSOLE_CSP})
 
 
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-
-
-def _concrete_paths_first(app: FastAPI) -> None:
-    """A concrete path is matched before a template that would also take it, for every method (as
-    OpenAPI reads paths): GET /order/confirm is a 405, not GET /order/{order_id} refusing "confirm"
-    as an id, and a 405's Allow lists every method of the path (/admin/audit/recount: GET and POST),
-    not only those of the first route Starlette tried. Called once every router is included."""
-    allowed: dict[str, set[str]] = {}
-    for route in iter_route_contexts(app.routes):  # included routers' routes too, as the app sees them
-        if route.path_format and "{" not in route.path_format and route.methods:
-            allowed.setdefault(route.path_format, set()).update(route.methods)
-    for path, methods in allowed.items():
-        allow = {"Allow": ", ".join(sorted(methods))}
-
-        async def not_allowed(_: Request, allow: dict[str, str] = allow) -> None:
-            raise HTTPException(405, "Method Not Allowed", headers=allow)
-
-        app.router.routes.insert(0, Route(path, not_allowed, methods=sorted(HTTP_METHODS - methods),
-                                          include_in_schema=False))
-
-
 def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,7 +119,6 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         _console(app)
         if shop.settings.faults:
             app.include_router(admin_api.faults_router())
-    _concrete_paths_first(app)
     shop.runtime.tracing.instrument(app)
     return app
 
@@ -169,5 +144,4 @@ def create_sandbox_app(settings: Settings) -> FastAPI:
     app = _app(lifespan)
     app.state.sandbox = sandbox
     app.include_router(sandbox_api.router)
-    _concrete_paths_first(app)
     return app

@@ -157,6 +157,10 @@ async def test_unknown_path_and_wrong_method_are_enveloped(client):
     failure(await client.get("/no/such/thing"), 404)
     failure(await client.put("/order/confirm", json={}), 405)
     failure(await client.delete("/healthz"), 405)
+    # A literal path with the wrong method, though a templated route (GET /order/{orderId}) matches it.
+    r = await client.get("/order/confirm")
+    failure(r, 405)
+    assert r.headers["allow"] == "POST"
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -350,10 +354,16 @@ async def test_ids_as_integers_and_money_as_numbers(api, scene):
 
 
 async def test_negative_zero_is_zero(api, client, scene):
-    # "-0" is not negative, so it passes; it must answer as the zero it is, not "-0.00".
-    goods_id = await api.create_goods("-0", 5)
+    # -0 is not negative, so it passes; it must answer as the zero it is, not "-0.00". As a JSON
+    # number (a string has one spelling, digits: "-0" is a 422), and as moneyPaid, whose sign is the
+    # order rules' to judge.
+    failure(await client.post("/admin/goods", headers=api.admin,
+                              json={"goodsName": "g", "goodsNumber": 5, "goodsPrice": "-0"}), 422)
+    goods_id = success(await client.post("/admin/goods", headers=api.admin,
+                                         json={"goodsName": "g", "goodsNumber": 5, "goodsPrice": -0.0}))["goodsId"]
     assert (await api.get(f"/admin/goods/{goods_id}"))["goodsPrice"] == "0.00"
-    order = success(await api.confirm(scene.auth, order_json(scene.user_id, goods_id, "-0", money_paid="-0.00")))
+    body = order_json(scene.user_id, goods_id, "0", money_paid="-0.00", goodsPrice=-0.0)
+    order = success(await api.confirm(scene.auth, body))
     assert (order["goodsPrice"], order["moneyPaid"], order["payAmount"]) == ("0.00", "0.00", "10.00")
     assert success(await client.get(f"/order/{order['orderId']}", headers=scene.auth)) == order
 

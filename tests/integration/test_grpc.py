@@ -5,6 +5,7 @@ ShopErrors cross as the same codes, and a dead or slow server is ServiceUnavaila
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -277,3 +278,39 @@ async def test_a_shop_error_keeps_its_message_and_http_status() -> None:
     assert info.value.code is ShopCode.SHOP_GOODS_PRICE_INVALID
     assert info.value.message == "prix changé: 100 % — naïve"
     assert info.value.http_status == 400
+
+
+class Broken:
+    """A bug in one method, a database gone in another (infra/failures.py tells them apart)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    async def find_goods(self, goods_id: int) -> Any:
+        self.calls["find_goods"] = self.calls.get("find_goods", 0) + 1
+        raise KeyError("goods_number")
+
+    async def reduce_stock(self, cmd: ReduceStock) -> None:
+        self.calls["reduce_stock"] = self.calls.get("reduce_stock", 0) + 1
+        raise ConnectionResetError("the database went away")
+
+
+async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog: pytest.LogCaptureFixture) -> None:
+    broken = Broken()
+    server = await serve([(goods_rpc.SERVICE, broken)], "127.0.0.1", 0)
+    try:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+            with caplog.at_level(logging.INFO, logger="shop"):
+                with pytest.raises(ShopError) as bug:
+                    await goods.find_goods(1)
+            with pytest.raises(ServiceUnavailable) as down:
+                await goods.reduce_stock(ReduceStock(1, 1, 1))
+    finally:
+        await server.stop(None)
+    # The bug: SHOP_FAIL "internal error" (the class name stays in the server's log), never retried.
+    assert (bug.value.code, bug.value.http_status, bug.value.message) == (ShopCode.SHOP_FAIL, 500, "internal error")
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and isinstance(tracebacks[0].exc_info[1], KeyError)  # type: ignore[index]
+    # The database gone: unavailable, and retried once (reduce_stock is keyed by the order).
+    assert down.value.http_status == 503 and "goods.reduce_stock is unavailable" in down.value.message
+    assert broken.calls == {"find_goods": 1, "reduce_stock": 2}

@@ -30,7 +30,7 @@ STEPS = ("reduce_stock", "use_coupon", "pay_from_balance")
 
 
 class Boom(Exception):
-    """A participant that broke (not a refusal): the saga must call it unavailable."""
+    """A participant that broke (not a refusal, not a dependency down): a bug, SHOP_FAIL."""
 
 
 @dataclass
@@ -161,13 +161,19 @@ async def test_an_order_paid_by_coupon_and_balance_is_paid_at_confirmation_and_d
     assert order.order_id not in saga.store.armed
 
 
+@pytest.mark.parametrize(("error", "code"), [
+    (Boom("down"), ShopCode.SHOP_FAIL),  # a bug: 500, logged (infra/failures.py)
+    (ConnectionResetError("the database went away"), ShopCode.SHOP_SERVICE_UNAVAILABLE),  # a dependency down: 503
+], ids=["bug", "dependency-down"])
 @pytest.mark.parametrize("step", STEPS)
-async def test_a_step_that_breaks_cancels_the_order_and_every_compensation_gives_back_what_was_taken(step):
-    saga = Saga(fail_at=step)
+async def test_a_step_that_breaks_cancels_the_order_and_every_compensation_gives_back_what_was_taken(
+    step, error, code
+):
+    saga = Saga(fail_at=step, error=error)
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
     order_id = int(e.value.data["orderId"])
-    assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
+    assert e.value.code == code
     # The steps after the broken one never ran; the order failed once, and its cancel was settled.
     assert saga.participants.ran == list(STEPS[: STEPS.index(step) + 1])
     assert saga.store.failed == [order_id]

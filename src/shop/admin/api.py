@@ -2,15 +2,17 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import Field, StrictInt
+from pydantic import AfterValidator, Field, StrictInt
 
 from shop.admin.operator import Operator
 from shop.common.clock import iso
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
+from shop.common.ids import parse_id
 from shop.infra.deps import AdminDep, from_state
+from shop.infra.faults import MAX_DELAY_MS, MAX_TIMES
 from shop.infra.openapi import IdOut, Out, Result, Time
-from shop.infra.web import Camel, Envelope, IdIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, Text, ok, valid
 from shop.services.catalog import FAULT_POINTS
 from shop.services.order.contracts import MAX_OVERVIEW_MINUTES
 
@@ -19,10 +21,10 @@ OperatorDep = Annotated[Operator, from_state("operator")]
 
 
 class FaultIn(Camel):
-    point: str = Field(min_length=1, max_length=100)
+    point: Text = Field(min_length=1, max_length=100)
     action: Literal["error", "crash", "delay"]
-    times: StrictInt | None = Field(default=None, ge=1)
-    delay_ms: StrictInt = Field(default=0, ge=0, le=600_000)
+    times: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMES)
+    delay_ms: StrictInt = Field(default=0, ge=0, le=MAX_DELAY_MS)
 
 
 class AuditOut(Out):
@@ -92,9 +94,19 @@ async def messages(operator: OperatorDep, state: Literal["dead", "retrying"] = Q
     return ok(await (operator.dead() if state == "dead" else operator.retrying()))
 
 
-@router.post("/admin/messages/{message_id}/replay", response_model=Result[ReplayOut])
-async def replay(message_id: str, operator: OperatorDep) -> Envelope:
+def _message_id(v: str) -> str:
     # An id as GET /admin/messages lists it: a number on the embedded broker, group:msgId on RabbitMQ.
+    # One that is all digits is a number, so it must be an id (common/ids.py): 2^64 is a 422, not a
+    # value the database cannot hold. Any other text is looked up and not found (a 404): no broker
+    # lists it, and neither compares it with more than its own ids.
+    return str(parse_id(v, "message id")) if v.isascii() and v.isdigit() else v
+
+
+MessageId = Annotated[str, AfterValidator(valid(_message_id))]
+
+
+@router.post("/admin/messages/{message_id}/replay", response_model=Result[ReplayOut])
+async def replay(message_id: MessageId, operator: OperatorDep) -> Envelope:
     if len(message_id) > 200 or not await operator.replay(message_id):
         raise ShopError(ShopCode.SHOP_MESSAGE_NO_EXIST, "no dead or waiting message with that id")
     return ok({"id": message_id, "state": "ready"})

@@ -30,6 +30,7 @@ class ShopCode(Enum):
     SHOP_MESSAGE_NO_EXIST = (404, "message does not exist")
     SHOP_NOT_FOUND = (404, "not found")
     SHOP_SERVICE_UNAVAILABLE = (503, "a dependency is unavailable")
+    SHOP_REQUEST_TOO_LARGE = (413, "request body is too large")
 
     @property
     def http_status(self) -> int:

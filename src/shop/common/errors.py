@@ -31,6 +31,13 @@ class ServiceUnavailable(ShopError):
         super().__init__(ShopCode.SHOP_SERVICE_UNAVAILABLE, message)
 
 
+class InternalError(ShopError):
+    """A bug, not a dependency: 500. The caller learns only that (the traceback is in the log)."""
+
+    def __init__(self, message: str = "internal error") -> None:
+        super().__init__(ShopCode.SHOP_FAIL, message)
+
+
 def invalid(message: str) -> ShopError:
     return ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, message)
 

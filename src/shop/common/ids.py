@@ -57,19 +57,29 @@ class IdWorker:
             )
 
 
+MAX_ID = (1 << 63) - 1  # BIGINT: every database stores ids as signed 64-bit integers
+_MAX_ID_DIGITS = len(str(MAX_ID))
+
+
 def parse_id(value: object, field: str = "id") -> int:
-    """Ids arrive as a string or an integer; JSON clients above 2^53 must use strings."""
+    """An id from a request (a body, a path, a query): a JSON integer, or a string of ASCII digits
+    (JSON clients above 2^53 must use strings), from 1 to 2^63 - 1. Nothing else: no sign, no
+    spaces, no other script's digits (str.isdigit takes "１２" and "²"), so an id has one spelling
+    and every one that passes fits the databases' BIGINT."""
     from shop.common.errors import invalid
 
     if isinstance(value, bool):
         raise invalid(f"{field} must be an id")
     if isinstance(value, int):
         n = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        n = int(value.strip())
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        # Length first: int() of a long enough string is slow, or refused outright (ValueError).
+        if len(value.lstrip("0")) > _MAX_ID_DIGITS:
+            raise invalid(f"{field} is out of range")
+        n = int(value)
     else:
         raise invalid(f"{field} must be an id (a string of digits or an integer)")
-    if not 0 < n < (1 << 63):
+    if not 0 < n <= MAX_ID:
         raise invalid(f"{field} is out of range")
     return n
 

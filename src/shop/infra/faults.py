@@ -14,6 +14,10 @@ from typing import Any, TypeVar, cast
 from shop.common.errors import ServiceUnavailable
 
 ACTIONS = ("error", "crash", "delay")
+# Bounds on what an operator may arm: a count or a delay past these is a typo, and an unbounded one
+# (2^64) would not even cross to the other processes (the admin calls carry 64-bit JSON integers).
+MAX_TIMES = 1_000_000
+MAX_DELAY_MS = 60_000
 T = TypeVar("T")
 
 
@@ -32,6 +36,10 @@ class Faults:
     def arm(self, point: str, action: str, times: int | None = None, delay_ms: int = 0) -> None:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}")
+        if times is not None and not 1 <= times <= MAX_TIMES:
+            raise ValueError(f"times must be 1 to {MAX_TIMES}")
+        if not 0 <= delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delayMs must be 0 to {MAX_DELAY_MS}")
         self.armed[point] = Fault(action, times, delay_ms)
 
     def clear(self) -> None:

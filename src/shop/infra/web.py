@@ -1,27 +1,33 @@
 """What every REST front end shares: the envelope response, the one place errors become
-responses, request field types, and the auth dependencies."""
+responses (the handlers, and FrontDoor for what they never see: a wrong method on a literal path,
+a body too large, an exception nothing answered), and the request field types."""
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from fastapi.routing import iter_route_contexts
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common import result
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import parse_id
-from shop.common.money import parse_money
+from shop.common.money import parse_money, parse_signed_money
+from shop.common.text import check_text
+from shop.infra.failures import as_shop_error
 from shop.infra.openapi import ID_IN_SCHEMA, MONEY_IN_SCHEMA
 
-log = logging.getLogger("shop.web")
+T = TypeVar("T")
 
 
 class Envelope(Response):
@@ -35,35 +41,31 @@ def ok(data: Any = None, message: str = "success") -> Envelope:
     return Envelope(result.ok(data, message))
 
 
-def _id(v: Any) -> int:
-    try:
-        return parse_id(v)
-    except ShopError as e:
-        raise ValueError(e.message) from None
+def valid(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A parser of common/ as a pydantic validator: its ShopError becomes the ValueError pydantic
+    reports, so the refusal is one 422 with every field's reason (validation_error below)."""
+
+    def validate(v: Any) -> T:
+        try:
+            return parse(v)
+        except ShopError as e:
+            raise ValueError(e.message) from None
+
+    return validate
 
 
-def _money(v: Any) -> Decimal:
-    try:
-        return parse_money(v)
-    except ShopError as e:
-        raise ValueError(e.message) from None
-
-
-def _signed_money(v: Any) -> Decimal:
-    """moneyPaid: a negative value passes here so the order rules answer SHOP_MONEY_PAID_LESS_ZERO."""
-    if isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool):
-        s = str(v).strip()
-        if s.startswith("-"):
-            return -_money(s[1:])
-    return _money(v)
-
-
+# Every request's ids, amounts and text go through these, in bodies, paths and queries alike, so
+# the formats of API.md ("Limits and formats") are checked in one place each (common/ids.py,
+# money.py, text.py) and a refusal is a 422 SHOP_REQUEST_PARAMETER_VALID naming the field.
 # WithJsonSchema: the document says what the validators accept (infra/openapi.py). A negative
 # moneyPaid is documented as invalid, which it is (422), only with its own code.
-IdIn = Annotated[int, BeforeValidator(_id), PlainSerializer(str), WithJsonSchema(ID_IN_SCHEMA)]
-MoneyIn = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(str), WithJsonSchema(MONEY_IN_SCHEMA)]
-SignedMoneyIn = Annotated[Decimal, BeforeValidator(_signed_money), PlainSerializer(str),
+IdIn = Annotated[int, BeforeValidator(valid(parse_id)), PlainSerializer(str), WithJsonSchema(ID_IN_SCHEMA)]
+MoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_money)), PlainSerializer(str), WithJsonSchema(MONEY_IN_SCHEMA)]
+# moneyPaid: null is 0, a negative amount reaches the order rules (common/money.py).
+SignedMoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_signed_money)), PlainSerializer(str),
                           WithJsonSchema(MONEY_IN_SCHEMA)]
+# A one-line text field: no control characters (NUL, newline, DEL, ...), no lone surrogates.
+Text = Annotated[str, AfterValidator(valid(check_text))]
 
 
 class Camel(BaseModel):
@@ -81,11 +83,21 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _http_error(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Envelope:
+    """Starlette's own refusals (no route, wrong method, a body too large) in the envelope."""
+    code = {404: ShopCode.SHOP_NOT_FOUND, 413: ShopCode.SHOP_REQUEST_TOO_LARGE}.get(
+        status, ShopCode.SHOP_FAIL if status >= 500 else ShopCode.SHOP_REQUEST_PARAMETER_VALID)
+    return Envelope(result.fail(code, detail), status_code=status, headers=headers)
+
+
+def _error(exc: ShopError, headers: Mapping[str, str] | None = None) -> Envelope:
+    return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopError)
     async def shop_error(request: Request, exc: ShopError) -> Response:
-        return Envelope(result.fail(exc.code, exc.message, exc.data), status_code=exc.http_status,
-                        headers=error_headers(request, exc))
+        return _error(exc, error_headers(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -97,17 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        code = ShopCode.SHOP_NOT_FOUND if exc.status_code == 404 else ShopCode.SHOP_REQUEST_PARAMETER_VALID
-        if exc.status_code >= 500:
-            code = ShopCode.SHOP_FAIL
-        return Envelope(result.fail(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        # Answered outside the middlewares (Starlette's outermost one): its header given here.
-        return Envelope(result.fail(ShopCode.SHOP_FAIL, "internal error"), status_code=500,
-                        headers={"X-Content-Type-Options": "nosniff"})
+        return _http_error(exc.status_code, str(exc.detail), exc.headers)
 
 
 def error_headers(request: Request, exc: ShopError) -> dict[str, str] | None:
@@ -145,3 +147,102 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+# API.md, "Limits and formats": a request body over 64 KiB is a 413. The largest legitimate body (an
+# order of 20 lines, a payment notification) is a few KiB.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised by FrontDoor's receive() once a body outgrows the limit. An HTTPException because
+    FastAPI's body reading passes those on as they are (anything else it turns into a 400), to
+    http_error above; a route that reads the body itself (the payment notification) gets it too.
+    No "Connection: close": a server that closes a socket with the client's bytes still unread sends
+    a reset, and the client may lose the 413 with it (seen over uvicorn in the cluster tests); kept
+    open, the server drops the rest of the body unread and the client reads its answer."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes")
+
+
+class FrontDoor:
+    """Pure ASGI, around every HTTP role's app (app.py), before anything reads the body:
+
+    - a path some route names literally (no parameters) answers 405 to a method none of its routes
+      has, with `Allow`, even where a templated route would match the same text: GET /order/confirm
+      is the wrong method for /order/confirm, not GET /order/{orderId} with an id "confirm" (Starlette
+      prefers any full match, templated or not, to a literal path's partial one);
+    - a body over `max_body` bytes is a 413, refused on its Content-Length before a byte of it is
+      read, and counted as it streams when it has none (chunked), so no more than the limit is held;
+    - an exception no handler answered becomes a ShopError (infra/failures.py: 503 for a dependency
+      down, 500 for a bug, logged there once) in the envelope, rather than Starlette's plain-text 500
+      and a second traceback from the server."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.routes = routes  # the app's own list: the routers included after this is made are in it
+        self.max_body = max_body
+        self._literal: dict[str, frozenset[str]] | None = None
+
+    def literal_paths(self) -> dict[str, frozenset[str]]:
+        """Each literal path's methods, read at the first request (every router is included by then)."""
+        if self._literal is None:
+            methods: dict[str, set[str]] = {}
+            # iter_route_contexts: the routes of included routers too, with their full paths.
+            for r in iter_route_contexts(self.routes):
+                if r.path and r.methods and "{" not in r.path:
+                    methods.setdefault(r.path, set()).update(r.methods)
+            self._literal = {path: frozenset(m) for path, m in methods.items()}
+        return self._literal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = self.literal_paths().get(scope["path"])
+        if allowed is not None and scope["method"] not in allowed:
+            allow = ", ".join(sorted(allowed))
+            await _http_error(405, "Method Not Allowed", {"Allow": allow})(scope, receive, send)
+            return
+        # Straight from the raw headers (lower-case bytes in ASGI): this runs on every request.
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and not length.isdigit():  # bytes: ASCII digits only
+            await _http_error(400, "bad Content-Length")(scope, receive, send)
+            return
+        if length is not None and (len(length) > 18 or int(length) > self.max_body):  # no int() of 5000 digits
+            too_large = BodyTooLarge(self.max_body)
+            await _http_error(413, too_large.detail, too_large.headers)(scope, receive, send)
+            return
+
+        limit, received, started = self.max_body, 0, False
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive_counted, send_noting_start)
+        except Exception as exc:
+            if started:  # too late for an answer: the server ends the response and says why
+                raise
+            if isinstance(exc, StarletteHTTPException):
+                response = _http_error(exc.status_code, str(exc.detail), exc.headers)
+            else:
+                response = _error(as_shop_error(exc, f"{scope['method']} {scope['path']}"))
+            await response(scope, receive, send)
+
+
+def install_front_door(app: FastAPI) -> None:
+    """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them."""
+    install_error_handlers(app)
+    app.add_middleware(FrontDoor, routes=app.router.routes)

@@ -19,7 +19,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.infra.auth import bearer
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, refusals
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
 from shop.sandbox.platform import Sandbox
 
 router = APIRouter(tags=["sandbox"])
@@ -46,7 +46,7 @@ MerchantDep = Depends(merchant)
 class PrecreateIn(Camel):
     pay_id: IdIn
     amount: MoneyIn
-    notify_url: str = Field(min_length=1, max_length=500)
+    notify_url: Text = Field(min_length=1, max_length=500)
 
 
 class TradeOut(Out):
@@ -93,5 +93,5 @@ async def refund(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
 
 
 @router.get("/sandbox/trades/{trade_no}", response_model=Result[TradeOut])
-async def trade(sandbox: SandboxDep, trade_no: str = Path(min_length=1, max_length=64)) -> Envelope:
+async def trade(sandbox: SandboxDep, trade_no: Annotated[Text, Path(min_length=1, max_length=64)]) -> Envelope:
     return ok(await sandbox.trade(trade_no))

@@ -12,6 +12,8 @@ import orjson
 import sqlalchemy as sa
 
 from shop.common.clock import iso, now_ms, utcnow
+from shop.common.errors import ShopError
+from shop.common.ids import parse_id
 from shop.infra.db import Query, SqliteDatabase, bind, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.messaging.consumer import Binding, Subscription, consume, failed
@@ -228,11 +230,13 @@ class EmbeddedBroker:
 
     async def replay(self, delivery_id: int | str) -> bool:
         """A dead delivery back to its group, attempts reset; one waiting in back-off, at once."""
-        if not str(delivery_id).isdigit():
+        try:
+            row_id = parse_id(delivery_id)
+        except ShopError:  # not a delivery's id, so no delivery has it
             return False
         async with self.db.unit_of_work() as uow:
-            n = await uow.execute(_Q_REPLAY, id=int(delivery_id), now=now_ms())
-            n = n or await uow.execute(_Q_TRY_NOW, id=int(delivery_id), now=now_ms())
+            n = await uow.execute(_Q_REPLAY, id=row_id, now=now_ms())
+            n = n or await uow.execute(_Q_TRY_NOW, id=row_id, now=now_ms())
             await uow.commit()
         self._wake.set()
         return n == 1

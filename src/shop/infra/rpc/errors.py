@@ -1,9 +1,10 @@
 """ShopErrors on the wire: the server turns one into a gRPC status (NOT_FOUND, FAILED_PRECONDITION,
 ...) with the ShopCode's name, message and HTTP status in the trailing metadata, and the client
 raises the same ShopError again, with its data (JSON in "shop-data": a failed order's
-{"orderId": ...}, which the HTTP layer hands back). Anything else - a deadline, a refused
-connection, a handler that broke - becomes ServiceUnavailable: the step may or may not have
-happened on the other side."""
+{"orderId": ...}, which the HTTP layer hands back). A handler that broke answers as
+infra/failures.py classes it (SHOP_FAIL for a bug, SHOP_SERVICE_UNAVAILABLE for its own dependency
+down), with a code like any other. A status without a code - a deadline, a refused connection - never
+reached a handler, and becomes ServiceUnavailable: the step may or may not have happened there."""
 from __future__ import annotations
 
 import json

@@ -3,26 +3,26 @@
 A service exposes a typed interface (its contracts.Protocol); a caller holds a client for it.
 In the embedded mode the client calls the implementation directly through `LocalClient`, with
 the same deadline and error rules a network transport will have: ShopErrors cross as they are
-(they are codes), anything else becomes SHOP_SERVICE_UNAVAILABLE, and a call past its deadline
-is abandoned as unavailable. Each call is timed (metrics) and, given the service's `rpc` declaration,
+(they are codes), anything else becomes the ShopError infra/failures.py says it is (a dependency
+down: SHOP_SERVICE_UNAVAILABLE; a bug: SHOP_FAIL, logged there), and a call past its deadline is
+abandoned as unavailable. Each call is timed (metrics) and, given the service's `rpc` declaration,
 gets a span named as its gRPC call would be (infra/tracing.py), so a trace has one shape in both modes.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra import metrics
+from shop.infra.failures import as_shop_error
 from shop.infra.tracing import Tracing
 
 if TYPE_CHECKING:
     from shop.infra.rpc.server import Service
 
-log = logging.getLogger("shop.rpc")
 T = TypeVar("T")
 
 
@@ -69,8 +69,7 @@ class LocalClient:
                 error = ServiceUnavailable(f"{service}.{name} timed out")
                 raise error from None
             except Exception as exc:  # noqa: BLE001 - the boundary: only codes cross it
-                log.exception("%s.%s failed", service, name)
-                error = ServiceUnavailable(f"{service}.{name} failed: {exc.__class__.__name__}")
+                error = as_shop_error(exc, f"{service}.{name}")
                 raise error from exc
             except BaseException as exc:  # cancelled: timed and traced as such, then on its way
                 error = exc

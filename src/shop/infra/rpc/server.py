@@ -15,6 +15,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
 from shop.common.errors import ShopError
+from shop.infra.failures import as_shop_error
 from shop.infra.faults import Faults
 from shop.infra.rpc.admin import admin_handler
 from shop.infra.rpc.errors import error_metadata, status_for
@@ -77,10 +78,9 @@ def _rpc(service: Service, m: Method, impl: object) -> Callable[[Any, grpc.aio.S
             await context.abort(status_for(exc.code), exc.message, trailing_metadata=error_metadata(exc))
         except asyncio.CancelledError:
             raise  # the caller's deadline passed or it went away: nobody is waiting for a reply
-        except Exception as exc:  # the boundary: only codes cross it
-            log.exception("%s failed", where)
-            # No shop-code: the client makes it ServiceUnavailable, as LocalClient does.
-            await context.abort(grpc.StatusCode.INTERNAL, f"{where} failed: {exc.__class__.__name__}")
+        except Exception as exc:  # the boundary: only codes cross it, as through LocalClient
+            error = as_shop_error(exc, where)
+            await context.abort(status_for(error.code), error.message, trailing_metadata=error_metadata(error))
 
     rpc.__name__ = m.rpc
     return rpc

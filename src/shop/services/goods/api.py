@@ -8,7 +8,7 @@ from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
 from shop.services.goods.contracts import CreateGoods, Goods, GoodsService
 
 router = APIRouter()
@@ -16,10 +16,10 @@ GoodsDep = Annotated[GoodsService, from_state("goods")]
 
 
 class CreateGoodsIn(Camel):
-    goods_name: str = Field(min_length=1, max_length=255)
+    goods_name: Text = Field(min_length=1, max_length=255)
     goods_number: StrictInt = Field(ge=0, le=2_000_000_000)
     goods_price: MoneyIn
-    goods_desc: str | None = Field(default=None, max_length=255)
+    goods_desc: Text | None = Field(default=None, max_length=255)
 
 
 class GoodsOut(Out):

@@ -10,7 +10,7 @@ from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, Text, ok
 from shop.services.order.contracts import Order, OrderPage, OrderQuery, OrderService, PlaceOrder
 from shop.services.order.domain import MAX_GOODS_NUMBER, OrderStatus, PayStatus, ShippingStatus
 
@@ -26,10 +26,10 @@ class TradeOrderIn(Camel):
     goods_price: MoneyIn
     shipping_fee: MoneyIn
     order_amount: MoneyIn
-    address: str = Field(min_length=1, max_length=255)
+    address: Text = Field(min_length=1, max_length=255)
     coupon_id: IdIn | None = None
     money_paid: SignedMoneyIn = ZERO
-    consignee: str | None = Field(default=None, max_length=255)
+    consignee: Text | None = Field(default=None, max_length=255)
 
 
 class OrderOut(Out):

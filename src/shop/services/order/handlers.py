@@ -16,12 +16,13 @@ from dataclasses import replace
 
 from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
-from shop.common.errors import ServiceUnavailable, ShopError, invalid
+from shop.common.errors import ShopError, invalid
 from shop.common.ids import MINUTE_MS, IdWorker, first_id_at, id_minute
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork, as_record, find_one
 from shop.infra.db.scope import NO_LIMIT
+from shop.infra.failures import as_shop_error
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.order import domain
@@ -105,10 +106,8 @@ class OrderHandlers:
         except Exception as exc:
             metrics.order_placed("failed")
             await self._fail(order.order_id, cancel)
-            if not isinstance(exc, ShopError):
-                log.exception("order %s failed", order.order_id)
-                exc = ServiceUnavailable(f"order placement failed: {exc.__class__.__name__}")
-            raise exc.with_data({"orderId": str(order.order_id)}) from None
+            error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
+            raise error.with_data({"orderId": str(order.order_id)}) from None
         metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,

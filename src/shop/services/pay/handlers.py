@@ -7,15 +7,16 @@ follow from that message, after the answer (ARCHITECTURE.md point 8).
 import logging
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import orjson
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.common.ids import IdWorker
-from shop.common.money import fmt
+from shop.common.ids import IdWorker, parse_id
+from shop.common.money import fmt, parse_money
+from shop.common.text import check_text
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork, as_record, find_one
 from shop.infra.faults import Faults
@@ -167,14 +168,20 @@ CONSUMES = (
 
 
 def _parse(body: bytes) -> tuple[int, int, Decimal, str]:
+    """A verified notification's fields, by the request rules (common/): a signature proves who sent
+    it, not that it fits the database (a payId of 2^64 would overflow BIGINT)."""
     try:
         b = orjson.loads(body)
-        pay_id = int(str(b["payId"]))
-        is_paid = int(b["isPaid"])
-        amount = Decimal(str(b["payAmount"]))
-        trade_no = str(b["tradeNo"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidOperation):
+        pay_id = parse_id(b["payId"], "payId")
+        is_paid = b["isPaid"]
+        amount = parse_money(b["payAmount"], "payAmount")
+        trade_no = check_text(b["tradeNo"], "tradeNo")
+    except ShopError as e:
+        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, f"malformed notification: {e.message}") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "malformed notification") from None
-    if not amount.is_finite() or len(trade_no) > 64:
+    if isinstance(is_paid, str) and is_paid.isascii() and is_paid.isdigit():
+        is_paid = int(is_paid)
+    if isinstance(is_paid, bool) or not isinstance(is_paid, int) or not 0 < len(trade_no) <= 64:
         raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "malformed notification")
     return pay_id, is_paid, amount, trade_no

@@ -8,7 +8,7 @@ from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, TokensDep, UserIdDep, from_state
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, ok
+from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
 from shop.services.user.contracts import CreateUser, User, UserService
 
 router = APIRouter()
@@ -16,14 +16,14 @@ UsersDep = Annotated[UserService, from_state("users")]
 
 
 class LoginIn(Camel):
-    user_name: str = Field(min_length=1, max_length=255)
-    user_password: str = Field(min_length=1, max_length=1024)
+    user_name: Text = Field(min_length=1, max_length=255)
+    user_password: Text = Field(min_length=1, max_length=1024)
 
 
 class CreateUserIn(Camel):
-    user_name: str = Field(min_length=1, max_length=255)
-    user_password: str = Field(min_length=1, max_length=1024)
-    user_mobile: str | None = Field(default=None, max_length=255)
+    user_name: Text = Field(min_length=1, max_length=255)
+    user_password: Text = Field(min_length=1, max_length=1024)
+    user_mobile: Text | None = Field(default=None, max_length=255)
     user_money: MoneyIn
 
 
