@@ -11,7 +11,7 @@ from shop.common.errors import ShopError
 from shop.common.ids import parse_id
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.faults import MAX_DELAY_MS, MAX_TIMES
-from shop.infra.openapi import IdOut, Out, Result, Time
+from shop.infra.openapi import MESSAGE_ID_PATTERN, IdOut, Out, Pattern, Result, Time
 from shop.infra.web import Camel, Envelope, IdIn, Text, ok, valid
 from shop.services.catalog import FAULT_POINTS
 from shop.services.order.contracts import MAX_OVERVIEW_MINUTES
@@ -102,7 +102,7 @@ def _message_id(v: str) -> str:
     return str(parse_id(v, "message id")) if v.isascii() and v.isdigit() else v
 
 
-MessageId = Annotated[str, AfterValidator(valid(_message_id))]
+MessageId = Annotated[str, AfterValidator(valid(_message_id)), Pattern(MESSAGE_ID_PATTERN)]
 
 
 @router.post("/admin/messages/{message_id}/replay", response_model=Result[ReplayOut])

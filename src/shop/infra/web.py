@@ -25,7 +25,7 @@ from shop.common.ids import parse_id
 from shop.common.money import parse_money, parse_signed_money
 from shop.common.text import check_text
 from shop.infra.failures import as_shop_error
-from shop.infra.openapi import ID_IN_SCHEMA, MONEY_IN_SCHEMA
+from shop.infra.openapi import ID_IN_SCHEMA, MONEY_IN_SCHEMA, TEXT_PATTERN, Pattern
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ MoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_money)), PlainSerialize
 SignedMoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_signed_money)), PlainSerializer(str),
                           WithJsonSchema(MONEY_IN_SCHEMA)]
 # A one-line text field: no control characters (NUL, newline, DEL, ...), no lone surrogates.
-Text = Annotated[str, AfterValidator(valid(check_text))]
+Text = Annotated[str, AfterValidator(valid(check_text)), Pattern(TEXT_PATTERN)]
 
 
 class Camel(BaseModel):
