@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,3 +179,39 @@ class Api:
 
     async def confirm(self, auth: dict[str, str], body: dict[str, Any]) -> httpx.Response:
         return await self.c.post("/order/confirm", json=body, headers=auth)
+
+
+@contextmanager
+def served_shop(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """`shop run` on a free port with this interpreter (so this checkout's code) and `env` over the
+    caller's environment without its SHOP_ variables; its URL while it serves. Its log is
+    data_dir/shop.log."""
+    from shop.cluster import free_ports
+
+    port = free_ports()  # below the ephemeral range: no outgoing connection can hold it meanwhile
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")} | env
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "shop.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "shop", "run", "--port", str(port), "--data-dir",
+                                 str(data_dir / "var")], env=environ, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None and time.monotonic() < end, log.read_text(errors="replace")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

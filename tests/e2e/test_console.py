@@ -11,18 +11,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests import support
 from tests.conftest import _unavailable
 from tests.support import order_json
 
@@ -38,42 +36,9 @@ BASE_ENV = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def served_shop(data_dir: Path, **env: str) -> Iterator[str]:
-    """`shop run` on a free port, with this interpreter (and so this checkout's code); its URL."""
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")} | BASE_ENV | env
-    log = data_dir / "shop.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "shop", "run", "--port", str(port), "--data-dir",
-                                 str(data_dir / "var")], env=environ, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None and time.monotonic() < end, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def served_shop(data_dir: Path, **env: str) -> AbstractContextManager[str]:
+    """`shop run` for the console's tests (their environment, and `env` over it)."""
+    return support.served_shop(data_dir, BASE_ENV | env)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,6 @@ structural facts of the document are asserted directly as well.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+
+from tests.support import served_shop
 
 ADMIN = "openapi-test-admin-token"
 MERCHANT = "openapi-test-merchant-key"  # what the shop presents to the sandbox's merchant calls
@@ -30,36 +28,12 @@ ENV = {
 @pytest.fixture(scope="module")
 def shop_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`shop run` on a free port, with this interpreter (and so this checkout's code)."""
-    from shop.cluster import free_ports
-
     data_dir = tmp_path_factory.mktemp("openapi")
-    port = free_ports()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")} | ENV
-    log = data_dir / "shop.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "shop", "run", "--port", str(port), "--data-dir",
-                                 str(data_dir / "var")], env=environ, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None and time.monotonic() < end, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield url
+        with served_shop(data_dir, ENV) as url:
+            yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _print_errors(Path(log))
+        _print_errors(data_dir / "shop.log")
 
 
 def _print_errors(log: Path) -> None:
