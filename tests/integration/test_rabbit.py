@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from shop.common.errors import ServiceUnavailable
 from shop.infra.db import SqliteDatabase
 from shop.infra.faults import Faults
 from shop.infra.messaging import Inbox, Message, Subscription, add_message_tables
@@ -223,3 +224,20 @@ async def test_a_message_waiting_in_back_off_is_listed_and_a_replay_tries_it_at_
     assert await _until(lambda: rec.done == ["7"])
     assert [x for x in await br.retrying() if x["group"] == f"t{run}-goods"] == []
     assert not await br.replay(w["id"])  # nothing left to try
+
+
+async def test_the_operators_reads_with_the_broker_away_are_a_dependency_down(env):
+    """aio-pika answers a channel asked of a connection that is not open with a plain RuntimeError;
+    the operator's reads (pending work, dead messages) must be a 503, not a 500 of ours."""
+    run, broker = env
+    b = await broker({"a": Recorder()}, consume=False)
+    assert await b.pending() >= 0
+    await b.conn.close()  # what a reconnecting connection is to a caller meanwhile: not open
+    try:
+        for read in (b.pending, b.dead, b.dead_counts):
+            with pytest.raises(ServiceUnavailable):
+                await read()
+    finally:
+        b.conn = None  # closed already: the fixture's clean-up uses another broker's connection
+        b2 = await broker({}, consume=False)  # so that the clean-up has a live one
+        assert b2.conn is not None

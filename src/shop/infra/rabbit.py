@@ -33,6 +33,7 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shop.common.clock import iso
+from shop.common.errors import ServiceUnavailable
 from shop.infra.faults import Faults
 from shop.infra.messaging import Binding, Message, Subscription, backoff_ms, consume
 from shop.infra.messaging.consumer import failed
@@ -348,8 +349,14 @@ class RabbitBroker:
             await ch.close()
 
     async def _channel(self) -> AbstractChannel:
+        """A channel for one of the operator's reads or moves. While RabbitMQ is away the robust
+        connection is reconnecting, and aio-pika says so with a plain RuntimeError ("Connection was
+        not opened", "closed"), which would read as a bug of ours (a 500): it is a broker down (503)."""
         assert self.conn is not None
-        return await self.conn.channel(publisher_confirms=True)
+        try:
+            return await self.conn.channel(publisher_confirms=True)
+        except RuntimeError as exc:
+            raise ServiceUnavailable(f"RabbitMQ is unavailable ({exc})") from exc
 
     async def close(self) -> None:
         for q, tag in self._consumers:
