@@ -73,6 +73,7 @@ def _config(shop_url: str, tokens: dict[str, str]) -> Any:
         "base-url": shop_url, "seed": 1, "workers": 1, "request-timeout": 30,
         "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
         "auth": {"openapi": {scheme: {"bearer": token} for scheme, token in tokens.items()}},
+        "cache": {"enabled": False},  # no .schemathesis/ of its own in the working directory
     })
 
 
