@@ -9,6 +9,7 @@ from shop.infra.db.base import (
     bind,
     find_one,
     insert_ignore,
+    upsert,
 )
 from shop.infra.db.mysql import MysqlDatabase
 from shop.infra.db.postgres import PostgresDatabase
@@ -20,5 +21,5 @@ __all__ = [
     "EVERYTHING", "AuditScope", "Database", "ScopedRows",
     "MysqlDatabase", "PooledDatabase", "PostgresDatabase", "Query", "Row", "SqliteDatabase",
     "UnitOfWork", "as_record", "bind", "drop_databases", "ensure_databases", "find_one", "insert_ignore",
-    "open_database",
+    "open_database", "upsert",
 ]

@@ -2,12 +2,9 @@
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shop.common.codes import ShopCode
-from shop.infra.db import Query, ScopedRows, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Query, ScopedRows, UnitOfWork, bind, insert_ignore, upsert
 from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.user.contracts import MoneyLogType
 from shop.services.user.models import login_attempt, user, user_money_log
@@ -34,33 +31,17 @@ REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_IN
 
 
 # A login attempt: counted in the name's window, or the first of a new one when the window has
-# passed (the same expiry as domain.expired, in SQL so that the row's lock decides it). One
-# upsert statement: an INSERT IGNORE then UPDATE deadlocks on MySQL when attempts for a new name
-# arrive together (each waiting insert holds a shared lock on the winner's row, then all want it
-# exclusively); INSERT ... ON DUPLICATE KEY UPDATE takes the exclusive lock at once. attempts is
-# set before window_start: MySQL evaluates the assignments left to right, each seeing the ones
-# before it, and attempts' CASE must read the old window_start (PostgreSQL and SQLite read the old
-# row in both).
+# passed (the same expiry as domain.expired, in SQL so that the row's lock decides it), in one
+# upsert (infra/db: why one statement). attempts is set before window_start: on MySQL attempts'
+# CASE must read the old window_start.
 _a = login_attempt.c
 _EXPIRED = _a.window_start <= sa.bindparam("cutoff")
-_COUNTED = [
-    ("attempts", sa.case((_EXPIRED, 1), else_=_a.attempts + 1)),
-    ("window_start", sa.case((_EXPIRED, sa.bindparam("now")), else_=_a.window_start)),
-]
-
-
-def _count_attempt(dialect: str) -> sa.sql.ClauseElement:
-    values = {"user_name": sa.bindparam("user_name"), "window_start": sa.bindparam("now"), "attempts": 1}
-    if dialect == "postgresql":
-        return pg_insert(login_attempt).values(values).on_conflict_do_update(
-            index_elements=[_a.user_name], set_=dict(_COUNTED))
-    if dialect == "sqlite":
-        return sqlite_insert(login_attempt).values(values).on_conflict_do_update(
-            index_elements=[_a.user_name], set_=dict(_COUNTED))
-    return mysql_insert(login_attempt).values(values).on_duplicate_key_update(_COUNTED)
-
-
-COUNT_ATTEMPT = Query(_count_attempt)
+COUNT_ATTEMPT = upsert(
+    login_attempt, _a.user_name, {"user_name": sa.bindparam("user_name"), "window_start": sa.bindparam("now"),
+                                  "attempts": 1},
+    [("attempts", sa.case((_EXPIRED, 1), else_=_a.attempts + 1)),
+     ("window_start", sa.case((_EXPIRED, sa.bindparam("now")), else_=_a.window_start))],
+)
 FIND_ATTEMPTS = Query(sa.select(_a.attempts, _a.window_start).where(_a.user_name == sa.bindparam("user_name")))
 FORGET_ATTEMPTS = Query(sa.delete(login_attempt).where(_a.user_name == sa.bindparam("user_name")))
 PRUNE_ATTEMPTS = Query(sa.delete(login_attempt).where(_EXPIRED))
