@@ -15,7 +15,7 @@ from fastapi.security.base import SecurityBase
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
-from shop.infra.auth import Tokens, bearer, check_admin
+from shop.infra.auth import Tokens, bearer, check_secret
 
 
 def from_state(name: str) -> DependsParam:
@@ -40,6 +40,8 @@ class BearerToken(SecurityBase):
 
 USER_TOKEN = BearerToken("userToken", "a user's token, from POST /user/login")
 ADMIN_TOKEN = BearerToken("adminToken", "the operator's token (SHOP_ADMIN_TOKEN)")
+MERCHANT_KEY = BearerToken("merchantKey", "the shop's key at the payment platform (SHOP_MERCHANT_KEY): the sandbox's "
+                                          "merchant calls")
 
 
 async def current_user_id(request: Request, token: Annotated[str, Depends(USER_TOKEN)]) -> int:
@@ -48,7 +50,7 @@ async def current_user_id(request: Request, token: Annotated[str, Depends(USER_T
 
 
 async def require_admin(request: Request, token: Annotated[str, Depends(ADMIN_TOKEN)]) -> None:
-    check_admin(token, request.app.state.admin_token)
+    check_secret(token, request.app.state.admin_token, "admin token")
 
 
 def forbid_unless(owner_id: int, caller_id: int) -> None:

@@ -9,15 +9,13 @@ The sandbox's errors are ShopErrors (unknown payment 404, wrong state 409, amoun
 installed error handlers answer them."""
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import Field
 
-from shop.common.codes import ShopCode
-from shop.common.errors import ShopError
-from shop.infra.auth import bearer
+from shop.infra.auth import check_secret
+from shop.infra.deps import MERCHANT_KEY
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
 from shop.sandbox.platform import Sandbox
@@ -32,12 +30,10 @@ async def get_sandbox(request: Request) -> Sandbox:
 SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
 
 
-async def merchant(request: Request) -> None:
+async def merchant(request: Request, key: Annotated[str, Depends(MERCHANT_KEY)]) -> None:
     """The caller is the shop: it presents the merchant key (the platform here, or the front
     door's proxy to it, holds the same one)."""
-    key = bearer(request.headers.get("authorization"))
-    if not hmac.compare_digest(key.encode(), request.app.state.sandbox.merchant_key.encode()):
-        raise ShopError(ShopCode.SHOP_USER_NOT_AUTHORIZED, "invalid merchant key")
+    check_secret(key, request.app.state.sandbox.merchant_key, "merchant key")
 
 
 MerchantDep = Depends(merchant)
@@ -60,9 +56,9 @@ class TradeNoOut(Out):
     trade_no: str
 
 
-# 401: not the merchant's key. 409: the trade's state does not allow it (paying a refunded one,
-# refunding an unpaid one).
-@router.post("/sandbox/trades", response_model=Result[TradeOut], responses=refusals(401, 409),
+# 409: the trade's state does not allow it (paying a refunded one, refunding an unpaid one). The
+# merchant key's 401 comes with its bearer scheme (infra/openapi.py).
+@router.post("/sandbox/trades", response_model=Result[TradeOut], responses=refusals(409),
              dependencies=[MerchantDep])
 async def precreate(body: PrecreateIn, sandbox: SandboxDep) -> Envelope:
     """The merchant registers a payment (the pay service calls it); again with the same amount is a no-op."""
@@ -86,7 +82,7 @@ async def resend(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.trade_by_pay_id(pay_id))
 
 
-@router.post("/sandbox/refund/{pay_id}", response_model=Result[TradeOut], responses=refusals(401, 409),
+@router.post("/sandbox/refund/{pay_id}", response_model=Result[TradeOut], responses=refusals(409),
              dependencies=[MerchantDep])
 async def refund(pay_id: IdIn, sandbox: SandboxDep) -> Envelope:
     return ok(await sandbox.refund(pay_id))
