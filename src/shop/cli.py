@@ -300,6 +300,16 @@ def prepare(
     console.print("prepared: databases, migrations, secrets")
 
 
+@app.command("recount-child", hidden=True)
+def recount_child() -> None:
+    """The embedded shop's recount, in a process of its own (admin/recount_child.py says why)."""
+    from shop.admin.recount_child import child, child_settings
+    from shop.bootstrap import bootstrap
+
+    shop = bootstrap(child_settings(), run_migrations=False)
+    asyncio.run(child(shop.operator.auditor, shop.runtime))
+
+
 @app.command()
 def audit(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,

@@ -9,7 +9,9 @@ a server database is a server) with its own interpreter, at a lower CPU priority
 progress back as JSON lines. In the distributed mode nothing of this is needed: each service reads
 its facts in its own process already.
 
-The parent side (`recount_in_child`) and the child's (`main`) are both here: they speak one format.
+The parent side (`recount_in_child`) and the child's (`child`, run by the hidden `shop recount-child`,
+which bootstraps the shop: this module does not, so bootstrap can import it) are both here: they
+speak one format.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import sys
 from typing import Any
 
 from shop.admin.audit import Finding
-from shop.admin.auditor import Recount
+from shop.admin.auditor import Auditor, Recount
 from shop.infra.config import Settings
 
 log = logging.getLogger("shop.audit")
@@ -40,7 +42,7 @@ async def recount_in_child(settings: Settings, recount: Recount) -> None:
     """Run a recount in a child process, filling `recount` as it reports. The settings reach it on
     its stdin (they hold the admin token and the database URLs: not for argv or the environment)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shop.admin.recount_child",
+        sys.executable, "-m", "shop", "recount-child",  # cli.py: bootstrap, then child() here
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -65,12 +67,10 @@ async def recount_in_child(settings: Settings, recount: Recount) -> None:
             await proc.wait()
 
 
-async def _child(settings: Settings) -> None:
-    from shop.bootstrap import bootstrap
-
-    # No migrations: the serving process ran them, and the child only reads.
-    shop = bootstrap(settings, run_migrations=False)
-    await shop.runtime.connect()
+async def child(auditor: Auditor, runtime: Any) -> None:
+    """The child's side, handed a shop that `shop recount-child` bootstrapped (without migrations:
+    the serving process ran them, and the child only reads) from the settings on its stdin."""
+    await runtime.connect()
     out = sys.stdout.buffer
     recount = Recount()
 
@@ -82,22 +82,18 @@ async def _child(settings: Settings) -> None:
 
     reporter = asyncio.create_task(progress())
     try:
-        await shop.operator.auditor.recount_all(recount, CHUNK, pause_s=0)
+        await auditor.recount_all(recount, CHUNK, pause_s=0)
     finally:
         reporter.cancel()
-        await shop.runtime.close()
+        await runtime.close()
     found = [{"text": f.text, "orderId": f.order_id} for f in recount.violations]
     out.write(_line(recount, violations=found, wrongOrders=sorted(recount.wrong_orders)))
     out.flush()
 
 
-def main() -> None:
+def child_settings() -> Settings:
+    """The child's settings (its parent's, from stdin), its CPU priority lowered and its log to stderr."""
     os.nice(NICENESS)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [recount] %(name)s: %(message)s")
-    settings = Settings.model_validate_json(sys.stdin.buffer.read())
-    asyncio.run(_child(settings))
-
-
-if __name__ == "__main__":
-    main()
+    return Settings.model_validate_json(sys.stdin.buffer.read())
