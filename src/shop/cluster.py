@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import random
 import re
 import secrets
 import signal
@@ -33,7 +32,9 @@ from typing import Any
 
 import httpx
 
+from shop.cluster_lock import held_by, lock_data
 from shop.infra.config import SERVICES, Settings
+from shop.ports import Listen, _free_port, cannot_listen, free_ports, taken_ports  # noqa: F401 - free_ports: tests, benches
 
 log = logging.getLogger("shop.cluster")
 
@@ -182,43 +183,6 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
     return out
 
 
-def _free_port(host: str) -> int:
-    """A port for a service's /metrics (see free_ports)."""
-    return free_ports(host, 1)
-
-
-def free_ports(host: str = "127.0.0.1", n: int = 1) -> int:
-    """A port p, with p+1 ... p+n-1, free now and below the kernel's ephemeral range. The process
-    that binds it does so a second or two later (and keeps it across restarts): a port from the
-    ephemeral range (what binding port 0 gives) can be taken meanwhile as the local end of any
-    outgoing connection (every process opens dozens to the databases, the broker and Zookeeper as
-    it starts), and then that listener never comes up for the life of that connection. CI lost a
-    cluster's order service, and later its pay-web, to this."""
-    low = _ephemeral_range()[0]
-    for port in random.sample(range(max(1024, low - 12000), low - n), 200):
-        socks = []
-        try:
-            for k in range(n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, port + k))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} free ports in a row below {low} on {host}")
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):  # not Linux: IANA's dynamic range, which BSD and macOS use
-        return 49152, 65535
-
-
 def write_scrape_targets(config: ClusterConfig, kids: list[Child]) -> Path:
     """Prometheus's file-based discovery (file_sd_configs): every process's /metrics address."""
     targets = []
@@ -229,19 +193,6 @@ def write_scrape_targets(config: ClusterConfig, kids: list[Child]) -> Path:
     path = (config.data_dir / "prometheus-targets.json").resolve()
     path.write_text(json.dumps(targets, indent=2) + "\n")
     return path
-
-
-@dataclass(frozen=True)
-class Listen:
-    """A port one of the cluster's processes will listen on."""
-
-    process: str  # its Child.name: "web", "goods-2"
-    what: str  # "HTTP", "gRPC", "/metrics"
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port} ({self.process}'s {self.what} port)"
 
 
 def listens(config: ClusterConfig, kids: list[Child]) -> list[Listen]:
@@ -257,51 +208,6 @@ def listens(config: ClusterConfig, kids: list[Child]) -> list[Listen]:
             out.append(Listen(c.name, "gRPC", host, int(c.env["SHOP_RPC_PORT"])))
         out.append(Listen(c.name, "/metrics", host, int(c.env["SHOP_METRICS_PORT"])))
     return out
-
-
-def cannot_listen(host: str, port: int) -> str | None:
-    """Why a server could not listen on host:port now (None: it could). With SO_REUSEADDR, as
-    uvicorn and gRPC bind: a port held only by connections closing (TIME_WAIT) is not taken."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            s.listen()
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return None
-
-
-def taken_ports(wanted: list[Listen]) -> list[str]:
-    """The ports the cluster cannot have, each with the process that wanted it, said before
-    anything starts rather than as a process that dies every few seconds."""
-    problems = []
-    first: dict[int, Listen] = {}
-    for w in wanted:
-        other = first.setdefault(w.port, w)
-        if other is not w and (other.host == w.host or {other.host, w.host} & {"0.0.0.0", "::", ""}):
-            hint = " (SHOP_RPC_PORT is set: unset it, and each service takes a free port)" if w.what == "gRPC" else ""
-            problems.append(f"port {w.port} is wanted twice: {other} and {w}{hint}")
-        elif why := cannot_listen(w.host, w.port):
-            problems.append(f"{w} is taken ({why}; `ss -ltnp 'sport = :{w.port}'` shows by what)")
-    return problems
-
-
-def lock_data(config: ClusterConfig, command: str) -> bytes:
-    """What the holder of a cluster's lock says about itself, for whoever finds it taken."""
-    return json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                       "url": f"http://{config.host}:{config.port}", "dataDir": str(config.data_dir.resolve()),
-                       "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
-
-
-def held_by(name: str, data: bytes) -> str:
-    """A sentence about the process holding cluster `name`'s lock (from lock_data)."""
-    try:
-        h = json.loads(data)
-        return (f"cluster {name!r} is held by `{h['command']}` (pid {h['pid']} on {h['host']}, "
-                f"{h['url']}, data dir {h['dataDir']}, since {h['since']})")
-    except (ValueError, KeyError, TypeError):
-        return f"cluster {name!r} is held by another process ({data[:200]!r})"
 
 
 def prepare(config: ClusterConfig) -> None:

@@ -126,7 +126,8 @@ def test_cli_refuses_what_it_cannot_run(argv: list[str]) -> None:
 def test_metrics_ports_are_below_the_ephemeral_range(tmp_path: Path) -> None:
     # An outgoing connection's local port comes from the ephemeral range: a port chosen there could
     # be taken by one before the service binds it, and stay taken for that connection's life.
-    from shop.cluster import _ephemeral_range, children
+    from shop.cluster import children
+    from shop.ports import _ephemeral_range
 
     low, _ = _ephemeral_range()
     kids = children(ClusterConfig(db="postgresql", port=18000, data_dir=tmp_path, name="t"), {})
