@@ -20,6 +20,7 @@ nothing is patched in after construction.
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 from typing import Any
 
@@ -34,7 +35,7 @@ from shop.common.ids import IdWorker
 from shop.infra import metrics
 from shop.infra.auth import Tokens, load_or_create_secret
 from shop.infra.config import SERVICES, Settings
-from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database
+from shop.infra.db import Database, SqliteDatabase, ensure_databases, open_database, weak_durability
 from shop.infra.faults import Faults, with_faults
 from shop.infra.files import private_dir
 from shop.infra.messaging import Broker, EmbeddedBroker, Inbox, Outbox, Relay, Settler, Subscription
@@ -87,13 +88,17 @@ def prepare(settings: Settings) -> None:
     """What the processes of a distributed shop share, made once before any starts (`shop prepare`,
     `shop cluster up`, the compose file's prepare job): each service's database where missing, the
     migrations, and in the data dir the token secret (unless SHOP_TOKEN_SECRET is set) and the
-    sandbox's key pair. Several processes starting at once would race to make them."""
+    sandbox's key pair. Several processes starting at once would race to make them. Warns of a
+    database server that acknowledges commits it could lose (infra/db/durability.py)."""
     private_dir(settings.data_dir)
     for service in SERVICES:
         url = make_url(settings.db_url(service))
         if url.get_backend_name() != "sqlite" and url.database:
             ensure_databases(url.set(database=None).render_as_string(hide_password=False), [url.database])
     migrate(settings)
+    # Said, not refused: the operator may have reasons (a test bed), and the shop runs either way.
+    for warning in weak_durability([settings.db_url(s) for s in SERVICES]):
+        logging.getLogger("shop.prepare").warning(warning)
     if not settings.token_secret:
         load_or_create_secret(settings.data_dir / "token.secret")
     merchant_key(settings)

@@ -1,11 +1,14 @@
-"""Opening a service's database by URL, and making or dropping databases on a server."""
+"""Opening a service's database by URL, making or dropping databases on a server, and reading
+a server's durability settings."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from shop.infra.db.base import Database
+from shop.infra.db.durability import SETTINGS, durability_warnings
 from shop.infra.db.mysql import MysqlDatabase
 from shop.infra.db.postgres import PostgresDatabase
 from shop.infra.db.sqlite import SqliteDatabase
@@ -75,3 +78,49 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False, 
         asyncio.run(mysql())
     else:
         raise ValueError(f"databases are created on PostgreSQL or MySQL/MariaDB, not {backend}")
+
+
+def weak_durability(urls: list[str]) -> list[str]:
+    """The warnings (durability.durability_warnings) for the databases at these URLs, read through a
+    connection to each as the shop makes it, so per-database and per-role settings count; SQLite's
+    are the shop's own (infra/db/sqlite.py). Blocking, like ensure_databases."""
+    found = []  # (dialect, server, database, url)
+    for url in urls:
+        u = make_url(url)
+        dialect = {"mariadb": "mysql"}.get(u.get_backend_name(), u.get_backend_name())
+        if dialect in SETTINGS and u.database:
+            port = u.port or {"postgresql": 5432, "mysql": 3306}[dialect]
+            found.append((dialect, f"{u.host or '127.0.0.1'}:{port}", u.database, url))
+
+    async def read() -> list[dict[str, Any]]:
+        return [await _durability_settings(dialect, url) for dialect, _, _, url in found]
+
+    servers: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for (dialect, server, database, _), settings in zip(found, asyncio.run(read()) if found else [], strict=True):
+        servers.setdefault((dialect, server), {})[database] = settings
+    return [w for (dialect, server), seen in servers.items() for w in durability_warnings(server, dialect, seen)]
+
+async def _durability_settings(dialect: str, url: str) -> dict[str, Any]:
+    u = make_url(url)
+    names = SETTINGS[dialect]
+    if dialect == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username or "postgres",
+                                     password=u.password, database=u.database)
+        try:
+            rows = await conn.fetch("SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", list(names))
+            return {r["name"]: r["setting"] for r in rows}
+        finally:
+            await conn.close()
+    import asyncmy
+
+    conn = await asyncmy.connect(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
+                                 password=u.password or "", database=u.database)
+    try:
+        async with conn.cursor() as cur:
+            # @@name: the session's value where the variable has one, else the server's.
+            await cur.execute("SELECT " + ", ".join(f"@@{name}" for name in names))
+            return dict(zip(names, await cur.fetchone(), strict=True))
+    finally:
+        conn.close()
