@@ -128,6 +128,47 @@ class Server:
         self.tmp.cleanup()
 
 
+class ClusterServer(Server):
+    """`shop cluster up --db DB` under a fresh name, data dir and ports, for the length of the bench;
+    what it left on the shared servers (databases, queues, registry nodes) removed by cleanup()."""
+
+    def __init__(self, db: str = "postgresql", extra_env: dict[str, str] | None = None) -> None:
+        from shop.cluster import ClusterConfig, free_ports
+
+        super().__init__(pin=False, extra_env=extra_env)
+        self.name = f"bench_{secrets.token_hex(3)}"
+        self.port = free_ports("127.0.0.1", 4)  # web and the 3 after it, below the ephemeral range
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = ClusterConfig(db=db, port=self.port, data_dir=self.data_dir, name=self.name)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True)
+        cmd = [sys.executable, "-m", "shop", "cluster", "up", "--db", self.config.db, "--port", str(self.port),
+               "--data-dir", str(self.data_dir), "--name", self.name]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        end = time.monotonic() + 180
+        while b"shop cluster serving on" not in self.log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise SystemExit(f"shop cluster up did not come up:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> int | None:
+        rc = super().stop()
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # any process of it left behind
+        return rc
+
+    def cleanup(self) -> None:
+        from shop.cluster import remove
+
+        remove(self.config, self.config.environment(self.admin_token, base=self.env()))
+        super().cleanup()
+
+
 def data(r: httpx.Response) -> Any:
     if r.status_code != 200:
         raise SystemExit(f"{r.request.method} {r.request.url} -> {r.status_code} {r.text}")
@@ -218,19 +259,31 @@ end
 """
 
 
-def run_wrk(url: str, goods_id: str, users: list[tuple[str, dict]], concurrency: int, seconds: float) -> dict[str, Any]:
-    import re
+def wrk_lua(goods_id: str, users: list[tuple[str, dict]]) -> str:
+    """The Lua script that makes wrk cycle through the users' orders (WRK_LUA)."""
+    bodies = ", ".join("[[" + json.dumps(order_body(uid, goods_id)) + "]]" for uid, _ in users)
+    tokens = ", ".join('"' + auth["Authorization"].split()[1] + '"' for _, auth in users)
+    return WRK_LUA % (bodies, tokens)
+
+
+def wrk(url: str, script: str, concurrency: int, seconds: float) -> str:
+    """wrk's report: one thread, `concurrency` connections, for `seconds`, driven by `script`."""
     import shutil
 
     if not shutil.which("wrk"):
-        raise SystemExit("--wrk needs wrk on PATH (Debian: apt-get install wrk)")
-    bodies = ", ".join("[[" + json.dumps(order_body(uid, goods_id)) + "]]" for uid, _ in users)
-    tokens = ", ".join('"' + auth["Authorization"].split()[1] + '"' for _, auth in users)
+        raise SystemExit("this needs wrk on PATH (Debian: apt-get install wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_LUA % (bodies, tokens))
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", f.name, url],
-                         capture_output=True, text=True, check=True).stdout
-    os.unlink(f.name)
+        f.write(script)
+    try:
+        return subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", f.name, url],
+                              capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+
+
+def wrk_result(out: str, seconds: float) -> dict[str, Any]:
+    """orders/s, latencies and errors (non-2xx answers, socket errors) from wrk's report."""
+    import re
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\b", out, re.M)
@@ -238,13 +291,20 @@ def run_wrk(url: str, goods_id: str, users: list[tuple[str, dict]], concurrency:
             return float("nan")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    found = re.search(r"(\d+) requests in", out)
+    if found is None:
+        raise SystemExit(f"no result from wrk:\n{out}")
+    total = int(found.group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     ok = total - non2xx
     errors = {k: v for k, v in (("non-2xx", non2xx), ("socket", sock)) if v}
     return {"ok": ok, "warm_ok": 0, "errors": errors, "elapsed": seconds, "rate": ok / seconds,
             "p50": ms("50%"), "p99": ms("99%")}
+
+
+def run_wrk(url: str, goods_id: str, users: list[tuple[str, dict]], concurrency: int, seconds: float) -> dict[str, Any]:
+    return wrk_result(wrk(url, wrk_lua(goods_id, users), concurrency, seconds), seconds)
 
 
 async def quiet_audit(c: httpx.AsyncClient, admin: dict[str, str], timeout_s: float = 30.0) -> dict[str, Any]:
