@@ -207,10 +207,11 @@ def report(r: dict[str, Any], args: argparse.Namespace, offline: dict[str, Any] 
     run, audit = r["run"], r["audit"]
     errors = sum(run["errors"].values())
     by_status = f" {run['statuses']}" if run["statuses"] else ""
+    saturated = f"; errors at the maximum, not counted below: {r['max']['errors']}" if r["max"]["errors"] else ""
     lines = [
         f"**{r['label']}**: {args.minutes:g} min at {args.load:.0%} of the maximum "
         f"({r['max']['rate']:.0f} orders/s measured over {args.max_seconds:g} s, wrk 1 thread, "
-        f"{args.concurrency} connections): target {r['target']:.0f}/s, achieved {run['rate']:.1f}/s "
+        f"{args.concurrency} connections{saturated}): target {r['target']:.0f}/s, achieved {run['rate']:.1f}/s "
         f"(p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms); errors {errors} (wrk: {run['errors'] or 'none'}; "
         f"Lua: {run['lua_errors']}{by_status}); audit: consistent={audit['consistent']}, "
         f"pending={audit['pending']}, violations={len(audit['violations'])}; stock taken {r['taken']} for "
