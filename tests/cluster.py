@@ -125,9 +125,10 @@ class Cluster:
 
     def providers(self, interface: str) -> list[dict[str, str]]:
         """The registered providers of an interface, read straight from Zookeeper: address and pid."""
-        from kazoo.client import KazooClient
+        from shop.infra.registry import zk_client
 
-        zk = KazooClient(hosts=self.process_env()["SHOP_REGISTRY_URL"])
+        env = self.process_env()
+        zk = zk_client(env["SHOP_REGISTRY_URL"], env.get("SHOP_REGISTRY_AUTH"))
         zk.start(10)
         try:
             path = f"{self.registry_root}/{interface}/providers"
