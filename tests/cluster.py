@@ -26,6 +26,9 @@ TEST_ENV = {
     # Zookeeper's minimum with its default tickTime (2 s): a crashed provider is dropped within ~4 s.
     "SHOP_REGISTRY_SESSION_TIMEOUT_S": "4",
     "SHOP_SANDBOX": "1",  # the payment tests pay at the sandbox (off by default: API.md)
+    # The registry's credential on, as in docker-compose.yml: the processes, the supervisor's lock,
+    # the purge and the tests' own reads of the registry all go through it.
+    "SHOP_REGISTRY_AUTH": "shop:e2e-registry-password",
 }
 
 
@@ -125,9 +128,10 @@ class Cluster:
 
     def providers(self, interface: str) -> list[dict[str, str]]:
         """The registered providers of an interface, read straight from Zookeeper: address and pid."""
-        from kazoo.client import KazooClient
+        from shop.infra.registry import zk_client
 
-        zk = KazooClient(hosts=self.process_env()["SHOP_REGISTRY_URL"])
+        env = self.process_env()
+        zk = zk_client(env["SHOP_REGISTRY_URL"], env.get("SHOP_REGISTRY_AUTH"))
         zk.start(10)
         try:
             path = f"{self.registry_root}/{interface}/providers"

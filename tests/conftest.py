@@ -6,7 +6,7 @@ test; elsewhere the test is skipped with the reason.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from shop.app import create_app
 from shop.bootstrap import bootstrap
 from shop.infra.config import SERVICES, Settings
 from shop.infra.db import drop_databases, ensure_databases
+from shop.infra.tls import Tls, ensure_material, issue
+from shop.infra.tls import load as load_tls
 from shop.runtime import Shop
 from shop.sandbox.notify import http_sender
 from shop.services.catalog import PARTS
@@ -48,6 +50,26 @@ def _unavailable(what: str, exc: BaseException | str) -> None:
 
 
 _SERVER_URLS: dict[str, dict[str, str]] = {}
+
+TlsFor = Callable[[str], Tls]  # a role's material: "order", "web", ..., or "test-server"
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFor:
+    """The shop's CA and every role's certificate, as `shop prepare` makes them, read by the loader a
+    process uses; and "test-server", one server certificate for all six services, for the tests
+    that serve several in one gRPC server."""
+    directory = tmp_path_factory.mktemp("tls")
+    ensure_material(directory)
+    issue(directory, "test-server", SERVICES)
+    settings = Settings(data_dir=directory, tls_dir=directory, rpc_tls="on")
+
+    def of(role: str) -> Tls:
+        material = load_tls(settings, role)
+        assert material is not None
+        return material
+
+    return of
 
 
 def server_urls(backend: str) -> dict[str, str]:

@@ -44,6 +44,8 @@ from shop.infra.registry import Discovered, ZkRegistry
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.local import local_client
 from shop.infra.signing import Verifier, load_or_create_key_pair
+from shop.infra.tls import ensure_material, tls_dir
+from shop.infra.tls import load as load_tls
 from shop.infra.tracing import Tracing, process_tracing
 from shop.runtime import Runtime, Shop
 from shop.sandbox.client import HttpPlatform, NoPlatform
@@ -87,9 +89,11 @@ def migrate(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
 def prepare(settings: Settings) -> None:
     """What the processes of a distributed shop share, made once before any starts (`shop prepare`,
     `shop cluster up`, the compose file's prepare job): each service's database where missing, the
-    migrations, and in the data dir the token secret (unless SHOP_TOKEN_SECRET is set) and the
-    sandbox's key pair. Several processes starting at once would race to make them. Warns of a
-    database server that acknowledges commits it could lose (infra/db/durability.py)."""
+    migrations, and in the data dir the token secret (unless SHOP_TOKEN_SECRET is set), the
+    sandbox's key pair and, unless the operator brings their own, the CA and every role's
+    certificate for the calls between processes (infra/tls.py). Several processes starting at once
+    would race to make them. Warns of a database server that acknowledges commits it could lose
+    (infra/db/durability.py)."""
     private_dir(settings.data_dir)
     for service in SERVICES:
         url = make_url(settings.db_url(service))
@@ -103,6 +107,8 @@ def prepare(settings: Settings) -> None:
         load_or_create_secret(settings.data_dir / "token.secret")
     merchant_key(settings)
     load_or_create_key_pair(settings.data_dir)
+    if settings.rpc_tls == "on" and not (settings.tls_ca and settings.tls_cert and settings.tls_key):
+        ensure_material(tls_dir(settings))
 
 
 def merchant_key(settings: Settings) -> str:
@@ -136,9 +142,12 @@ class _Wiring:
         self.ids = IdWorker(settings.worker_id, settings.datacenter_id)
         self.faults = Faults(settings.faults)
         self.registry = (
-            ZkRegistry(settings.registry_url, settings.registry_root, settings.registry_session_timeout_s)
+            ZkRegistry(settings.registry_url, settings.registry_root, settings.registry_session_timeout_s,
+                       auth=settings.registry_auth)
             if role != "all" and settings.registry_url else None
         )
+        # The calls between processes: this role's certificate (the embedded shop makes none).
+        self.tls = load_tls(settings, role) if self.registry is not None else None
         self.dbs: dict[str, Database] = {s: open_database(settings.db_url(s)) for s in sorted(self.local)}
         self.outboxes = {s: Outbox(PARTS[s].outbox, f"{s}-producer") for s in self.dbs}
         self.broker = self._broker()
@@ -183,7 +192,7 @@ class _Wiring:
                 assert self.registry is not None, f"{service} does not run here and there is no registry"
                 rpc = PARTS[service].rpc
                 c = GrpcClient(rpc, Discovered(self.registry, rpc.full_name), self.s.rpc_deadline_s * factor,
-                               interceptors=self.tracing.grpc_client_interceptors())
+                               tls=self.tls, interceptors=self.tracing.grpc_client_interceptors())
                 self.remote.append(c)
                 self._clients[key] = c
         return self._clients[key]
@@ -285,12 +294,12 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     runtime = Runtime(
         settings=settings, role=role, dbs=w.dbs, broker=w.broker, relays=list(w.relays.values()),
         subscriptions=w.subscriptions(), faults=w.faults, registry=w.registry,
-        exposed=[(PARTS[s].rpc, w.handler(s)) for s in sorted(w.local)] if w.registry else (),
+        exposed=[(PARTS[s].rpc, w.handler(s)) for s in sorted(w.local)] if w.registry else (), tls=w.tls,
         remote=w.remote, sandbox=w.sandbox, platform=w.http_platform, http=w.http, tracing=w.tracing,
         auditor=auditor if role in ADMIN_ROLES else None,
     )
     operator = Operator(users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log,
-                        broker=w.broker, faults=w.faults, registry=w.registry, auditor=auditor)
+                        broker=w.broker, faults=w.faults, registry=w.registry, auditor=auditor, tls=w.tls)
     return Shop(
         settings=settings, role=role, tokens=Tokens(secret, settings.token_ttl_s),
         admin_token=settings.admin_token or secrets.token_urlsafe(24), faults=w.faults,

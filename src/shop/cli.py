@@ -293,11 +293,13 @@ def prepare(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """Before the processes of a distributed shop start: create each service's database where it is
-    missing, apply the migrations, and make the shared token secret and the sandbox's key pair."""
+    missing, apply the migrations, and make the shared token secret, the sandbox's key pair and,
+    unless the operator brings their own, the CA and each role's certificate for the mutual TLS
+    between the processes (docs/operations.md, "Calls between processes")."""
     from shop.bootstrap import prepare as do_prepare
 
     do_prepare(_settings(data_dir))
-    console.print("prepared: databases, migrations, secrets")
+    console.print("prepared: databases, migrations, secrets, TLS material")
 
 
 @app.command("recount-child", hidden=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from shop.cluster_lock import held_by, lock_data
+from shop.cluster_lock import held_by, lock_data, session
 from shop.infra.config import SERVICES, Settings
 from shop.ports import Listen, _free_port, cannot_listen, free_ports, taken_ports  # noqa: F401 - free_ports: tests, benches
 
@@ -220,12 +220,11 @@ def prepare(config: ClusterConfig) -> None:
 
 async def wait_ready(config: ClusterConfig, env: dict[str, str], timeout_s: float = 120.0) -> None:
     """Until every service process is registered and the HTTP roles answer /healthz."""
-    from shop.infra.registry import ZkRegistry
     from shop.infra.rpc.admin import ADMIN_SERVICE
 
     services = sum(n for r, n in config.scale.items() if r in SERVICES)
     async with asyncio.timeout(timeout_s):
-        async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"]) as registry:
+        async with session(env) as registry:
             view = await registry.providers(ADMIN_SERVICE)
             while len(view.addresses) < services:
                 await asyncio.sleep(0.1)
@@ -330,17 +329,17 @@ def remove(config: ClusterConfig, env: Mapping[str, str]) -> None:
     and exchanges (quorum queues by the hundred slow RabbitMQ down for everyone), its databases and
     its registry nodes. `env`: the processes' environment (ClusterConfig.environment). It does not
     ask whether the cluster runs: `purge` does, for the operator; tests call this after a stop."""
-    from kazoo.client import KazooClient
     from kazoo.exceptions import NoNodeError, NotEmptyError
 
     from shop.infra.db import drop_databases
     from shop.infra.rabbit import delete_topology
+    from shop.infra.registry import zk_client
     from shop.services.catalog import TOPOLOGY
 
     asyncio.run(delete_topology(env["SHOP_BROKER_URL"], env["SHOP_BROKER_PREFIX"], TOPOLOGY))
     drop_databases(config.db_base_url(), [f"{config.name}_{s}" for s in SERVICES])
     root = "/" + env["SHOP_REGISTRY_ROOT"].strip("/")
-    zk = KazooClient(hosts=env["SHOP_REGISTRY_URL"])
+    zk = zk_client(env["SHOP_REGISTRY_URL"], env.get("SHOP_REGISTRY_AUTH"))
     zk.start(10)
     try:
         # Only our nodes: the default root is Dubbo's /dubbo, which other applications may share.
@@ -362,9 +361,7 @@ class ClusterRunning(Exception):
 async def purge(config: ClusterConfig, env: Mapping[str, str]) -> None:
     """`shop cluster down --purge NAME`: remove a cluster that is not running. Holds the name's lock
     while it works, so the cluster cannot start meanwhile either."""
-    from shop.infra.registry import ZkRegistry
-
-    async with ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"]) as registry:
+    async with session(env) as registry:
         holder = await registry.hold(LOCK_NODE, lock_data(config, "shop cluster down --purge"))
         if holder is not None:
             raise ClusterRunning(held_by(config.name, holder))
@@ -377,12 +374,10 @@ async def run_cluster(config: ClusterConfig) -> int:
     if missing:
         log.error("shop cluster needs these servers, which do not answer: %s", "; ".join(missing))
         return 1
-    from shop.infra.registry import ZkRegistry
-
     timeout_s = float(env.get("SHOP_REGISTRY_SESSION_TIMEOUT_S") or 6.0)
     # The lock lives as long as this session: a supervisor killed outright frees it when the
     # session expires (the timeout, a few seconds), with its processes (see _die_with_parent).
-    registry = ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"], timeout_s)
+    registry = session(env, timeout_s)
     try:
         await registry.start()
     except ConnectionError as exc:

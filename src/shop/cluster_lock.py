@@ -1,12 +1,25 @@
 """What the holder of a cluster's name lock (an ephemeral Zookeeper node, see cluster.py) writes
-about itself, and the sentence whoever finds the lock taken reads."""
+about itself, the sentence whoever finds the lock taken reads, and the registry session it is held in."""
 from __future__ import annotations
 
 import json
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shop.infra.registry import ZkRegistry
+
+
+def session(env: Mapping[str, str], timeout_s: float = 6.0) -> ZkRegistry:
+    """A registry session as the cluster's processes have theirs (`env`: ClusterConfig.environment),
+    credential included: the supervisor's lock, a purge, the wait until every process registered."""
+    from shop.infra.registry import ZkRegistry
+
+    return ZkRegistry(env["SHOP_REGISTRY_URL"], env["SHOP_REGISTRY_ROOT"], timeout_s,
+                      auth=env.get("SHOP_REGISTRY_AUTH"))
 
 
 def lock_data(config: Any, command: str) -> bytes:

@@ -24,6 +24,7 @@ from shop.infra.registry import ZkRegistry
 from shop.infra.rpc.admin import ADMIN_SERVICE
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.server import Service, serve
+from shop.infra.tls import Tls
 from shop.infra.tracing import Tracing
 from shop.sandbox.client import HttpPlatform
 from shop.sandbox.platform import Sandbox
@@ -52,6 +53,7 @@ class Runtime:
     faults: Faults
     registry: ZkRegistry | None = None
     exposed: Sequence[tuple[Service, object]] = ()  # what this process serves over gRPC
+    tls: Tls | None = None  # how it serves it: mutual TLS, unless SHOP_RPC_TLS=off
     remote: list[GrpcClient] = field(default_factory=list)  # gRPC clients, closed on stop
     sandbox: Sandbox | None = None  # the payment platform stand-in, when it runs in this process
     platform: HttpPlatform | None = None  # or the client of the sandbox process
@@ -94,7 +96,7 @@ class Runtime:
             metrics.serve(self.settings.metrics_port, self.settings.rpc_host)
         if self.registry is not None and self.exposed:
             s = self.settings
-            self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, faults=self.faults,
+            self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, tls=self.tls, faults=self.faults,
                                            interceptors=self.tracing.grpc_server_interceptors())
             address = f"{s.advertise_host or _advertised(s.rpc_host)}:{self._rpc_server.port}"
             for service, _ in self.exposed:

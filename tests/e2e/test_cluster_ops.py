@@ -19,10 +19,10 @@ import asyncpg
 import httpx
 import pytest
 from aio_pika.exceptions import ChannelNotFoundEntity
-from kazoo.client import KazooClient
 
 from shop.infra.config import SERVICES
 from shop.infra.rabbit import exchange_name, queue_name, reports_exchange_name
+from shop.infra.registry import zk_client
 from shop.services.catalog import TOPOLOGY
 from tests.cluster import Cluster, free_ports
 from tests.conftest import PG_URL, _unavailable
@@ -85,7 +85,8 @@ def _left_behind(c: Cluster) -> dict[str, list[str]]:
                     pass
         return found
 
-    zk = KazooClient(hosts=c.process_env()["SHOP_REGISTRY_URL"])
+    env = c.process_env()
+    zk = zk_client(env["SHOP_REGISTRY_URL"], env.get("SHOP_REGISTRY_AUTH"))
     zk.start(10)
     try:
         root = [c.registry_root, *zk.get_children(c.registry_root)] if zk.exists(c.registry_root) else []

@@ -24,6 +24,7 @@ from shop.infra.db import Database, open_database
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.errors import MD_CODE
 from shop.infra.rpc.server import serve
+from shop.infra.tls import server_name
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
 from shop.services.catalog import migrate_service as upgrade
@@ -36,22 +37,27 @@ from shop.services.goods.handlers import GoodsHandlers
 from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
 from shop.services.user.handlers import UserHandlers
+from tests.conftest import TlsFor
 
 DEADLINE_S = 3.0
 
 
 class Participants:
-    def __init__(self, handlers: dict[str, Any], server: grpc.aio.Server, target: str) -> None:
+    """The participants' clients as the order service holds them: with its certificate (the only
+    role that may take stock, use a coupon or move a balance)."""
+
+    def __init__(self, handlers: dict[str, Any], server: grpc.aio.Server, target: str, tls: TlsFor) -> None:
         self.handlers = handlers
         self.server = server
         self.target = target
-        self.users = GrpcClient(user_rpc.SERVICE, target, DEADLINE_S)
-        self.goods = GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S)
-        self.coupons = GrpcClient(coupon_rpc.SERVICE, target, DEADLINE_S)
+        self.tls = tls
+        self.users = GrpcClient(user_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"))
+        self.goods = GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"))
+        self.coupons = GrpcClient(coupon_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"))
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Participants]:
+async def net(tmp_path: Path, tls: TlsFor) -> AsyncIterator[Participants]:
     dbs: dict[str, Database] = {}
     for service in ("user", "goods", "coupon"):
         url = f"sqlite:///{tmp_path / service}.db"
@@ -65,8 +71,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Participants]:
         "coupon": CouponHandlers(dbs["coupon"], ids),
     }
     rpcs = {"user": user_rpc.SERVICE, "goods": goods_rpc.SERVICE, "coupon": coupon_rpc.SERVICE}
-    server = await serve([(rpcs[s], h) for s, h in handlers.items()], "127.0.0.1", 0)
-    p = Participants(handlers, server, f"127.0.0.1:{server.port}")
+    server = await serve([(rpcs[s], h) for s, h in handlers.items()], "127.0.0.1", 0, tls=tls("test-server"))
+    p = Participants(handlers, server, f"127.0.0.1:{server.port}", tls)
     try:
         yield p
     finally:
@@ -165,7 +171,7 @@ async def test_a_throttled_login_crosses_with_its_retry_after(net: Participants)
         await expect_code(ShopCode.SHOP_USER_NOT_AUTHORIZED, net.users.login("frank", "wrong"))
     throttled = await expect_code(ShopCode.SHOP_USER_LOGIN_THROTTLED, net.users.login("frank", "right"))
     assert 1 <= throttled.data["retryAfter"] <= 300
-    async with grpc.aio.insecure_channel(net.target) as channel:
+    async with net.tls("web").channel(net.target, server_name("user")) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await pb_grpc.UserServiceStub(channel).Login(pb.LoginRequest(user_name="frank", password="right"),
                                                          timeout=DEADLINE_S)
@@ -174,7 +180,7 @@ async def test_a_throttled_login_crosses_with_its_retry_after(net: Participants)
 
 async def test_status_and_metadata_on_the_wire(net: Participants) -> None:
     """What a client in another language sees: a sensible status, the code in the metadata."""
-    async with grpc.aio.insecure_channel(net.target) as channel:
+    async with net.tls("web").channel(net.target, server_name("goods")) as channel:
         stub = pb_grpc.GoodsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.FindGoods(pb.FindGoodsRequest(goods_id=1), timeout=DEADLINE_S)
@@ -187,8 +193,8 @@ async def test_status_and_metadata_on_the_wire(net: Participants) -> None:
         assert (MD_CODE, "SHOP_REQUEST_PARAMETER_VALID") in tuple(info.value.trailing_metadata())
 
 
-async def test_no_server_is_unavailable_within_the_deadline() -> None:
-    async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{free_port()}", deadline_s=1.0) as goods:
+async def test_no_server_is_unavailable_within_the_deadline(tls: TlsFor) -> None:
+    async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{free_port()}", deadline_s=1.0, tls=tls("order")) as goods:
         started = time.monotonic()
         with pytest.raises(ServiceUnavailable):
             await goods.find_goods(1)
@@ -212,9 +218,11 @@ class Slow:
 
 async def test_a_slow_server_is_unavailable_after_the_deadline(net: Participants) -> None:
     goods_id = await net.goods.create_goods(CreateGoods("slow", 1, Decimal("1.00")))
-    server = await serve([(goods_rpc.SERVICE, Slow(net.handlers["goods"], 3.0))], "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, Slow(net.handlers["goods"], 3.0))], "127.0.0.1", 0,
+                         tls=net.tls("test-server"))
     try:
-        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=0.4) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=0.4,
+                              tls=net.tls("order")) as goods:
             started = time.monotonic()
             with pytest.raises(ServiceUnavailable, match="timed out"):
                 await goods.find_goods(goods_id)
@@ -245,11 +253,12 @@ class Flaky:
         return 0
 
 
-async def test_only_idempotent_calls_are_retried_once() -> None:
+async def test_only_idempotent_calls_are_retried_once(tls: TlsFor) -> None:
     flaky = Flaky()
-    server = await serve([(goods_rpc.SERVICE, flaky)], "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, flaky)], "127.0.0.1", 0, tls=tls("test-server"))
     try:
-        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S,
+                              tls=tls("order")) as goods:
             with pytest.raises(ServiceUnavailable, match="the database is away"):
                 await goods.find_goods(1)
             with pytest.raises(ServiceUnavailable):
@@ -266,11 +275,12 @@ class Refusing:
         raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID, "prix changé: 100 % — naïve", http_status=400)
 
 
-async def test_a_shop_error_keeps_its_message_and_http_status() -> None:
+async def test_a_shop_error_keeps_its_message_and_http_status(tls: TlsFor) -> None:
     """Metadata is ASCII only: the message is percent-encoded on the way and decoded back."""
-    server = await serve([(goods_rpc.SERVICE, Refusing())], "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, Refusing())], "127.0.0.1", 0, tls=tls("test-server"))
     try:
-        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S,
+                              tls=tls("order")) as goods:
             with pytest.raises(ShopError) as info:
                 await goods.find_goods(1)
     finally:
@@ -295,11 +305,13 @@ class Broken:
         raise ConnectionResetError("the database went away")
 
 
-async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog: pytest.LogCaptureFixture,
+                                                                          tls: TlsFor) -> None:
     broken = Broken()
-    server = await serve([(goods_rpc.SERVICE, broken)], "127.0.0.1", 0)
+    server = await serve([(goods_rpc.SERVICE, broken)], "127.0.0.1", 0, tls=tls("test-server"))
     try:
-        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S,
+                              tls=tls("order")) as goods:
             with caplog.at_level(logging.INFO, logger="shop"):
                 with pytest.raises(ShopError) as bug:
                     await goods.find_goods(1)

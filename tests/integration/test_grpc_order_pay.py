@@ -18,6 +18,7 @@ from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.errors import MD_CODE, MD_DATA
 from shop.infra.rpc.server import serve
+from shop.infra.tls import Tls, server_name
 from shop.rpc.v1 import orders_pb2 as opb
 from shop.rpc.v1 import orders_pb2_grpc as opb_grpc
 from shop.runtime import Shop
@@ -25,7 +26,7 @@ from shop.services.order import rpc as order_rpc
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.pay import rpc as pay_rpc
 from shop.services.pay.contracts import Notification
-from tests.conftest import make_settings
+from tests.conftest import TlsFor, make_settings
 from tests.support import D, place, state, world
 
 # Placing an order waits on the participants, and a failed one on its compensation (up to ~2 s).
@@ -39,17 +40,19 @@ class Net:
     target: str
     orders: GrpcClient
     pay: GrpcClient
+    tls: Tls  # the front door's, as the clients have it
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
+async def net(tmp_path: Path, tls: TlsFor) -> AsyncIterator[Net]:
     shop = bootstrap(make_settings(tmp_path))
     await shop.start()
     try:
-        server = await serve([(order_rpc.SERVICE, shop.orders), (pay_rpc.SERVICE, shop.pay)], "127.0.0.1", 0)
+        server = await serve([(order_rpc.SERVICE, shop.orders), (pay_rpc.SERVICE, shop.pay)], "127.0.0.1", 0,
+                             tls=tls("test-server"))
         target = f"127.0.0.1:{server.port}"
-        n = Net(shop, server, target, GrpcClient(order_rpc.SERVICE, target, DEADLINE_S),
-                GrpcClient(pay_rpc.SERVICE, target, DEADLINE_S))
+        n = Net(shop, server, target, GrpcClient(order_rpc.SERVICE, target, DEADLINE_S, tls=tls("web")),
+                GrpcClient(pay_rpc.SERVICE, target, DEADLINE_S, tls=tls("web")), tls("web"))
         try:
             yield n
         finally:
@@ -120,7 +123,7 @@ async def test_the_shop_data_on_the_wire(net: Net) -> None:
     w = await world(net.shop, money="100.00", coupon=None)
     net.shop.faults.arm("order.before_confirm", "error", times=1)
     c = place(w.user_id, w.goods_id, w.price)
-    async with grpc.aio.insecure_channel(net.target) as channel:
+    async with net.tls.channel(net.target, server_name("order")) as channel:
         stub = opb_grpc.OrderServiceStub(channel)
         req = opb.ConfirmOrderRequest(
             user_id=c.user_id, goods_id=c.goods_id, goods_number=c.goods_number, goods_price=str(c.goods_price),
@@ -218,13 +221,14 @@ class Flaky:
         self._hit("notify")
 
 
-async def test_only_idempotent_calls_are_retried_once() -> None:
+async def test_only_idempotent_calls_are_retried_once(tls: TlsFor) -> None:
     flaky = Flaky()
-    server = await serve([(order_rpc.SERVICE, flaky), (pay_rpc.SERVICE, flaky)], "127.0.0.1", 0)
+    server = await serve([(order_rpc.SERVICE, flaky), (pay_rpc.SERVICE, flaky)], "127.0.0.1", 0,
+                         tls=tls("test-server"))
     target = f"127.0.0.1:{server.port}"
     try:
-        async with (GrpcClient(order_rpc.SERVICE, target, 3.0) as orders,
-                    GrpcClient(pay_rpc.SERVICE, target, 3.0) as pay):
+        async with (GrpcClient(order_rpc.SERVICE, target, 3.0, tls=tls("web")) as orders,
+                    GrpcClient(pay_rpc.SERVICE, target, 3.0, tls=tls("web")) as pay):
             calls = [
                 orders.confirm_order(place(1, 2, D("10.00"))), orders.find_order(1), orders.cancel_order(1, 2),
                 orders.refund_order(1, 2), pay.create_payment(1, 2, D("1.00")), pay.find_payment(1),

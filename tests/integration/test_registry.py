@@ -21,7 +21,7 @@ from kazoo.exceptions import NoNodeError
 
 from shop.common.errors import ServiceUnavailable
 from shop.infra.registry import ZkRegistry
-from tests.conftest import _unavailable
+from tests.conftest import TlsFor, _unavailable
 
 ZK_HOSTS = os.environ.get("SHOP_TEST_ZK_HOSTS", "127.0.0.1:2181")
 IFACE = "shop.goods.GoodsService"
@@ -226,7 +226,8 @@ class _Counting:
         return call
 
 
-async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path) -> None:
+async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path,
+                                                                     tls: TlsFor) -> None:
     from shop.common.ids import IdWorker
     from shop.infra.db import open_database
     from shop.infra.registry import Discovered
@@ -243,15 +244,15 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     await db.connect()
     goods = GoodsHandlers(db, IdWorker(1, 1))
     a, b = _Counting(goods), _Counting(goods)
-    server_a = await serve([(goods_rpc.SERVICE, a)], "127.0.0.1", 0)
-    server_b = await serve([(goods_rpc.SERVICE, b)], "127.0.0.1", 0)
+    server_a = await serve([(goods_rpc.SERVICE, a)], "127.0.0.1", 0, tls=tls("goods"))
+    server_b = await serve([(goods_rpc.SERVICE, b)], "127.0.0.1", 0, tls=tls("goods"))
     server_c = None
     provider, consumer = await make(), await make()
     iface = "shop.v1.GoodsService"
     addr_a, addr_b = f"127.0.0.1:{server_a.port}", f"127.0.0.1:{server_b.port}"
     node_a = await provider.register(iface, addr_a)
     await provider.register(iface, addr_b)
-    client = GrpcClient(goods_rpc.SERVICE, Discovered(consumer, iface), deadline_s=2.0)
+    client = GrpcClient(goods_rpc.SERVICE, Discovered(consumer, iface), deadline_s=2.0, tls=tls("order"))
     try:
         await (await consumer.providers(iface)).wait_for(2)
         goods_id = await client.create_goods(CreateGoods("g", 100, Decimal("1.00")))
@@ -268,7 +269,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         assert b.calls - before_b == 20
         # Not retry-safe, but A refuses connections: the request never left, so it goes to B too,
         # even from a caller that has not marked A yet (another process, with a view of its own).
-        other = GrpcClient(goods_rpc.SERVICE, Discovered(await make(), iface), deadline_s=2.0)
+        other = GrpcClient(goods_rpc.SERVICE, Discovered(await make(), iface), deadline_s=2.0, tls=tls("web"))
         try:
             before_b = b.calls
             for _ in range(4):
@@ -282,7 +283,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         # old address is closed when it first opens one to the new address.
         assert client.open_addresses == sorted([addr_a, addr_b])
         c = _Counting(goods)
-        server_c = await serve([(goods_rpc.SERVICE, c)], "127.0.0.1", 0)
+        server_c = await serve([(goods_rpc.SERVICE, c)], "127.0.0.1", 0, tls=tls("goods"))
         addr_c = f"127.0.0.1:{server_c.port}"
         await provider.deregister(node_a)
         await provider.register(iface, addr_c)

@@ -3,6 +3,7 @@ with settings `Settings` reads, each id-minting process with its own worker id; 
 supervisor's scale and environment rules."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,45 @@ def test_compose_has_a_three_node_zookeeper_ensemble_and_no_secrets() -> None:
     assert env["SHOP_ADMIN_TOKEN"].startswith("${") and env["SHOP_TOKEN_SECRET"].startswith("${")
 
 
+def test_compose_gives_every_server_its_own_credentials_from_the_environment() -> None:
+    """No guest/guest, no password written in the file: RabbitMQ's user, the databases' password
+    and the registry's credential are required variables, and the shop's URLs use them."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    services = _compose()["services"]
+    assert "guest:guest" not in text
+    required = re.compile(r"^\$\{([A-Z_]+):\?[^}]+\}$")  # ${VAR:?message}: compose refuses to start without it
+    rabbit = services["rabbitmq"]["environment"]
+    assert required.match(rabbit["RABBITMQ_DEFAULT_USER"]) and required.match(rabbit["RABBITMQ_DEFAULT_PASS"])
+    assert required.match(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    for name, svc in services.items():
+        if svc.get("image") != "shop:latest":
+            continue
+        env = svc["environment"]
+        assert env["SHOP_BROKER_URL"].startswith(
+            "amqp://${RABBITMQ_DEFAULT_USER:?set RABBITMQ_DEFAULT_USER}:${RABBITMQ_DEFAULT_PASS:?"), name
+        assert required.match(env["SHOP_REGISTRY_AUTH"]), name
+        for key, value in env.items():
+            userinfo = re.match(r"^[a-z]+://(\$\{[^}]+\}|[^:@/]+):(\$\{[^}]+\}|[^@/]+)@", str(value))
+            if userinfo:  # user:password@host: the password a variable
+                assert required.match(userinfo.group(2)), (name, key)
+
+
+def test_compose_calls_between_processes_are_mutual_tls_with_prepares_material() -> None:
+    """TLS on (the settings' default, which no process turns off), the material made by the one-shot
+    prepare into the volume every process mounts (<data_dir>/tls, SHOP_DATA_DIR=/data)."""
+    assert Settings.model_fields["rpc_tls"].default == "on"
+    services = _compose()["services"]
+    assert services["prepare"]["command"] == ["prepare"]
+    volume = services["prepare"]["volumes"][0]
+    assert volume.endswith(":/data") and "SHOP_DATA_DIR=/data" in (ROOT / "Dockerfile").read_text()
+    for name, svc in services.items():
+        if svc.get("image") == "shop:latest" and svc.get("command", [""])[0] == "serve":
+            env = svc["environment"]
+            assert not {"SHOP_RPC_TLS", "SHOP_TLS_DIR", "SHOP_TLS_CA", "SHOP_TLS_CERT", "SHOP_TLS_KEY"} & set(env), name
+            assert volume in svc["volumes"], name
+            assert svc["depends_on"]["prepare"] == {"condition": "service_completed_successfully"}, name
+
+
 def test_dockerfile_runs_the_shop_command() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["shop"]' in text and "FROM python:3.11" in text
@@ -91,6 +131,9 @@ def test_cluster_environment_is_settings(monkeypatch: pytest.MonkeyPatch, tmp_pa
     plain = ClusterConfig(db="mysql", port=9000, data_dir=tmp_path, name="x")
     assert plain.scale["sandbox"] == 0 and "sandbox" not in {c.role for c in children(plain, env)}
     assert plain.environment("token")["SHOP_SANDBOX"] == "0" and "SHOP_SANDBOX_URL" not in plain.environment("t")
+    # Mutual TLS unless the operator asks otherwise (to measure its cost), with the cluster's material.
+    assert "SHOP_RPC_TLS" not in ClusterConfig(data_dir=tmp_path).environment("t", base={})
+    assert ClusterConfig(data_dir=tmp_path).environment("t", base={"SHOP_RPC_TLS": "off"})["SHOP_RPC_TLS"] == "off"
     # The default cluster registers where Dubbo's tooling looks.
     assert ClusterConfig(name="shop", data_dir=tmp_path).environment("t")["SHOP_REGISTRY_ROOT"] == "/dubbo"
 

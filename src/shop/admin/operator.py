@@ -16,6 +16,7 @@ from shop.infra.faults import Faults
 from shop.infra.messaging import Broker
 from shop.infra.registry import ZkRegistry
 from shop.infra.rpc.admin import ADMIN_SERVICE, FanOut, every_process
+from shop.infra.tls import Tls
 from shop.services.coupon.contracts import CouponService
 from shop.services.goods.contracts import GoodsService
 from shop.services.log.contracts import LogService
@@ -28,7 +29,7 @@ class Operator:
     def __init__(
         self, *, users: UserService, goods: GoodsService, coupons: CouponService, orders: OrderService,
         pay: PayService, log: LogService, broker: Broker, faults: Faults, registry: ZkRegistry | None,
-        auditor: Auditor,
+        auditor: Auditor, tls: Tls | None,
     ) -> None:
         self.users = users
         self.goods = goods
@@ -39,6 +40,7 @@ class Operator:
         self.broker = broker
         self.faults = faults
         self.registry = registry  # the distributed mode: every process, for its faults
+        self.tls = tls  # and how this process calls them (infra/tls.py)
         self.auditor = auditor
 
     # -- the audit --------------------------------------------------------------------------------
@@ -126,4 +128,4 @@ class Operator:
         if self.registry is None:  # the embedded mode: this process is the whole shop
             return FanOut([], [])
         view = await self.registry.providers(ADMIN_SERVICE)
-        return await every_process(list(view.addresses), method, body)
+        return await every_process(list(view.addresses), method, body, self.tls)

@@ -48,12 +48,25 @@ class Settings(BaseSettings):
     # got) and the host it registers (the one others reach it by), and where the sandbox platform is.
     registry_url: str | None = None
     registry_root: str = "/dubbo"
+    # "user:password": the shop authenticates to Zookeeper with it (digest) and creates its nodes
+    # readable and writable by that user only. Unset: open nodes, as a local Zookeeper has them.
+    registry_auth: str | None = None
     registry_session_timeout_s: float = Field(default=6.0, ge=1.0)
     rpc_host: str = "127.0.0.1"
     rpc_port: int = Field(default=0, ge=0, le=65535)
     # A gRPC-only process (a service role) serves GET /metrics on this port; HTTP roles on their own.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     advertise_host: str | None = None
+    # Calls between processes are mutual TLS (infra/tls.py): a process presents its role's
+    # certificate and accepts only peers the shop's CA signed. tls_dir: where `shop prepare` makes
+    # them (default <data_dir>/tls); tls_ca/tls_cert/tls_key: this process's own files instead.
+    # rpc_tls "off" exists only to measure what TLS costs: nothing between processes is then
+    # authenticated, so a deployment never runs with it.
+    rpc_tls: Literal["on", "off"] = "on"
+    tls_dir: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # The payment platform: SHOP_SANDBOX=1 (or --demo) runs the sandbox stand-in (in `shop run`,
     # mounted under /sandbox; in the distributed mode, the sandbox role and the front door's proxy
     # to it); off, /sandbox is 404 everywhere. sandbox_url: the platform the pay service calls when

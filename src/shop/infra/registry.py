@@ -12,6 +12,11 @@ callers fail over meanwhile with Providers.mark_failed. Parents are persistent, 
 
 kazoo is thread-based: its watch and connection-state callbacks run on its own threads and are
 handed to the event loop with call_soon_threadsafe; its blocking calls run in asyncio.to_thread.
+
+With a credential (SHOP_REGISTRY_AUTH "user:password") every session authenticates with it (digest)
+and every node the shop creates (the root, the interfaces, the providers, the cluster's lock) is
+readable and writable by that user only: another client of the ensemble can neither list the
+providers nor register one. Nodes made before the credential was set keep their open ACL.
 """
 from __future__ import annotations
 
@@ -26,10 +31,23 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
+from kazoo.security import make_digest_acl
 
 from shop.common.errors import ServiceUnavailable
 
 log = logging.getLogger("shop.registry")
+
+
+def zk_client(hosts: str, auth: str | None, **options: Any) -> KazooClient:
+    """A kazoo client of the shop's: authenticated with `auth` ("user:password"), and creating
+    nodes only that user may touch; without it, as open as Zookeeper's defaults."""
+    if not auth:
+        return KazooClient(hosts=hosts, **options)
+    user, sep, password = auth.partition(":")
+    if not (user and sep and password):
+        raise ValueError("the registry credential is user:password")
+    return KazooClient(hosts=hosts, auth_data=[("digest", auth)],
+                       default_acl=[make_digest_acl(user, password, all=True)], **options)
 
 
 def provider_url(interface: str, address: str, protocol: str = "grpc", **params: Any) -> str:
@@ -175,9 +193,11 @@ class ZkRegistry:
     (4 s to 40 s with the default tickTime=2000)."""
 
     def __init__(
-        self, hosts: str, root: str = "/dubbo", session_timeout_s: float = 6.0, connect_timeout_s: float = 10.0
+        self, hosts: str, root: str = "/dubbo", session_timeout_s: float = 6.0, connect_timeout_s: float = 10.0,
+        *, auth: str | None = None,
     ) -> None:
         self.hosts = hosts
+        self._auth = auth
         self.root = "/" + root.strip("/")
         self.session_timeout_s = session_timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -197,8 +217,8 @@ class ZkRegistry:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        zk = KazooClient(
-            hosts=self.hosts,
+        zk = zk_client(
+            self.hosts, self._auth,
             timeout=self.session_timeout_s,
             # kazoo retries a command forever by default: a call would hang while Zookeeper is down.
             # Reconnecting keeps its default (forever), which is what brings a lost session back.

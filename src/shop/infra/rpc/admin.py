@@ -17,15 +17,22 @@ import orjson
 from shop.common.errors import ServiceUnavailable
 from shop.infra.faults import Faults
 from shop.infra.rpc.errors import never_connected
+from shop.infra.tls import Tls, open_channel, refuse_unless, server_name
 
 ADMIN_SERVICE = "shop.v1.AdminService"
+# Who may arm and clear faults (a crash among them): the front door that serves /admin, and the
+# operator's own tools. Ping is any shop process's.
+FAULT_CALLERS = frozenset({"web", "admin"})
 
 
-def admin_handler(faults: Faults) -> grpc.GenericRpcHandler:
+def admin_handler(faults: Faults, *, authorize: bool) -> grpc.GenericRpcHandler:
+    """authorize: check the caller's role (mutual TLS on); without TLS there is no role to check."""
     async def ping(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
         return {"pid": os.getpid()}
 
     async def arm_fault(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        if authorize:
+            await refuse_unless(context, FAULT_CALLERS, "AdminService.ArmFault")
         try:
             faults.arm(request["point"], request["action"], request.get("times"), int(request.get("delayMs", 0)))
         except (KeyError, TypeError, ValueError) as exc:
@@ -33,6 +40,8 @@ def admin_handler(faults: Faults) -> grpc.GenericRpcHandler:
         return {}
 
     async def clear_faults(request: dict[str, Any], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        if authorize:
+            await refuse_unless(context, FAULT_CALLERS, "AdminService.ClearFaults")
         faults.clear()
         return {}
 
@@ -45,9 +54,11 @@ def admin_handler(faults: Faults) -> grpc.GenericRpcHandler:
     })
 
 
-async def admin_call(address: str, method: str, body: dict[str, Any], timeout_s: float = 2.0) -> dict[str, Any]:
-    """One call of a process's AdminService (rare: a channel for the call)."""
-    async with grpc.aio.insecure_channel(address) as channel:
+async def admin_call(address: str, method: str, body: dict[str, Any], tls: Tls | None,
+                     timeout_s: float = 2.0) -> dict[str, Any]:
+    """One call of a process's AdminService (rare: a channel for the call). Any shop process may
+    serve it: the server's certificate need only be the shop's."""
+    async with open_channel(address, tls, server_name()) as channel:
         call = channel.unary_unary(f"/{ADMIN_SERVICE}/{method}", request_serializer=orjson.dumps,
                                    response_deserializer=orjson.loads)
         return await call(body, timeout=timeout_s)
@@ -61,13 +72,13 @@ class FanOut:
     skipped: list[dict[str, str]]  # {"address", "reason"}
 
 
-async def every_process(addresses: Sequence[str], method: str, body: dict[str, Any]) -> FanOut:
+async def every_process(addresses: Sequence[str], method: str, body: dict[str, Any], tls: Tls | None) -> FanOut:
     """Call `method` on every process at once. One that refuses the connection is skipped, and said
     so: a process that just crashed keeps its registry node until its session expires (a few
     seconds), and has nothing to arm. Any other failure (no answer in time, an error) is
     ServiceUnavailable: that process may be alive, and a fault armed everywhere but there would
     mislead whoever relies on it. So is a call that reached no process at all."""
-    results = await asyncio.gather(*(admin_call(a, method, body) for a in addresses), return_exceptions=True)
+    results = await asyncio.gather(*(admin_call(a, method, body, tls) for a in addresses), return_exceptions=True)
     reached, skipped, failed = [], [], []
     for address, r in zip(addresses, results, strict=True):
         if not isinstance(r, BaseException):

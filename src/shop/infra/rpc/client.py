@@ -23,6 +23,7 @@ from shop.common.errors import ServiceUnavailable
 from shop.infra import metrics
 from shop.infra.rpc.errors import error_from_rpc, has_code, never_connected
 from shop.infra.rpc.server import Service
+from shop.infra.tls import Tls, open_channel, server_name
 
 log = logging.getLogger("shop.rpc.grpc")
 
@@ -72,10 +73,13 @@ class GrpcClient:
     flight, within one deadline), so a long-lived client keeps only the channels it can use."""
 
     def __init__(
-        self, service: Service, target: str | Target, deadline_s: float = 5.0, *,
+        self, service: Service, target: str | Target, deadline_s: float = 5.0, *, tls: Tls | None,
         channel: grpc.aio.Channel | None = None, interceptors: Sequence[Any] = (),
     ) -> None:
         self.service = service
+        # Mutual TLS: this process's certificate, and only a server certified as this service is
+        # accepted. None: plain gRPC (SHOP_RPC_TLS=off, to measure what TLS costs). Required, as in serve().
+        self.tls = tls
         self.interceptors = list(interceptors)  # on every channel it opens: the tracing's (infra/tracing.py)
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive: every call has a deadline")
@@ -106,7 +110,7 @@ class GrpcClient:
         stub = self._stubs.get(address)
         if stub is None:
             self._prune()
-            channel = grpc.aio.insecure_channel(address, interceptors=self.interceptors or None)
+            channel = open_channel(address, self.tls, server_name(self.service.name), self.interceptors)
             self._channels[address] = channel
             stub = self._stubs[address] = self.service.stub(channel)
         return stub
