@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import shutil
-import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,81 +29,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _unavailable
 from tests.e2e.test_crash import ADMIN, ShopProcess
 from tests.support import Api, order_json, quiet_api
+from tests.synced_only import restartable, shim_env
 
-SHIM = Path(__file__).parents[1] / "synced_only.c"
 USERS = 6
 COUPONS = 40  # per user, more than a cut's load can use
 PRICE = "50.00"  # under 100: a shipping fee of 10.00
 FAULT_POINTS = ("order.after_reduce_stock", "order.after_use_coupon", "order.after_reduce_money")
-
-
-# --- the shim ----------------------------------------------------------------------------------------
-
-# Checks the shim sees SQLite's own syncs (libsqlite3's fdatasync) and Python's os.fsync, and that a
-# file keeps only what was synced: a FULL commit survives, a NORMAL one (never synced) does not.
-PROBE = """
-import os, sqlite3, sys
-for name, sync in (("full", "FULL"), ("normal", "NORMAL")):
-    c = sqlite3.connect(os.path.join(sys.argv[1], name + ".db"), isolation_level=None)
-    c.execute("PRAGMA synchronous=" + sync)
-    c.execute("INSERT INTO t VALUES (1)")
-with open(os.path.join(sys.argv[1], "probe.txt"), "w") as f:
-    f.write("synced")
-    f.flush()
-    os.fsync(f.fileno())
-    f.write(" and more")
-    f.flush()
-os._exit(0)  # no close: the WAL files stay as a power cut finds them
-"""
-
-
-def _probe(shim: Path, where: Path) -> None:
-    watched, shadow = where / "watched", where / "shadow"
-    watched.mkdir()
-    for name in ("full", "normal"):
-        c = sqlite3.connect(watched / f"{name}.db")
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute("CREATE TABLE t (x)")
-        c.close()
-    (watched / "probe.txt").write_text("old")
-    shutil.copytree(watched, shadow)
-    subprocess.run([sys.executable, "-c", PROBE, str(watched)], check=True, timeout=30,
-                   env={**os.environ, **shim_env(shim, watched, shadow)})
-    survived = _restartable(shadow)
-    rows = {n: sqlite3.connect(survived / f"{n}.db").execute("SELECT count(*) FROM t").fetchone()[0]
-            for n in ("full", "normal")}
-    text = (survived / "probe.txt").read_text()
-    assert (rows, text) == ({"full": 1, "normal": 0}, "synced"), (
-        f"the power-cut shim does not keep exactly what was synced here: {rows}, {text!r}")
-
-
-@pytest.fixture(scope="module")
-def synced_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        _unavailable("gcc (it builds the power-cut shim, tests/synced_only.c)", "not on PATH")
-    out = tmp_path_factory.mktemp("shim") / "synced_only.so"
-    subprocess.run([str(gcc), "-O2", "-Wall", "-Wno-format-truncation", "-Werror", "-shared", "-fPIC",
-                    "-o", str(out), str(SHIM), "-ldl"], check=True, capture_output=True)
-    _probe(out, tmp_path_factory.mktemp("probe"))
-    return out
-
-
-def shim_env(shim: Path, watched: Path, shadow: Path) -> dict[str, str]:
-    return {"LD_PRELOAD": str(shim), "SYNCED_ONLY_DIR": str(watched), "SYNCED_ONLY_SHADOW": str(shadow)}
-
-
-def _restartable(shadow: Path) -> Path:
-    """The shadow as a machine finds its disk after the cut: the shim's own files gone, and the -shm
-    files too (shared memory, rebuilt from the WAL on the next open; never synced)."""
-    shutil.rmtree(shadow / ".pending", ignore_errors=True)
-    for f in shadow.iterdir():
-        if f.name.startswith(".tmp-") or f.name.endswith("-shm"):
-            f.unlink()
-    return shadow
 
 
 # --- the shop before the cuts --------------------------------------------------------------------------
@@ -294,7 +223,7 @@ async def cut(base: Base, shim: Path, where: Path, rnd: random.Random, durabilit
         promises = await load_until_cut(sp, base, rnd, rnd.uniform(0.3, 2.5))
     finally:
         sp.kill()
-    after = ShopProcess(_restartable(shadow))
+    after = ShopProcess(restartable(shadow))
     after.env["SHOP_SQLITE_DURABILITY"] = durability
     # The same machine after the cut: the same port, where the platform's stored notify URLs point.
     after.port, after.base = sp.port, sp.base

@@ -31,7 +31,8 @@ class WalSyncer:
         self._round: asyncio.Task[None] | None = None
         # The -wal file whose directory entry is durable: SQLite creates a new one when a file is first
         # opened (and after the last connection removed it), and a new file's name survives a power cut
-        # only once its directory is synced too.
+        # only once its directory is synced too. SQLite does that itself when it first syncs a new
+        # WAL's header, unless built with SQLITE_DISABLE_DIRSYNC; once per WAL file, this holds anyway.
         self._inode: int | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-sync-{Path(path).stem}")
 
