@@ -3,14 +3,15 @@
  * Loaded with LD_PRELOAD into `shop run` by tests/e2e/test_power_cut.py. SYNCED_ONLY_DIR names the
  * watched directory (the shop's data dir), SYNCED_ONLY_SHADOW another one that starts as a copy of
  * it. On every fsync or fdatasync of a file in the watched directory, the file's current content is
- * copied into the shadow first (under the same name), then the real call runs. After a SIGKILL the
- * shadow is what a power cut at that instant would have left on the disk: the content each file had
- * at its last sync, and nothing written since.
+ * copied into the shadow first (under the name the disk has for it), then the real call runs. After
+ * a SIGKILL the shadow is what a power cut at that instant would have left on the disk: the content
+ * each file had at its last sync, and nothing written since.
  *
- * Directory entries follow POSIX, not ext4's kindness: a file created since the start (SQLite's
- * -wal) has its synced content held apart (SYNCED_ONLY_SHADOW/.pending) until its directory is
- * synced, as the name of a new file survives a power cut only then; a directory sync also makes
- * removals durable, and a name whose file was never synced comes back empty.
+ * Directory entries follow POSIX, not ext4's kindness: names change on the disk only when their
+ * directory is synced. A file created since (SQLite's -wal, a secret written and renamed into place)
+ * has its synced content held apart (SYNCED_ONLY_SHADOW/.pending/<inode>) until then; a directory
+ * sync gives new and renamed names their file's synced content (none: an empty file) and removes
+ * the names that went.
  *
  * Why C: SQLite syncs from inside libsqlite3 (fdatasync through its PLT) and Python's sqlite3 takes
  * no custom VFS, so there is no Python-level hook into those syncs; an interposed libc symbol sees
@@ -37,26 +38,31 @@ static char watched[PATH_MAX];
 static char shadow[PATH_MAX];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Names with the inode each names: those whose directory entry is durable, and those whose content
- * was synced while their entry was not (the copy waits in .pending). */
-struct names { char name[NAME_MAX + 1]; ino_t ino; };
-static struct names durable[MAX_FILES], pending[MAX_FILES];
-static int n_durable, n_pending;
+/* The names whose directory entry is durable, with the inode each names. The content of an inode
+ * synced while no durable name had it waits in SYNCED_ONLY_SHADOW/.pending/<inode>. */
+static struct { char name[NAME_MAX + 1]; ino_t ino; } durable[MAX_FILES];
+static int n_durable;
 
-static int find(struct names *t, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(t[i].name, name) == 0) return i;
+static int find(const char *name) {
+    for (int i = 0; i < n_durable; i++)
+        if (strcmp(durable[i].name, name) == 0) return i;
     return -1;
 }
 
-static void set(struct names *t, int *n, const char *name, ino_t ino) {
-    int i = find(t, *n, name);
+static int find_inode(ino_t ino) {
+    for (int i = 0; i < n_durable; i++)
+        if (durable[i].ino == ino) return i;
+    return -1;
+}
+
+static void set_durable(const char *name, ino_t ino) {
+    int i = find(name);
     if (i < 0) {
-        if (*n == MAX_FILES) abort();  /* more files than a data dir has: say so loudly */
-        i = (*n)++;
-        snprintf(t[i].name, sizeof t[i].name, "%s", name);
+        if (n_durable == MAX_FILES) abort();  /* more files than a data dir has: say so loudly */
+        i = n_durable++;
+        snprintf(durable[i].name, sizeof durable[i].name, "%s", name);
     }
-    t[i].ino = ino;
+    durable[i].ino = ino;
 }
 
 static void join(char *out, const char *dir, const char *name) {
@@ -64,7 +70,7 @@ static void join(char *out, const char *dir, const char *name) {
 }
 
 static int skipped(const char *name) {
-    return name[0] == '.';  /* ".", "..", and nothing the shop makes */
+    return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
 __attribute__((constructor)) static void init(void) {
@@ -86,7 +92,7 @@ __attribute__((constructor)) static void init(void) {
     while ((e = readdir(d)))
         if (!skipped(e->d_name)) {
             join(path, watched, e->d_name);
-            if (stat(path, &st) == 0) set(durable, &n_durable, e->d_name, st.st_ino);
+            if (stat(path, &st) == 0) set_durable(e->d_name, st.st_ino);
         }
     closedir(d);
 }
@@ -109,6 +115,21 @@ static void copy_into(const char *link, const char *dir, const char *name) {
     rename(tmp, dst);
 }
 
+static void pending_path(char *out, ino_t ino) {
+    snprintf(out, PATH_MAX, "%s/.pending/%llu", shadow, (unsigned long long)ino);
+}
+
+static void copy_file(const char *src, const char *dir, const char *name) {
+    int in = open(src, O_RDONLY);
+    if (in < 0) abort();
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", in);
+    copy_into(link, dir, name);
+    close(in);
+}
+
+/* The directory's entries become what the disk has: new names (a file created or renamed since)
+ * with what of their file was synced, or empty if nothing was; removed names gone. */
 static void directory_synced(void) {
     char path[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
     struct stat st;
@@ -119,23 +140,24 @@ static void directory_synced(void) {
         if (skipped(e->d_name)) continue;
         join(path, watched, e->d_name);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        int i = find(durable, n_durable, e->d_name);
+        int i = find(e->d_name);
         if (i >= 0 && durable[i].ino == st.st_ino) continue;
-        /* A new name (or a name for a new file): it now survives, with what of that file was synced. */
-        snprintf(src, sizeof src, "%s/.pending/%s", shadow, e->d_name);
         join(dst, shadow, e->d_name);
-        int p = find(pending, n_pending, e->d_name);
-        if (p >= 0 && pending[p].ino == st.st_ino) {
+        int other = find_inode(st.st_ino);
+        pending_path(src, st.st_ino);
+        if (other >= 0) {  /* renamed: the content its old name had on the disk */
+            join(src, shadow, durable[other].name);
+            copy_file(src, shadow, e->d_name);
+        } else if (access(src, F_OK) == 0) {
             rename(src, dst);
-            pending[p] = pending[--n_pending];
         } else {
             int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            if (fd >= 0) close(fd);
+            if (fd < 0) abort();
+            close(fd);
         }
-        set(durable, &n_durable, e->d_name, st.st_ino);
+        set_durable(e->d_name, st.st_ino);
     }
     closedir(d);
-    /* Removals become durable too. */
     for (int i = 0; i < n_durable; i++) {
         join(path, watched, durable[i].name);
         if (access(path, F_OK) != 0) {
@@ -159,18 +181,18 @@ static void capture(int fd) {
         directory_synced();
     } else {
         size_t len = strlen(watched);
-        const char *name = path + len + 1;
         struct stat st;
-        if (strncmp(path, watched, len) == 0 && path[len] == '/' && !strchr(name, '/') && !skipped(name)
+        if (strncmp(path, watched, len) == 0 && path[len] == '/' && !strchr(path + len + 1, '/')
             && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-            int i = find(durable, n_durable, name);
-            if (i >= 0 && durable[i].ino == st.st_ino) {
-                copy_into(link, shadow, name);
+            /* The content goes where the disk's durable name for this file is, or waits for one. */
+            int i = find_inode(st.st_ino);
+            if (i >= 0) {
+                copy_into(link, shadow, durable[i].name);
             } else {
-                char dir[PATH_MAX];
+                char dir[PATH_MAX], name[32];
                 join(dir, shadow, ".pending");
+                snprintf(name, sizeof name, "%llu", (unsigned long long)st.st_ino);
                 copy_into(link, dir, name);
-                set(pending, &n_pending, name, st.st_ino);
             }
         }
     }

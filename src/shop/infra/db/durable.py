@@ -18,6 +18,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from shop.infra.files import sync_dir
+
 
 class WalSyncer:
     """The durability barrier of one SQLite file in WAL mode (see the module's docstring)."""
@@ -25,7 +27,7 @@ class WalSyncer:
     def __init__(self, path: str) -> None:
         self.path = path
         self.wal = f"{path}-wal"
-        self.directory = str(Path(path).parent)
+        self.directory = Path(path).parent
         self.written = 0  # commits made so far on the file's writing connection
         self._synced = 0  # of those, the ones a finished fdatasync covered
         self._round: asyncio.Task[None] | None = None
@@ -64,11 +66,7 @@ class WalSyncer:
         finally:
             os.close(fd)
         if inode != self._inode:
-            d = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(d)
-            finally:
-                os.close(d)
+            sync_dir(self.directory)
             self._inode = inode
 
     def close(self) -> None:
