@@ -1,10 +1,11 @@
 """A power cut must equal a crash at an earlier instant (issue 11, point 3).
 
-The embedded shop keeps seven SQLite files. A killed process loses nothing committed; a power cut
-loses what the disk had not been told to keep, and each file may lose a different suffix of its
-history. The shop is power-safe if whatever a cut leaves is a state a crash could have left: every
-commit another file or a client acted on survived, so each lost commit is one nothing depended on
-yet, as if the process had died just before it (which the armed cancel already repairs).
+The embedded shop keeps a SQLite file per service, the broker's and the sandbox's. A killed process
+loses nothing committed; a power cut loses what the disk had not been told to keep, and each file
+may lose a different suffix of its history. The shop is power-safe if whatever a cut leaves is a
+state a crash could have left: every commit another file or a client acted on survived, so each
+lost commit is one nothing depended on yet, as if the process had died just before it (which the
+armed cancel already repairs).
 
 Simulated faithfully: `shop run` under tests/synced_only.c (LD_PRELOAD), which copies each file of
 the data dir into a shadow dir whenever the file is synced, so the shadow holds, per file, exactly
@@ -147,13 +148,14 @@ async def _faults(c: httpx.AsyncClient, rnd: random.Random) -> None:
 
 
 async def load_until_cut(sp: ShopProcess, base: Base, rnd: random.Random, after_s: float) -> Promises:
-    """Load from every buyer; after the first promises and `after_s` more seconds, SIGKILL the shop."""
+    """Load from every buyer; once the first promises (a failed order among them) are made, and
+    `after_s` seconds later, SIGKILL the shop."""
     p = Promises()
     async with httpx.AsyncClient(base_url=sp.base, timeout=30) as c:
         tasks = [asyncio.create_task(_buyer(c, base.goods_id, b, p)) for b in base.buyers]
         tasks.append(asyncio.create_task(_faults(c, rnd)))
         try:
-            while p.count() < 10:
+            while p.count() < 10 or not p.failed:
                 assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
                 await asyncio.sleep(0.02)
             await asyncio.sleep(after_s)
