@@ -11,6 +11,9 @@ after round (modes interleaved, so a busy machine weighs on each alike):
 - full: synchronous=FULL, each COMMIT flushes the WAL inline, the loop waiting;
 - barrier: NORMAL, then leaving the unit of work waits for a flush shared with every commit before it.
 
+The files go in a temporary dir under the current one, not /tmp: that may be a tmpfs, where a
+flush costs nothing.
+
     .venv/bin/python bench/sqlite_durability.py [--seconds 5] [--concurrency 64] [--rounds 3]
 """
 from __future__ import annotations
