@@ -6,6 +6,7 @@ test; elsewhere the test is skipped with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,6 +97,17 @@ async def truncate(shop: Shop) -> None:
             for table in reversed(PARTS[s].metadata.sorted_tables):
                 await uow.execute(Query(table.delete()))
             await uow.commit()
+
+
+@pytest.fixture(scope="session")
+def synced_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The power-cut shim (tests/synced_only.c), built and checked: needs gcc."""
+    from tests.synced_only import build
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        _unavailable("gcc (it builds the power-cut shim, tests/synced_only.c)", "not on PATH")
+    return build(str(gcc), tmp_path_factory.mktemp("shim") / "synced_only.so")
 
 
 @pytest.fixture

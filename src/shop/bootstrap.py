@@ -121,7 +121,8 @@ def sandbox_platform(settings: Settings) -> tuple[Sandbox, httpx.AsyncClient]:
     private_pem, public_pem = load_or_create_key_pair(private_dir(settings.data_dir))
     http = httpx.AsyncClient()
     sandbox = Sandbox(
-        SqliteDatabase(str((settings.data_dir / "sandbox.db").resolve())), private_pem, public_pem,
+        SqliteDatabase(str((settings.data_dir / "sandbox.db").resolve()), settings.sqlite_durability),
+        private_pem, public_pem,
         send=http_sender(http), schedule_s=settings.notify_schedule(), ids=IdWorker(settings.worker_id,
                                                                                     settings.datacenter_id),
         notify_url=settings.pay_notify_url, merchant_key=merchant_key(settings),
@@ -148,7 +149,9 @@ class _Wiring:
         )
         # The calls between processes: this role's certificate (the embedded shop makes none).
         self.tls = load_tls(settings, role) if self.registry is not None else None
-        self.dbs: dict[str, Database] = {s: open_database(settings.db_url(s)) for s in sorted(self.local)}
+        self.dbs: dict[str, Database] = {
+            s: open_database(settings.db_url(s), settings.sqlite_durability) for s in sorted(self.local)
+        }
         self.outboxes = {s: Outbox(PARTS[s].outbox, f"{s}-producer") for s in self.dbs}
         self.broker = self._broker()
         self.relays = {
@@ -174,7 +177,8 @@ class _Wiring:
                 tracing=self.tracing,
             )
         return EmbeddedBroker(
-            SqliteDatabase(str(s.broker_path())), TOPOLOGY, self.faults, max_attempts=s.message_max_attempts,
+            SqliteDatabase(str(s.broker_path()), s.sqlite_durability), TOPOLOGY, self.faults,
+            max_attempts=s.message_max_attempts,
             backoff_base_ms=s.message_backoff_ms, backoff_cap_ms=s.message_backoff_cap_ms, tracing=self.tracing,
         )
 
@@ -183,7 +187,8 @@ class _Wiring:
         key = (service, factor)
         if key not in self._clients:
             if service in self.local:
-                # A SQLite service runs inline on the loop: nothing in it can wait, so no timer.
+                # A SQLite service runs inline on the loop: nothing in it waits but for the disk (its
+                # commits' flush, durable.py), which a deadline would not hurry, so no timer.
                 inline = isinstance(self.dbs[service], SqliteDatabase) and factor == 1.0
                 deadline = None if inline else self.s.rpc_deadline_s * factor
                 self._clients[key] = local_client(self.handler(service), service, deadline, rpc=PARTS[service].rpc,

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     order_db_url: str | None = None
     pay_db_url: str | None = None
     log_db_url: str | None = None
+    # How the embedded mode's SQLite files reach the disk (infra/db/sqlite.py): "barrier" (a commit
+    # is durable before anything acts on it, fsyncs shared), "full" (each commit syncs inline) or
+    # "normal" (NOT power-safe: a power cut can tear an order across files; for measurements).
+    sqlite_durability: Literal["barrier", "full", "normal"] = "barrier"
     # Payments: where the platform sends its notifications, how old a signed one may be, the
     # platform's public key (PEM file; default: the sandbox's, generated in the data dir), and
     # the sandbox's retry schedule for notifications (Alipay's: 4m, 10m, 10m, 1h, 2h, 6h, 15h).

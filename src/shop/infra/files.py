@@ -31,5 +31,26 @@ def private_file(path: Path) -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    private_file(path)
-    path.write_bytes(data)
+    """Write the whole file or leave the old one, and on the disk before returning: a secret made at
+    first start and used at once (a token signed with it) must not come back from a crash or a power
+    cut empty (a new file written and never synced can), nor half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # one a crash left behind may have another mode
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    sync_dir(path.parent)  # the new name survives a power cut only once its directory is synced
+
+
+def sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -11,14 +11,14 @@ from shop.infra.db.base import Database
 from shop.infra.db.durability import SETTINGS, durability_warnings
 from shop.infra.db.mysql import MysqlDatabase
 from shop.infra.db.postgres import PostgresDatabase
-from shop.infra.db.sqlite import SqliteDatabase
+from shop.infra.db.sqlite import Durability, SqliteDatabase
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str, sqlite_durability: Durability = "barrier") -> Database:
     """sqlite:///path, postgresql://user@host/db, mysql://root@host/db (driver suffixes allowed)."""
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        return SqliteDatabase(make_url(url).database or ":memory:")
+        return SqliteDatabase(make_url(url).database or ":memory:", sqlite_durability)
     if backend == "postgresql":
         return PostgresDatabase(url)
     if backend in ("mysql", "mariadb"):

@@ -1,4 +1,5 @@
-"""SQLite, the embedded default: one connection per service file, transactions inline."""
+"""SQLite, the embedded default: one connection per service file, transactions inline, each one
+durable before anything leaves its unit of work (durable.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,22 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from shop.infra.db.base import Database, Query, Row, UnitOfWork
+from shop.infra.db.durable import WalSyncer
 from shop.infra.files import DIR_MODE, private_file
 
 T = TypeVar("T")
+
+# How a commit reaches the disk (SHOP_SQLITE_DURABILITY):
+# - barrier: COMMIT under synchronous=NORMAL, then, the file's lock released, a shared fdatasync of the
+#   WAL on a worker thread before the unit of work is left (group commit, durable.py).
+# - full: synchronous=FULL, every COMMIT fdatasyncs inline and the event loop waits for the disk.
+# - normal: synchronous=NORMAL alone. NOT power-safe: a power cut or an OS crash may take each file's
+#   latest commits back independently of the others' (a stock step lost, its order kept). For
+#   measuring what durability costs, and for the test that shows a power cut tears it.
+Durability = Literal["barrier", "full", "normal"]
 
 
 def _cents(d: Decimal) -> int:
@@ -36,11 +47,16 @@ class SqliteDatabase(Database):
     A transaction of a few statements takes tens of microseconds; running it without awaiting
     anything real keeps it atomic for free and is the fastest way. The lock is for the rare
     transaction that does await (a slow fault): others wait for it instead of interleaving.
+
+    What a unit of work wrote or read leaves it only once it is on the disk (`durable`, waited for
+    after the lock is released): a client's answer, another file's write, a message published all
+    follow from commits a power cut cannot take back. So a power cut loses, per file, only commits
+    nothing outside that file has acted on yet: the same as a crash before those COMMITs.
     """
 
     dialect = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, durability: Durability = "barrier") -> None:
         self.url = f"sqlite:///{path}"
         self.path = path
         if path != ":memory:":
@@ -55,8 +71,10 @@ class SqliteDatabase(Database):
         )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed transaction survives a killed process (not a power cut).
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL in WAL mode: a committed transaction survives a killed process, not a power cut;
+        # the syncer makes it survive that too. FULL syncs in every COMMIT.
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self.syncer = WalSyncer(path) if durability == "barrier" and path != ":memory:" else None
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.lock = asyncio.Lock()
         self._reading: sqlite3.Connection | None = None  # the long reads' connection (reader())
@@ -94,7 +112,14 @@ class SqliteDatabase(Database):
             await self.on_read_thread(self._reading.close)
             self._reading = None
         self._read_thread.shutdown(wait=False)
+        if self.syncer is not None:
+            self.syncer.close()
         self.conn.close()
+
+    async def durable(self) -> None:
+        """Once everything committed to this file so far is on the disk."""
+        if self.syncer is not None:
+            await self.syncer.durable()
 
 
 class SqliteUnitOfWork(UnitOfWork):
@@ -127,6 +152,9 @@ class SqliteUnitOfWork(UnitOfWork):
                 self._open = False
         finally:
             self.db.lock.release()
+        # Whatever the caller does next (answer, call, publish, write another file) may rest on what
+        # this unit of work wrote or saw: it waits until that is durable. Read-only ones too.
+        await self.db.durable()
 
     async def execute(self, q: Query, **params: Any) -> int:
         sql, args = q.args("sqlite", params)
@@ -143,6 +171,8 @@ class SqliteUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         self.conn.execute("COMMIT")
         self._open = False
+        if self.db.syncer is not None:
+            self.db.syncer.written += 1
 
 
 class SqliteReader(UnitOfWork):
@@ -172,6 +202,7 @@ class SqliteReader(UnitOfWork):
                 await self.db.on_read_thread(lambda: conn.execute("ROLLBACK"))
         finally:
             self.db.read_lock.release()
+        await self.db.durable()  # its snapshot held nothing committed later than this
 
     def _run(self, q: Query, params: dict[str, Any]) -> sqlite3.Cursor:
         assert self.conn is not None, "used inside its async with"
