@@ -114,9 +114,14 @@ class Load:
         sent = time.time()
         try:
             r = await self.api.c.request(method, path, json=body, headers=auth or {})
-            status, answer = r.status_code, r.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:
             status, answer = 0, {"code": repr(exc)}
+        else:
+            status = r.status_code
+            try:
+                answer = r.json()
+            except ValueError:  # not the envelope: kept as text, the status as it came
+                answer = {"code": r.text[:200]}
         self.seen.append(Seen(what, order_id, sent, time.time(), status, answer.get("code", "")))
         return status, answer
 
