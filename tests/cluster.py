@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -89,6 +91,22 @@ class Cluster:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"shop cluster up was not ready in {timeout_s}s:\n{self.log_tail()}")
+
+    @contextmanager
+    def serving(self) -> Iterator[Cluster]:
+        """The cluster started (the test skipped, or failed under CI, when a server it needs does not
+        answer), then stopped and its leftovers removed from the shared servers, whatever happened."""
+        from tests.conftest import _unavailable
+
+        missing = self.missing()
+        if missing:
+            _unavailable("the distributed shop's servers", ", ".join(missing))
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+            self.clean_up()
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         if self.proc is None:

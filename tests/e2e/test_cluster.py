@@ -43,15 +43,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(request.param, tmp_path_factory.mktemp(f"failures-{request.param}"),
                 scale="goods=2,order-web=1,pay-web=1")
-    missing = c.missing()
-    if missing:
-        _unavailable("the distributed shop's servers", ", ".join(missing))
-    try:
-        c.start()
+    with c.serving():
         yield c
-    finally:
-        c.stop()
-        c.clean_up()
 
 
 @pytest.fixture

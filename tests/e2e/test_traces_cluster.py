@@ -18,7 +18,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.cluster import Cluster
-from tests.conftest import _unavailable
 from tests.support import Api, order_json, quiet_api, until
 
 
@@ -96,15 +95,8 @@ def receiver() -> Iterator[Receiver]:
 def traced_cluster(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster("postgresql", tmp_path_factory.mktemp("traces-postgresql"))
     c.env.update(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="200")
-    missing = c.missing()
-    if missing:
-        _unavailable("the distributed shop's servers", ", ".join(missing))
-    try:
-        c.start()
+    with c.serving():
         yield c
-    finally:
-        c.stop()
-        c.clean_up()
 
 
 @pytest.fixture

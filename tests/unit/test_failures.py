@@ -15,6 +15,7 @@ import sqlalchemy.exc
 from shop.common.codes import ShopCode
 from shop.common.errors import InternalError, ServiceUnavailable, ShopError
 from shop.infra.failures import as_shop_error, is_unavailable
+from shop.infra.faults import InjectedFault
 from shop.infra.rpc.local import local_client
 
 
@@ -82,6 +83,7 @@ def test_a_dependency_down_is_unavailable(tmp_path: Path) -> None:
         sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError()),
         sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
         _Rpc(grpc.StatusCode.UNAVAILABLE), _Rpc(grpc.StatusCode.DEADLINE_EXCEEDED),
+        ServiceUnavailable("the payment platform failed"),  # a boundary further down said so
     ]
     for exc in down:
         assert is_unavailable(exc), repr(exc)
@@ -102,6 +104,7 @@ def test_a_bug_is_not() -> None:
         _sqlite_error("SELECT * FROM no_such_table"), _sqlite_error("SELEKT 1"),
         sqlalchemy.exc.ProgrammingError("SELECT 1", {}, Exception("syntax")),
         _Rpc(grpc.StatusCode.INTERNAL), _Rpc(grpc.StatusCode.INVALID_ARGUMENT),
+        InjectedFault("injected fault at goods.on_order_cancel"),  # the step's own failure, armed
     ]
     for exc in bugs:
         assert not is_unavailable(exc), repr(exc)

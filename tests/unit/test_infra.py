@@ -1,4 +1,6 @@
 """Statement compilation, fault arming, back-off, the ledger's facts, and the audit's rules on plain facts."""
+import asyncio
+import logging
 from dataclasses import replace
 from decimal import Decimal as D
 from types import SimpleNamespace
@@ -13,6 +15,7 @@ from shop.infra.db import Query, insert_ignore
 from shop.infra.faults import Faults
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import backoff_ms
+from shop.infra.messaging.relay import poll_forever
 from shop.services.coupon.contracts import CouponFacts, CouponState
 from shop.services.goods.contracts import GoodsFacts
 from shop.services.goods.repository import LEDGER as STOCK
@@ -73,6 +76,23 @@ def _facts(goods_taken=None, goods_returned=None, stock=9, money="90.00", money_
     users = UserFacts({1: D(money)}, {}, LedgerFacts({1: D(money)}, money_taken or {}, money_returned or {}), set(seen))
     cps = CouponFacts(coupons or {}, LedgerFacts({}, coupon_taken or {}, {}), set(seen))
     return goods, users, cps
+
+
+async def test_a_loop_says_a_dependency_down_in_one_line_and_a_bug_with_its_traceback(caplog):
+    # A broker restart is expected and must not read as a crash in the logs (tests/cluster.troubles()
+    # picks out ERROR and Traceback lines); a bug still must.
+    failures = [ConnectionRefusedError(111, "Connection refused"), KeyError("payId")]
+
+    async def step() -> int:
+        if failures:
+            raise failures.pop(0)
+        raise asyncio.CancelledError
+
+    with caplog.at_level(logging.WARNING, "shop.messaging"), pytest.raises(asyncio.CancelledError):
+        await poll_forever(step, asyncio.Event(), 0.001, "relay order")
+    down, bug = caplog.records
+    assert down.levelname == "WARNING" and down.exc_info is None and "unavailable" in down.getMessage()
+    assert bug.levelname == "ERROR" and bug.exc_info is not None
 
 
 def test_audit_accepts_a_confirmed_order_with_all_its_effects():

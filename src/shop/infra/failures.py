@@ -13,6 +13,7 @@ import sqlite3
 import sys
 
 from shop.common.errors import InternalError, ServiceUnavailable, ShopError
+from shop.infra.faults import InjectedFault
 
 log = logging.getLogger("shop.failures")
 
@@ -49,6 +50,8 @@ _GRPC_UNAVAILABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says a dependency is down or too slow, rather than that the shop has a bug."""
+    if isinstance(exc, ServiceUnavailable):  # said so already, by a boundary further down
+        return not isinstance(exc, InjectedFault)
     if isinstance(exc, (OSError, TimeoutError)):  # ConnectionRefusedError, a reset, a timeout, a full disk
         return True
     module = type(exc).__module__

@@ -13,6 +13,13 @@ from typing import Any, TypeVar, cast
 
 from shop.common.errors import ServiceUnavailable
 
+
+class InjectedFault(ServiceUnavailable):
+    """What an armed "error" raises: a 503 where it crosses a boundary, as a dependency's failure
+    would be, but the failure of the step it is armed at, not news that a dependency is down: a
+    consumer counts it against the delivery's retries (infra/failures.is_unavailable)."""
+
+
 ACTIONS = ("error", "crash", "delay")
 # Bounds on what an operator may arm: a count or a delay past these is a typo, and an unbounded one
 # (2^64) would not even cross to the other processes (the admin calls carry 64-bit JSON integers).
@@ -58,7 +65,7 @@ class Faults:
         if fault.action == "delay":
             await asyncio.sleep(fault.delay_ms / 1000)
         elif fault.action == "error":
-            raise ServiceUnavailable(f"injected fault at {point}")
+            raise InjectedFault(f"injected fault at {point}")
         elif fault.action == "crash":
             os._exit(86)
 

@@ -221,8 +221,11 @@ class ZkRegistry:
             self.hosts, self._auth,
             timeout=self.session_timeout_s,
             # kazoo retries a command forever by default: a call would hang while Zookeeper is down.
-            # Reconnecting keeps its default (forever), which is what brings a lost session back.
             command_retry={"max_tries": 5, "delay": 0.1, "max_delay": 1.0, "deadline": self.session_timeout_s},
+            # Reconnecting is tried forever, which is what brings a lost session back, but kazoo's
+            # back-off doubles up to an hour: a provider came back ~6 s after a 7 s outage, and
+            # would come back an hour after a long one. At most a second between tries.
+            connection_retry={"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0},
         )
         zk.add_listener(self._on_state_threadsafe)
         try:

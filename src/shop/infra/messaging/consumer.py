@@ -14,6 +14,7 @@ from shop.common.clock import utcnow
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
 from shop.infra.db import Database, Query, Row, ScopedRows, UnitOfWork, bind, insert_ignore
+from shop.infra.failures import is_unavailable
 from shop.infra.faults import Faults
 from shop.infra.logs import about_order
 from shop.infra.messaging.message import Message
@@ -163,8 +164,11 @@ async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Trac
 
 
 def failed(group: str, msg: Message, attempts: int, max_attempts: int, exc: BaseException) -> bool:
-    """Count and log a delivery that failed; True when its retries ran out and it is parked dead."""
-    dead = attempts >= max_attempts
+    """Count and log a delivery that failed; True when its retries ran out and it is parked dead.
+    Only a failure of the delivery's own is counted against it: one because a dependency is down (the
+    database restarting, a service away) is retried at the back-off's cap until the dependency is
+    back, as parking it would leave an operator to replay every message of every outage by hand."""
+    dead = attempts >= max_attempts and not is_unavailable(exc)
     metrics.delivered(group, "dead" if dead else "retried")
     with about_order(msg.key), in_trace_of(msg):
         if dead:

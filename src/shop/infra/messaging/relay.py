@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from shop.infra import metrics
 from shop.infra.db import Database, UnitOfWork
+from shop.infra.failures import is_unavailable
 from shop.infra.messaging.broker import Broker
 from shop.infra.messaging.message import Message
 from shop.infra.messaging.outbox import Outbox
@@ -121,8 +122,11 @@ async def poll_forever(step: Callable[[], Awaitable[int]], wake: asyncio.Event, 
         wake.clear()
         try:
             found = await step()
-        except Exception:  # noqa: BLE001 - logged; the loop must outlive any one failure
-            log.exception("%s failed; retrying", what)
+        except Exception as exc:  # noqa: BLE001 - logged; the loop must outlive any one failure
+            if is_unavailable(exc):  # the broker or the database restarting: expected, and said in one line
+                log.warning("%s: a dependency is unavailable (%r); retrying", what, exc)
+            else:
+                log.exception("%s failed; retrying", what)
             found = 0
         if found:
             await asyncio.sleep(0)  # let what it started run before looking again
