@@ -30,11 +30,9 @@ class MysqlDatabase(PooledDatabase):
             init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         )
 
-    async def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            await self.pool.wait_closed()
-            self.pool = None
+    async def close_gracefully(self, pool: Any) -> None:
+        pool.close()
+        await pool.wait_closed()
 
     def unit_of_work(self, readonly: bool = False) -> MysqlUnitOfWork:
         # A read runs in the implicit transaction its first statement opens; exit rolls it back.

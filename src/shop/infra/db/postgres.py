@@ -36,10 +36,8 @@ class PostgresDatabase(PooledDatabase):
             reset=_end_transaction,
         )
 
-    async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
+    async def close_gracefully(self, pool: Any) -> None:
+        await pool.close()
 
     def unit_of_work(self, readonly: bool = False) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self, readonly)

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""What metrics and traces cost: orders/s with telemetry off, on, and on exporting every span over
-OTLP, in one run, the variants interleaved round by round so that the machine's drift falls on all
-of them alike.
+"""What a feature costs in orders/s: the shop with it and without it, in one run, the variants
+interleaved round by round so that the machine's drift falls on all of them alike.
+
+--what telemetry: metrics and traces off, on, and on exporting every span over OTLP.
+--what tls (distributed): the calls between processes over mutual TLS (the default) against plain
+gRPC (SHOP_RPC_TLS=off, which exists for this measurement).
+--what durability (embedded): the SQLite files' commits made durable by the shared flush (barrier,
+the default), by synchronous=FULL, and not at all (normal: not power-safe).
 
 Each measurement is bench/orders_http.py (wrk, a fresh shop or cluster per measurement). Embedded:
 `shop run` with SHOP_TELEMETRY=off|on. Distributed: `shop cluster up --db postgresql` with the same
@@ -9,7 +14,8 @@ variables given to every process. "export" points OTEL_EXPORTER_OTLP_ENDPOINT at
 that accepts each batch and throws it away, so the export's whole cost (encoding, sending) is paid;
 "export-10%" records and exports a tenth of the traces.
 
-    .venv/bin/python bench/telemetry_overhead.py [--mode embedded|distributed] [--rounds 3] [--seconds 10]
+    .venv/bin/python bench/overhead.py [--what telemetry|tls|durability] [--mode embedded|distributed]
+                                       [--rounds 3] [--seconds 10]
 """
 from __future__ import annotations
 
@@ -31,9 +37,16 @@ from shop.cluster import ClusterConfig, remove
 
 ROOT = Path(__file__).resolve().parents[1]
 # export-10%: the same, a tenth of the traces recorded and exported (the SDK's own sampler variables).
-VARIANTS = {"off": {"SHOP_TELEMETRY": "off"}, "on": {"SHOP_TELEMETRY": "on"}, "export": {"SHOP_TELEMETRY": "on"},
-            "export-10%": {"SHOP_TELEMETRY": "on", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                           "OTEL_TRACES_SAMPLER_ARG": "0.1"}}
+TELEMETRY = {"off": {"SHOP_TELEMETRY": "off"}, "on": {"SHOP_TELEMETRY": "on"}, "export": {"SHOP_TELEMETRY": "on"},
+             "export-10%": {"SHOP_TELEMETRY": "on", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                            "OTEL_TRACES_SAMPLER_ARG": "0.1"}}
+# Each set's first variant is the one the others are compared with.
+VARIANTS = {
+    "telemetry": TELEMETRY,
+    "tls": {"plain": {"SHOP_RPC_TLS": "off"}, "tls": {"SHOP_RPC_TLS": "on"}},
+    "durability": {"normal": {"SHOP_SQLITE_DURABILITY": "normal"}, "barrier": {"SHOP_SQLITE_DURABILITY": "barrier"},
+                   "full": {"SHOP_SQLITE_DURABILITY": "full"}},
+}
 RATE = re.compile(r"orders/s=(\d+).*p99_ms=([\d.]+) errors=(\d+) consistent=(\w+)"
                   r"(?: server_cpu_ms_per_order=([\d.]+))?")
 
@@ -108,18 +121,23 @@ def distributed(args: argparse.Namespace, env: dict[str, str]) -> Result:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
+    p.add_argument("--what", choices=sorted(VARIANTS), default="telemetry")
+    p.add_argument("--mode", choices=["embedded", "distributed"], default=None,
+                   help="default: distributed for tls, embedded otherwise")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--port", type=int, default=18600, help="distributed: the front door's port (and the next 3)")
     args = p.parse_args()
+    args.mode = args.mode or ("distributed" if args.what == "tls" else "embedded")
+    variants = VARIANTS[args.what]
+    base = next(iter(variants))
     endpoint = sink()
     run = embedded if args.mode == "embedded" else distributed
-    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for variant, env in VARIANTS.items():
+        for variant, env in variants.items():
             env = dict(env, **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant.startswith("export") else {}))
             rate, cpu_ms, ok = run(args, env)
             rates[variant].append(rate)
@@ -127,15 +145,15 @@ def main() -> None:
                 cpu[variant].append(cpu_ms)
             print(f"round {r + 1} {variant:10} orders/s={rate:.0f} server_cpu_ms_per_order={cpu_ms} clean={ok}",
                   flush=True)
-    off = statistics.median(rates["off"])
+    off = statistics.median(rates[base])
     print(f"\n{args.mode}, {args.rounds} rounds of {args.seconds:g}s, wrk -c{args.concurrency}; "
           f"OTLP bytes received by the sink: {_Sink.spans_bytes}")
     for variant, values in rates.items():
         med = statistics.median(values)
-        line = (f"{variant:10} median {med:.0f} orders/s ({(med / off - 1) * 100:+.0f}% against off); "
+        line = (f"{variant:10} median {med:.0f} orders/s ({(med / off - 1) * 100:+.0f}% against {base}); "
                 f"each: {', '.join(f'{v:.0f}' for v in values)}")
-        if cpu[variant] and cpu["off"]:
-            c, c_off = statistics.median(cpu[variant]), statistics.median(cpu["off"])
+        if cpu[variant] and cpu[base]:
+            c, c_off = statistics.median(cpu[variant]), statistics.median(cpu[base])
             line += f"; server CPU {c:.3f} ms an order ({(c / c_off - 1) * 100:+.0f}%)"
         print(line)
 
