@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,12 +196,8 @@ def _usage(*, cert_sign: bool = False) -> x509.KeyUsage:
 
 
 def _write_pair(key_path: Path, crt: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-    """The key (0600) first, the certificate last, each complete under a temporary name and then
-    renamed: a certificate on disk always has its whole key beside it."""
-    for path, data in ((key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption())),
-                       (crt, cert.public_bytes(serialization.Encoding.PEM))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        write_private(tmp, data)
-        os.replace(tmp, path)
+    """The key (0600) first, the certificate last, each written whole, synced and renamed into place
+    (write_private): a certificate on disk always has its whole key beside it."""
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    write_private(crt, cert.public_bytes(serialization.Encoding.PEM))

@@ -9,19 +9,22 @@ from sqlalchemy.engine import make_url
 from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
 
 
+def server_args(url: str) -> dict[str, Any]:
+    """asyncmy's connection arguments for a mysql:// URL, with the defaults the shop assumes: its
+    pools, and the one-off connections that make databases or read settings (servers.py)."""
+    u = make_url(url)
+    return {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root",
+            "password": u.password or "", "database": u.database}
+
+
 class MysqlDatabase(PooledDatabase):
     dialect = "mysql"
 
     async def connect(self) -> None:
         import asyncmy
 
-        u = make_url(self.url)
         self.pool = await asyncmy.create_pool(
-            host=u.host or "127.0.0.1",
-            port=u.port or 3306,
-            user=u.username or "root",
-            password=u.password or "",
-            database=u.database,
+            **server_args(self.url),
             minsize=1,
             maxsize=self.pool_size,
             autocommit=False,

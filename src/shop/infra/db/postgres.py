@@ -9,6 +9,14 @@ from sqlalchemy.engine import make_url
 from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
 
 
+def server_args(url: str) -> dict[str, Any]:
+    """asyncpg's connection arguments for a postgresql:// URL, with the defaults the shop assumes:
+    its pools, and the one-off connections that make databases or read settings (servers.py)."""
+    u = make_url(url)
+    return {"host": u.host or "127.0.0.1", "port": u.port or 5432, "user": u.username or "postgres",
+            "password": u.password, "database": u.database}
+
+
 async def _end_transaction(conn: Any) -> None:
     """What a connection needs before it goes back to the pool. asyncpg's default reset sends
     `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release: a round
@@ -24,13 +32,8 @@ class PostgresDatabase(PooledDatabase):
     async def connect(self) -> None:
         import asyncpg
 
-        u = make_url(self.url)
         self.pool = await asyncpg.create_pool(
-            host=u.host or "127.0.0.1",
-            port=u.port or 5432,
-            user=u.username or "postgres",
-            password=u.password,
-            database=u.database,
+            **server_args(self.url),
             min_size=1,
             max_size=self.pool_size,
             reset=_end_transaction,

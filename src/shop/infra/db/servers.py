@@ -10,7 +10,9 @@ from sqlalchemy.engine import make_url
 from shop.infra.db.base import Database
 from shop.infra.db.durability import SETTINGS, durability_warnings
 from shop.infra.db.mysql import MysqlDatabase
+from shop.infra.db.mysql import server_args as mysql_args
 from shop.infra.db.postgres import PostgresDatabase
+from shop.infra.db.postgres import server_args as postgres_args
 from shop.infra.db.sqlite import Durability, SqliteDatabase
 
 
@@ -44,8 +46,7 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False, 
     async def postgresql() -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
-                                     password=u.password, database="postgres")
+        conn = await asyncpg.connect(**{**postgres_args(server_url), "database": "postgres"})
         try:
             for name in names:
                 if fresh:
@@ -58,8 +59,7 @@ def ensure_databases(server_url: str, names: list[str], *, fresh: bool = False, 
     async def mysql() -> None:
         import asyncmy
 
-        conn = await asyncmy.connect(host=u.host, port=u.port or 3306, user=u.username or "root",
-                                     password=u.password or "")
+        conn = await asyncmy.connect(**{**mysql_args(server_url), "database": None})
         try:
             async with conn.cursor() as cur:
                 for name in names:
@@ -89,8 +89,8 @@ def weak_durability(urls: list[str]) -> list[str]:
         u = make_url(url)
         dialect = {"mariadb": "mysql"}.get(u.get_backend_name(), u.get_backend_name())
         if dialect in SETTINGS and u.database:
-            port = u.port or {"postgresql": 5432, "mysql": 3306}[dialect]
-            found.append((dialect, f"{u.host or '127.0.0.1'}:{port}", u.database, url))
+            args = (postgres_args if dialect == "postgresql" else mysql_args)(url)
+            found.append((dialect, f"{args['host']}:{args['port']}", u.database, url))
 
     async def read() -> list[dict[str, Any]]:
         return [await _durability_settings(dialect, url) for dialect, _, _, url in found]
@@ -100,14 +100,13 @@ def weak_durability(urls: list[str]) -> list[str]:
         servers.setdefault((dialect, server), {})[database] = settings
     return [w for (dialect, server), seen in servers.items() for w in durability_warnings(server, dialect, seen)]
 
+
 async def _durability_settings(dialect: str, url: str) -> dict[str, Any]:
-    u = make_url(url)
     names = SETTINGS[dialect]
     if dialect == "postgresql":
         import asyncpg
 
-        conn = await asyncpg.connect(host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username or "postgres",
-                                     password=u.password, database=u.database)
+        conn = await asyncpg.connect(**postgres_args(url))
         try:
             rows = await conn.fetch("SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", list(names))
             return {r["name"]: r["setting"] for r in rows}
@@ -115,8 +114,7 @@ async def _durability_settings(dialect: str, url: str) -> dict[str, Any]:
             await conn.close()
     import asyncmy
 
-    conn = await asyncmy.connect(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
-                                 password=u.password or "", database=u.database)
+    conn = await asyncmy.connect(**mysql_args(url))
     try:
         async with conn.cursor() as cur:
             # @@name: the session's value where the variable has one, else the server's.
