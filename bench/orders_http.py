@@ -76,7 +76,8 @@ class Server:
         self.log = Path(self.tmp.name) / "shop.log"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}  # SHOP_FAULTS unset, among others
+        # SHOP_FAULTS unset, among others; OTEL_* only as --env gives them (bench/overhead.py does).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "OTEL_"))}
         env["SHOP_ADMIN_TOKEN"] = self.admin_token
         # Cheap password hashing: only the set-up logs in; the order path never hashes.
         env["SHOP_PASSWORD_TIME_COST"] = "1"

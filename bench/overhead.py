@@ -21,19 +21,14 @@ from __future__ import annotations
 
 import argparse
 import http.server
-import os
 import re
-import secrets
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
-from shop.cluster import ClusterConfig, remove
+from orders_http import ClusterServer
 
 ROOT = Path(__file__).resolve().parents[1]
 # export-10%: the same, a tenth of the traces recorded and exported (the SDK's own sampler variables).
@@ -91,32 +86,13 @@ def embedded(args: argparse.Namespace, env: dict[str, str]) -> Result:
 
 
 def distributed(args: argparse.Namespace, env: dict[str, str]) -> Result:
-    name = f"bench_{secrets.token_hex(3)}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        config = ClusterConfig(db="postgresql", port=args.port, data_dir=Path(data_dir), name=name)
-        token = secrets.token_urlsafe(16)
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "OTEL_"))}
-        run_env = {**base, **env, "SHOP_ADMIN_TOKEN": token}
-        log = Path(data_dir) / "cluster.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "shop", "cluster", "up", "--db", "postgresql", "--port",
-                                     str(args.port), "--data-dir", data_dir, "--name", name],
-                                    env=run_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            end = time.monotonic() + 120
-            while b"shop cluster serving on" not in log.read_bytes():
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError(f"the cluster did not come up:\n{log.read_text()[-2000:]}")
-                time.sleep(0.2)
-            return orders_http(args, ["--url", f"http://127.0.0.1:{args.port}", "--admin-token", token])
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            remove(config, config.environment(token, base=run_env))
+    server = ClusterServer("postgresql", env)  # a fresh name, data dir and ports; removed afterwards
+    server.start()
+    try:
+        return orders_http(args, ["--url", server.url, "--admin-token", server.admin_token])
+    finally:
+        server.stop()
+        server.cleanup()
 
 
 def main() -> None:
@@ -127,7 +103,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--port", type=int, default=18600, help="distributed: the front door's port (and the next 3)")
     args = p.parse_args()
     args.mode = args.mode or ("distributed" if args.what == "tls" else "embedded")
     variants = VARIANTS[args.what]
