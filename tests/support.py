@@ -20,7 +20,7 @@ from shop.common.ids import IdWorker
 from shop.runtime import Shop
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods
-from shop.services.order.contracts import PlaceOrder
+from shop.services.order.contracts import OrderLine, PlaceOrder
 from shop.services.order.domain import shipping_fee
 from shop.services.user.contracts import CreateUser
 
@@ -54,11 +54,20 @@ def place(
     user_id: int, goods_id: int, price: Decimal, n: int = 1, *, coupon_id: int | None = None,
     money_paid: str = "0.00", **overrides: Any,
 ) -> PlaceOrder:
-    goods_amount = price * n
+    return cart(user_id, [(goods_id, price, n)], coupon_id=coupon_id, money_paid=money_paid, **overrides)
+
+
+def cart(
+    user_id: int, lines: list[tuple[int, Decimal, int]], *, coupon_id: int | None = None, money_paid: str = "0.00",
+    **overrides: Any,
+) -> PlaceOrder:
+    """An order of several lines: (goods, price, units) each, with the right amounts."""
+    items = [OrderLine(g, n, price) for g, price, n in lines]
+    goods_amount = sum((i.goods_amount for i in items), D("0.00"))
     fee = shipping_fee(goods_amount)
     fields: dict[str, Any] = dict(
-        user_id=user_id, goods_id=goods_id, goods_number=n, goods_price=price, shipping_fee=fee,
-        order_amount=goods_amount + fee, address="北京", coupon_id=coupon_id, money_paid=D(money_paid),
+        user_id=user_id, items=items, shipping_fee=fee, order_amount=goods_amount + fee, address="北京",
+        coupon_id=coupon_id, money_paid=D(money_paid),
     )
     fields.update(overrides)
     return PlaceOrder(**fields)
@@ -73,6 +82,24 @@ def order_json(
     body: dict[str, Any] = {
         "userId": str(user_id), "goodsId": str(goods_id), "goodsNumber": n, "goodsPrice": price,
         "shippingFee": str(fee), "orderAmount": str(goods_amount + fee), "address": "北京", "moneyPaid": money_paid,
+    }
+    if coupon_id is not None:
+        body["couponId"] = str(coupon_id)
+    body.update(overrides)
+    return body
+
+
+def cart_json(
+    user_id: int | str, lines: list[tuple[int | str, str, int]], *, coupon_id: int | str | None = None,
+    money_paid: str = "0.00", **overrides: Any,
+) -> dict[str, Any]:
+    """A cart's body: (goods, price, units) a line, with the right amounts."""
+    goods_amount = sum((D(price) * n for _, price, n in lines), D("0.00"))
+    fee = shipping_fee(goods_amount)
+    body: dict[str, Any] = {
+        "userId": str(user_id), "shippingFee": str(fee), "orderAmount": str(goods_amount + fee), "address": "北京",
+        "moneyPaid": money_paid,
+        "items": [{"goodsId": str(g), "goodsNumber": n, "goodsPrice": price} for g, price, n in lines],
     }
     if coupon_id is not None:
         body["couponId"] = str(coupon_id)

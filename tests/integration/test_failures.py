@@ -11,7 +11,7 @@ from shop.common.errors import ShopError
 from shop.infra.db import Query
 from shop.infra.messaging import Message
 from shop.services.coupon.contracts import UseCoupon
-from shop.services.goods.contracts import ReduceStock
+from shop.services.goods.contracts import ReduceStock, StockLine
 from shop.services.order.contracts import OrderCancelled
 from shop.services.order.domain import OrderStatus, PayStatus
 from shop.services.user.contracts import ChangeMoney, MoneyLogType
@@ -103,7 +103,7 @@ async def test_a_duplicated_cancel_message_changes_nothing(shop):
         )
     order_id = int(e.value.data["orderId"])
     await quiet(shop)
-    cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 1, w.coupon_id, D("100.00")).to_message()
+    cancel = OrderCancelled(order_id, w.user_id, [StockLine(w.goods_id, 1)], w.coupon_id, D("100.00")).to_message()
     for _ in range(3):  # a redelivery of the same message, and a new message for the same order
         await shop.runtime.broker.publish(cancel)
         await shop.runtime.broker.publish(OrderCancelled.from_message(cancel).to_message())
@@ -117,12 +117,12 @@ async def test_a_cancel_for_a_step_that_never_ran_blocks_the_late_step(shop):
     """Null compensation and hanging: the cancel arrives first, the participant's step later."""
     w = await world(shop, money="100.00", coupon="100.00")
     order_id = new_id()
-    cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 2, w.coupon_id, D("50.00")).to_message()
+    cancel = OrderCancelled(order_id, w.user_id, [StockLine(w.goods_id, 2)], w.coupon_id, D("50.00")).to_message()
     await shop.runtime.broker.publish(cancel)
     await quiet(shop)
     assert await state(shop, w) == (10, D("100.00"), 0)  # nothing was taken, nothing given
     with pytest.raises(ShopError) as e:
-        await shop.goods.reduce_stock(ReduceStock(order_id, w.goods_id, 2))
+        await shop.goods.reduce_stock(ReduceStock(order_id, [StockLine(w.goods_id, 2)]))
     assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
     with pytest.raises(ShopError):
         await shop.coupons.use_coupon(UseCoupon(w.coupon_id, w.user_id, order_id))
@@ -136,12 +136,12 @@ async def test_participant_steps_are_idempotent_per_order(shop):
     w = await world(shop, money="100.00", coupon="100.00")
     order_id = new_id()
     for _ in range(3):
-        await shop.goods.reduce_stock(ReduceStock(order_id, w.goods_id, 2))
+        await shop.goods.reduce_stock(ReduceStock(order_id, [StockLine(w.goods_id, 2)]))
         await shop.coupons.use_coupon(UseCoupon(w.coupon_id, w.user_id, order_id))
         await shop.users.change_money(ChangeMoney(w.user_id, order_id, D("30.00"), MoneyLogType.PAID))
     assert await state(shop, w) == (8, D("70.00"), 1)
     # Their compensation, twice through different messages: given back once.
-    cancel = OrderCancelled(order_id, w.user_id, w.goods_id, 2, w.coupon_id, D("30.00"))
+    cancel = OrderCancelled(order_id, w.user_id, [StockLine(w.goods_id, 2)], w.coupon_id, D("30.00"))
     await shop.runtime.broker.publish(cancel.to_message())
     await shop.runtime.broker.publish(cancel.to_message())
     await quiet(shop)
@@ -208,7 +208,7 @@ async def test_the_relay_drops_a_cancel_whose_order_was_paid(shop):
     # 10 + 10 shipping, all from the balance: nothing left to pay, so paid at confirmation.
     order = await shop.orders.confirm_order(place(w.user_id, w.goods_id, w.price, money_paid="20.00"))
     assert order.pay_status == 2
-    msg = OrderCancelled(order.order_id, w.user_id, w.goods_id, 1, None, D("20.00")).to_message()
+    msg = OrderCancelled(order.order_id, w.user_id, [StockLine(w.goods_id, 1)], None, D("20.00")).to_message()
     order_db = shop.runtime.dbs["order"]
     outbox = next(r for r in shop.runtime.relays if r.name == "order").outbox
     async with order_db.unit_of_work() as uow:

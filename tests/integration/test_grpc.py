@@ -32,7 +32,7 @@ from shop.services.coupon import rpc as coupon_rpc
 from shop.services.coupon.contracts import CreateCoupon, UseCoupon
 from shop.services.coupon.handlers import CouponHandlers
 from shop.services.goods import rpc as goods_rpc
-from shop.services.goods.contracts import CreateGoods, ReduceStock
+from shop.services.goods.contracts import CreateGoods, ReduceStock, StockLine
 from shop.services.goods.handlers import GoodsHandlers
 from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
@@ -119,7 +119,7 @@ async def test_order_steps_succeed_and_repeat_idempotently(net: Participants) ->
     order_id = 2**60 + 7
 
     for _ in range(2):  # the second call is a repeat: it finds the first one's ledger row
-        await net.goods.reduce_stock(ReduceStock(order_id, goods_id, 2))
+        await net.goods.reduce_stock(ReduceStock(order_id, [StockLine(goods_id, 2)]))
         await net.coupons.use_coupon(UseCoupon(coupon_id, user_id, order_id))
         await net.users.change_money(ChangeMoney(user_id, order_id, Decimal("25.50"), MoneyLogType.PAID))
 
@@ -144,9 +144,11 @@ async def test_errors_cross_as_the_same_codes(net: Participants) -> None:
     goods_id = await net.goods.create_goods(CreateGoods("pen", 1, Decimal("2.00")))
     coupon_id = await net.coupons.create_coupon(CreateCoupon(other_id, Decimal("1.00")))
 
-    await expect_code(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, net.goods.reduce_stock(ReduceStock(1, goods_id, 2)))
+    await expect_code(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH,
+                      net.goods.reduce_stock(ReduceStock(1, [StockLine(goods_id, 2)])))
     await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.find_goods(12345))
-    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.reduce_stock(ReduceStock(2, 12345, 1)))
+    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST,
+                      net.goods.reduce_stock(ReduceStock(2, [StockLine(12345, 1)])))
     await expect_code(ShopCode.SHOP_COUPON_INVALID, net.coupons.use_coupon(UseCoupon(coupon_id, user_id, 3)))
     await expect_code(ShopCode.SHOP_COUPON_NO_EXIST, net.coupons.find_coupon(12345))
     await expect_code(
@@ -262,7 +264,7 @@ async def test_only_idempotent_calls_are_retried_once(tls: TlsFor) -> None:
             with pytest.raises(ServiceUnavailable, match="the database is away"):
                 await goods.find_goods(1)
             with pytest.raises(ServiceUnavailable):
-                await goods.reduce_stock(ReduceStock(1, 1, 1))
+                await goods.reduce_stock(ReduceStock(1, [StockLine(1, 1)]))
             with pytest.raises(ServiceUnavailable):
                 await goods.create_goods(CreateGoods("x", 1, Decimal("1.00")))
     finally:
@@ -316,7 +318,7 @@ async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog
                 with pytest.raises(ShopError) as bug:
                     await goods.find_goods(1)
             with pytest.raises(ServiceUnavailable) as down:
-                await goods.reduce_stock(ReduceStock(1, 1, 1))
+                await goods.reduce_stock(ReduceStock(1, [StockLine(1, 1)]))
     finally:
         await server.stop(None)
     # The bug: SHOP_FAIL "internal error" (the class name stays in the server's log), never retried.

@@ -126,7 +126,7 @@ async def test_the_shop_data_on_the_wire(net: Net) -> None:
     async with net.tls.channel(net.target, server_name("order")) as channel:
         stub = opb_grpc.OrderServiceStub(channel)
         req = opb.ConfirmOrderRequest(
-            user_id=c.user_id, goods_id=c.goods_id, goods_number=c.goods_number, goods_price=str(c.goods_price),
+            user_id=c.user_id, items=[opb.OrderLine(goods_id=w.goods_id, goods_number=1, goods_price=str(w.price))],
             shipping_fee=str(c.shipping_fee), order_amount=str(c.order_amount), address="x", money_paid="0.00",
         )
         with pytest.raises(grpc.aio.AioRpcError) as info:

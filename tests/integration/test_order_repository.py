@@ -8,6 +8,7 @@ import pytest
 from shop.common.clock import utcnow
 from shop.services.order import domain
 from shop.services.order import repository as repo
+from shop.services.order.contracts import Order
 from shop.services.order.domain import ORDER, PAY, SHIPPING, OrderStatus, PayStatus, ShippingStatus
 from tests.support import D
 
@@ -47,7 +48,7 @@ async def test_every_guarded_update_is_the_domains_transition(shop):
             allowed = all(before[f] == v for f, v in transition.guard.items())
             order_id = next(order_ids)
             async with db.unit_of_work() as uow:
-                await repo.insert(uow, _row(order_id, statuses))
+                await repo.insert(uow, Order(**_row(order_id, statuses)))
                 changed = await apply(uow, order_id, at)
                 row = await repo.find(uow, order_id)
                 await uow.commit()

@@ -304,7 +304,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
     from shop.infra.rpc.server import serve
     from shop.services.catalog import migrate_service as upgrade
     from shop.services.goods import rpc as goods_rpc
-    from shop.services.goods.contracts import CreateGoods, ReduceStock
+    from shop.services.goods.contracts import CreateGoods, ReduceStock, StockLine
     from shop.services.goods.handlers import GoodsHandlers
 
     url = f"sqlite:///{tmp_path / 'goods.db'}"
@@ -334,7 +334,7 @@ async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: Ma
         before_b = b.calls
         for i in range(10):
             assert (await client.find_goods(goods_id)).goods_id == goods_id  # retry-safe: retried on B
-            await client.reduce_stock(ReduceStock(order_id=1000 + i, goods_id=goods_id, goods_number=1))
+            await client.reduce_stock(ReduceStock(order_id=1000 + i, lines=[StockLine(goods_id, 1)]))
         assert b.calls - before_b == 20
         # Not retry-safe, but A refuses connections: the request never left, so it goes to B too,
         # even from a caller that has not marked A yet (another process, with a view of its own).

@@ -75,7 +75,7 @@ def test_a_scope_crosses_the_wire_and_none_means_everything():
 
 def _order(oid, status=1, pay_status=2, pay_amount="48.90", user=1):
     return SimpleNamespace(order_id=oid, order_status=status, pay_status=pay_status, pay_amount=D(pay_amount),
-                           user_id=user, goods_id=10, goods_number=1, money_paid=D(0), coupon_id=None)
+                           user_id=user, items={10: 1}, money_paid=D(0), coupon_id=None)
 
 
 def _payment(oid):

@@ -65,8 +65,8 @@ def test_backoff_doubles_up_to_a_cap():
 
 
 def _order(oid, status, n=1, money="0.00", coupon=None):
-    return SimpleNamespace(order_id=oid, user_id=1, goods_id=10, order_status=status, goods_number=n,
-                           money_paid=D(money), coupon_id=coupon)
+    return SimpleNamespace(order_id=oid, user_id=1, items={10: n}, order_status=status, money_paid=D(money),
+                           coupon_id=coupon)
 
 
 def _facts(goods_taken=None, goods_returned=None, stock=9, money="90.00", money_taken=None, money_returned=None,

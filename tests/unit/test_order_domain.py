@@ -15,7 +15,9 @@ from shop.services.order.domain import (
     PayStatus,
     ShippingStatus,
     Transition,
-    check_goods,
+    check_amounts,
+    check_line,
+    check_lines,
     check_payment,
     shipping_fee,
 )
@@ -28,10 +30,16 @@ def test_shipping_is_free_only_above_100(amount, fee):
 
 
 def goods(**kw):
+    """One line's checks and the amounts, as the saga runs them."""
     args = dict(goods_price=D("5000.00"), stock=10, client_price=D("5000.00"), goods_number=1,
                 client_shipping_fee=D("0.00"), client_order_amount=D("5000.00"))
     args.update(kw)
-    return check_goods(**args)
+    check_lines([(1, args["goods_number"])])
+    amount = check_line(goods_id=1, goods_price=args["goods_price"], stock=args["stock"],
+                        client_price=args["client_price"], goods_number=args["goods_number"])
+    fee, total = check_amounts(amount, client_shipping_fee=args["client_shipping_fee"],
+                               client_order_amount=args["client_order_amount"])
+    return amount, fee, total
 
 
 def code(fn, **kw):

@@ -17,8 +17,8 @@ from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.messaging import Message
 from shop.services.coupon.contracts import Coupon
-from shop.services.goods.contracts import Goods
-from shop.services.order.contracts import TAG_CANCEL, Order, OrderCancelled, PlaceOrder
+from shop.services.goods.contracts import Goods, StockLine
+from shop.services.order.contracts import TAG_CANCEL, Order, OrderCancelled, OrderLine, PlaceOrder
 from shop.services.order.domain import OrderStatus, PayStatus, shipping_fee
 from shop.services.order.handlers import OrderHandlers
 from shop.services.user.contracts import User
@@ -59,8 +59,8 @@ class FakeParticipants:
         return self.taken.setdefault(order.order_id, {})
 
     async def reduce_stock(self, order: Order) -> None:
-        self._step("reduce_stock", order)["stock"] = order.goods_number
-        self.stock -= order.goods_number
+        self._step("reduce_stock", order)["stock"] = taken = sum(i.goods_number for i in order.items)
+        self.stock -= taken
 
     async def use_coupon(self, order: Order) -> None:
         taken = self._step("use_coupon", order)
@@ -140,7 +140,8 @@ class Saga:
 def place(*, coupon: bool = True, money: str = "100.00", n: int = 1) -> PlaceOrder:
     amount = PRICE * n
     fee = shipping_fee(amount)
-    return PlaceOrder(USER, GOODS, n, PRICE, fee, amount + fee, "北京", COUPON if coupon else None, D(money))
+    return PlaceOrder(USER, [OrderLine(GOODS, n, PRICE)], fee, amount + fee, "北京", COUPON if coupon else None,
+                      D(money))
 
 
 async def test_every_step_runs_in_order_and_the_cancel_is_re_armed_for_the_payment_timeout():
@@ -181,7 +182,7 @@ async def test_a_step_that_breaks_cancels_the_order_and_every_compensation_gives
     assert saga.settled == [(TAG_CANCEL, str(order_id))]
     cancel, due = saga.store.armed[order_id]
     assert due == 0 and OrderCancelled.from_message(cancel) == OrderCancelled(
-        order_id, USER, GOODS, 1, COUPON, D("100.00"))
+        order_id, USER, [StockLine(GOODS, 1)], COUPON, D("100.00"))
     assert saga.state() == (10, D("100.00"), False)  # everything given back
     assert saga.participants.taken == {}
 
@@ -221,5 +222,7 @@ async def test_a_rejected_order_saves_nothing_and_takes_nothing():
     saga = Saga(stock=0)
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
-    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data is None
+    # Nothing saved, so no orderId: the refusal names the goods, and says none are left.
+    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data == {"goodsId": str(GOODS),
+                                                                                    "goodsNumber": 0}
     assert saga.store.orders == {} and saga.participants.ran == [] and saga.settled == []

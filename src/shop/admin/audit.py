@@ -86,9 +86,10 @@ def findings(
             continue
         g_held, u_held, c_held = goods.ledger.held(oid), users.ledger.held(oid), coupons.ledger.held(oid)
         if status in HOLDS_EFFECTS:
-            if g_held != {o.goods_id: o.goods_number}:
-                v.append(Finding(f"order {oid}: confirmed for {o.goods_number} of goods {o.goods_id}, "
-                                 f"goods took {sum(g_held.values())}", oid))
+            if g_held != o.items:  # every line: the goods took each line's units, and nothing else
+                lines = ", ".join(f"{n} of goods {g}" for g, n in o.items.items())
+                took = ", ".join(f"{n} of goods {g}" for g, n in g_held.items()) or "nothing"
+                v.append(Finding(f"order {oid}: confirmed for {lines}, goods took {took}", oid))
             if u_held != ({o.user_id: o.money_paid} if o.money_paid > 0 else {}):
                 v.append(Finding(f"order {oid}: confirmed with money paid {o.money_paid}, "
                                  f"the balance gave {sum(u_held.values())}", oid))

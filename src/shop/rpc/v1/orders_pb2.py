@@ -25,45 +25,47 @@ _sym_db = _symbol_database.Default()
 from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shop/v1/orders.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"\xe8\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x14\n\x0corder_status\x18\x03 \x01(\x05\x12\x12\n\npay_status\x18\x04 \x01(\x05\x12\x17\n\x0fshipping_status\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x16\n\tconsignee\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08goods_id\x18\x08 \x01(\x03\x12\x14\n\x0cgoods_number\x18\t \x01(\x03\x12\x13\n\x0bgoods_price\x18\n \x01(\t\x12\x14\n\x0cgoods_amount\x18\x0b \x01(\t\x12\x14\n\x0cshipping_fee\x18\x0c \x01(\t\x12\x14\n\x0corder_amount\x18\r \x01(\t\x12\x16\n\tcoupon_id\x18\x0e \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0b\x63oupon_paid\x18\x0f \x01(\t\x12\x12\n\nmoney_paid\x18\x10 \x01(\t\x12\x12\n\npay_amount\x18\x11 \x01(\t\x12\x10\n\x08\x61\x64\x64_time\x18\x12 \x01(\t\x12\x19\n\x0c\x63onfirm_time\x18\x13 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08pay_time\x18\x14 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_consigneeB\x0c\n\n_coupon_idB\x0f\n\r_confirm_timeB\x0b\n\t_pay_time\"\x80\x02\n\x13\x43onfirmOrderRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08goods_id\x18\x02 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x03 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x04 \x01(\t\x12\x14\n\x0cshipping_fee\x18\x05 \x01(\t\x12\x14\n\x0corder_amount\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x16\n\tcoupon_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmoney_paid\x18\t \x01(\t\x12\x16\n\tconsignee\x18\n \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_coupon_idB\x0c\n\n_consignee\"$\n\x10\x46indOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"7\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"7\n\x12RefundOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"\x86\x02\n\x11ListOrdersRequest\x12\x14\n\x07user_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0corder_status\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x17\n\npay_status\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x16\n\tfrom_time\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x14\n\x07to_time\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x16\n\tbefore_id\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\r\n\x05limit\x18\x07 \x01(\x05\x42\n\n\x08_user_idB\x0f\n\r_order_statusB\r\n\x0b_pay_statusB\x0c\n\n_from_timeB\n\n\x08_to_timeB\x0c\n\n_before_id\"`\n\x0fListOrdersReply\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.shop.v1.Order\x12\x1b\n\x0enext_before_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_next_before_id\"\"\n\x0fOverviewRequest\x12\x0f\n\x07minutes\x18\x01 \x01(\x05\"R\n\x0cMinuteCounts\x12\n\n\x02\x61t\x18\x01 \x01(\t\x12\x11\n\tconfirmed\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x13\n\x0bunconfirmed\x18\x04 \x01(\x03\"z\n\rOverviewReply\x12)\n\nper_minute\x18\x01 \x03(\x0b\x32\x15.shop.v1.MinuteCounts\x12\x15\n\rcompensations\x18\x02 \x01(\x03\x12\x13\n\x0bunconfirmed\x18\x03 \x01(\x03\x12\x12\n\noutbox_due\x18\x04 \x01(\x03\"\xc0\x01\n\x07Payment\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x0f\n\x07is_paid\x18\x05 \x01(\x05\x12\x15\n\x08trade_no\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tpaid_time\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bis_refunded\x18\x08 \x01(\x05\x42\x0b\n\t_trade_noB\x0c\n\n_paid_time\"M\n\x14\x43reatePaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x12\n\npay_amount\x18\x03 \x01(\t\"$\n\x12\x46indPaymentRequest\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\"\x87\x01\n\rNotifyRequest\x12\x16\n\ttimestamp\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05nonce\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsignature\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x42\x0c\n\n_timestampB\x08\n\x06_nonceB\x0c\n\n_signature\"\r\n\x0bNotifyReply2\x80\x04\n\x0cOrderService\x12<\n\x0c\x43onfirmOrder\x12\x1c.shop.v1.ConfirmOrderRequest\x1a\x0e.shop.v1.Order\x12\x36\n\tFindOrder\x12\x19.shop.v1.FindOrderRequest\x1a\x0e.shop.v1.Order\x12\x42\n\nListOrders\x12\x1a.shop.v1.ListOrdersRequest\x1a\x18.shop.v1.ListOrdersReply\x12:\n\x0b\x43\x61ncelOrder\x12\x1b.shop.v1.CancelOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0bRefundOrder\x12\x1b.shop.v1.RefundOrderRequest\x1a\x0e.shop.v1.Order\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply\x12<\n\x08Overview\x12\x18.shop.v1.OverviewRequest\x1a\x16.shop.v1.OverviewReply2\xc6\x02\n\nPayService\x12@\n\rCreatePayment\x12\x1d.shop.v1.CreatePaymentRequest\x1a\x10.shop.v1.Payment\x12<\n\x0b\x46indPayment\x12\x1b.shop.v1.FindPaymentRequest\x1a\x10.shop.v1.Payment\x12\x36\n\x06Notify\x12\x16.shop.v1.NotifyRequest\x1a\x14.shop.v1.NotifyReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shop/v1/orders.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"H\n\tOrderLine\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x02 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x03 \x01(\t\"\x8b\x04\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x14\n\x0corder_status\x18\x03 \x01(\x05\x12\x12\n\npay_status\x18\x04 \x01(\x05\x12\x17\n\x0fshipping_status\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x16\n\tconsignee\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08goods_id\x18\x08 \x01(\x03\x12\x14\n\x0cgoods_number\x18\t \x01(\x03\x12\x13\n\x0bgoods_price\x18\n \x01(\t\x12\x14\n\x0cgoods_amount\x18\x0b \x01(\t\x12\x14\n\x0cshipping_fee\x18\x0c \x01(\t\x12\x14\n\x0corder_amount\x18\r \x01(\t\x12\x16\n\tcoupon_id\x18\x0e \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0b\x63oupon_paid\x18\x0f \x01(\t\x12\x12\n\nmoney_paid\x18\x10 \x01(\t\x12\x12\n\npay_amount\x18\x11 \x01(\t\x12\x10\n\x08\x61\x64\x64_time\x18\x12 \x01(\t\x12\x19\n\x0c\x63onfirm_time\x18\x13 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08pay_time\x18\x14 \x01(\tH\x03\x88\x01\x01\x12!\n\x05items\x18\x15 \x03(\x0b\x32\x12.shop.v1.OrderLineB\x0c\n\n_consigneeB\x0c\n\n_coupon_idB\x0f\n\r_confirm_timeB\x0b\n\t_pay_time\"\xf8\x01\n\x13\x43onfirmOrderRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12!\n\x05items\x18\x0b \x03(\x0b\x32\x12.shop.v1.OrderLine\x12\x14\n\x0cshipping_fee\x18\x05 \x01(\t\x12\x14\n\x0corder_amount\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x16\n\tcoupon_id\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmoney_paid\x18\t \x01(\t\x12\x16\n\tconsignee\x18\n \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_coupon_idB\x0c\n\n_consigneeJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"$\n\x10\x46indOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\"7\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"7\n\x12RefundOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\"\x86\x02\n\x11ListOrdersRequest\x12\x14\n\x07user_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0corder_status\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x17\n\npay_status\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x16\n\tfrom_time\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x14\n\x07to_time\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x16\n\tbefore_id\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\r\n\x05limit\x18\x07 \x01(\x05\x42\n\n\x08_user_idB\x0f\n\r_order_statusB\r\n\x0b_pay_statusB\x0c\n\n_from_timeB\n\n\x08_to_timeB\x0c\n\n_before_id\"`\n\x0fListOrdersReply\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.shop.v1.Order\x12\x1b\n\x0enext_before_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_next_before_id\"\"\n\x0fOverviewRequest\x12\x0f\n\x07minutes\x18\x01 \x01(\x05\"R\n\x0cMinuteCounts\x12\n\n\x02\x61t\x18\x01 \x01(\t\x12\x11\n\tconfirmed\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x13\n\x0bunconfirmed\x18\x04 \x01(\x03\"z\n\rOverviewReply\x12)\n\nper_minute\x18\x01 \x03(\x0b\x32\x15.shop.v1.MinuteCounts\x12\x15\n\rcompensations\x18\x02 \x01(\x03\x12\x13\n\x0bunconfirmed\x18\x03 \x01(\x03\x12\x12\n\noutbox_due\x18\x04 \x01(\x03\"\xc0\x01\n\x07Payment\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x12\n\npay_amount\x18\x04 \x01(\t\x12\x0f\n\x07is_paid\x18\x05 \x01(\x05\x12\x15\n\x08trade_no\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tpaid_time\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bis_refunded\x18\x08 \x01(\x05\x42\x0b\n\t_trade_noB\x0c\n\n_paid_time\"M\n\x14\x43reatePaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x12\n\npay_amount\x18\x03 \x01(\t\"$\n\x12\x46indPaymentRequest\x12\x0e\n\x06pay_id\x18\x01 \x01(\x03\"\x87\x01\n\rNotifyRequest\x12\x16\n\ttimestamp\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05nonce\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsignature\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x42\x0c\n\n_timestampB\x08\n\x06_nonceB\x0c\n\n_signature\"\r\n\x0bNotifyReply2\x80\x04\n\x0cOrderService\x12<\n\x0c\x43onfirmOrder\x12\x1c.shop.v1.ConfirmOrderRequest\x1a\x0e.shop.v1.Order\x12\x36\n\tFindOrder\x12\x19.shop.v1.FindOrderRequest\x1a\x0e.shop.v1.Order\x12\x42\n\nListOrders\x12\x1a.shop.v1.ListOrdersRequest\x1a\x18.shop.v1.ListOrdersReply\x12:\n\x0b\x43\x61ncelOrder\x12\x1b.shop.v1.CancelOrderRequest\x1a\x0e.shop.v1.Order\x12:\n\x0bRefundOrder\x12\x1b.shop.v1.RefundOrderRequest\x1a\x0e.shop.v1.Order\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply\x12<\n\x08Overview\x12\x18.shop.v1.OverviewRequest\x1a\x16.shop.v1.OverviewReply2\xc6\x02\n\nPayService\x12@\n\rCreatePayment\x12\x1d.shop.v1.CreatePaymentRequest\x1a\x10.shop.v1.Payment\x12<\n\x0b\x46indPayment\x12\x1b.shop.v1.FindPaymentRequest\x1a\x10.shop.v1.Payment\x12\x36\n\x06Notify\x12\x16.shop.v1.NotifyRequest\x1a\x14.shop.v1.NotifyReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDER']._serialized_start=55
-  _globals['_ORDER']._serialized_end=543
-  _globals['_CONFIRMORDERREQUEST']._serialized_start=546
-  _globals['_CONFIRMORDERREQUEST']._serialized_end=802
-  _globals['_FINDORDERREQUEST']._serialized_start=804
-  _globals['_FINDORDERREQUEST']._serialized_end=840
-  _globals['_CANCELORDERREQUEST']._serialized_start=842
-  _globals['_CANCELORDERREQUEST']._serialized_end=897
-  _globals['_REFUNDORDERREQUEST']._serialized_start=899
-  _globals['_REFUNDORDERREQUEST']._serialized_end=954
-  _globals['_LISTORDERSREQUEST']._serialized_start=957
-  _globals['_LISTORDERSREQUEST']._serialized_end=1219
-  _globals['_LISTORDERSREPLY']._serialized_start=1221
-  _globals['_LISTORDERSREPLY']._serialized_end=1317
-  _globals['_OVERVIEWREQUEST']._serialized_start=1319
-  _globals['_OVERVIEWREQUEST']._serialized_end=1353
-  _globals['_MINUTECOUNTS']._serialized_start=1355
-  _globals['_MINUTECOUNTS']._serialized_end=1437
-  _globals['_OVERVIEWREPLY']._serialized_start=1439
-  _globals['_OVERVIEWREPLY']._serialized_end=1561
-  _globals['_PAYMENT']._serialized_start=1564
-  _globals['_PAYMENT']._serialized_end=1756
-  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1758
-  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1835
-  _globals['_FINDPAYMENTREQUEST']._serialized_start=1837
-  _globals['_FINDPAYMENTREQUEST']._serialized_end=1873
-  _globals['_NOTIFYREQUEST']._serialized_start=1876
-  _globals['_NOTIFYREQUEST']._serialized_end=2011
-  _globals['_NOTIFYREPLY']._serialized_start=2013
-  _globals['_NOTIFYREPLY']._serialized_end=2026
-  _globals['_ORDERSERVICE']._serialized_start=2029
-  _globals['_ORDERSERVICE']._serialized_end=2541
-  _globals['_PAYSERVICE']._serialized_start=2544
-  _globals['_PAYSERVICE']._serialized_end=2870
+  _globals['_ORDERLINE']._serialized_start=54
+  _globals['_ORDERLINE']._serialized_end=126
+  _globals['_ORDER']._serialized_start=129
+  _globals['_ORDER']._serialized_end=652
+  _globals['_CONFIRMORDERREQUEST']._serialized_start=655
+  _globals['_CONFIRMORDERREQUEST']._serialized_end=903
+  _globals['_FINDORDERREQUEST']._serialized_start=905
+  _globals['_FINDORDERREQUEST']._serialized_end=941
+  _globals['_CANCELORDERREQUEST']._serialized_start=943
+  _globals['_CANCELORDERREQUEST']._serialized_end=998
+  _globals['_REFUNDORDERREQUEST']._serialized_start=1000
+  _globals['_REFUNDORDERREQUEST']._serialized_end=1055
+  _globals['_LISTORDERSREQUEST']._serialized_start=1058
+  _globals['_LISTORDERSREQUEST']._serialized_end=1320
+  _globals['_LISTORDERSREPLY']._serialized_start=1322
+  _globals['_LISTORDERSREPLY']._serialized_end=1418
+  _globals['_OVERVIEWREQUEST']._serialized_start=1420
+  _globals['_OVERVIEWREQUEST']._serialized_end=1454
+  _globals['_MINUTECOUNTS']._serialized_start=1456
+  _globals['_MINUTECOUNTS']._serialized_end=1538
+  _globals['_OVERVIEWREPLY']._serialized_start=1540
+  _globals['_OVERVIEWREPLY']._serialized_end=1662
+  _globals['_PAYMENT']._serialized_start=1665
+  _globals['_PAYMENT']._serialized_end=1857
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1859
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1936
+  _globals['_FINDPAYMENTREQUEST']._serialized_start=1938
+  _globals['_FINDPAYMENTREQUEST']._serialized_end=1974
+  _globals['_NOTIFYREQUEST']._serialized_start=1977
+  _globals['_NOTIFYREQUEST']._serialized_end=2112
+  _globals['_NOTIFYREPLY']._serialized_start=2114
+  _globals['_NOTIFYREPLY']._serialized_end=2127
+  _globals['_ORDERSERVICE']._serialized_start=2130
+  _globals['_ORDERSERVICE']._serialized_end=2642
+  _globals['_PAYSERVICE']._serialized_start=2645
+  _globals['_PAYSERVICE']._serialized_end=2971
 # @@protoc_insertion_point(module_scope)

@@ -7,8 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class OrderLine(_message.Message):
+    __slots__ = ("goods_id", "goods_number", "goods_price")
+    GOODS_ID_FIELD_NUMBER: _ClassVar[int]
+    GOODS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    GOODS_PRICE_FIELD_NUMBER: _ClassVar[int]
+    goods_id: int
+    goods_number: int
+    goods_price: str
+    def __init__(self, goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ..., goods_price: _Optional[str] = ...) -> None: ...
+
 class Order(_message.Message):
-    __slots__ = ("order_id", "user_id", "order_status", "pay_status", "shipping_status", "address", "consignee", "goods_id", "goods_number", "goods_price", "goods_amount", "shipping_fee", "order_amount", "coupon_id", "coupon_paid", "money_paid", "pay_amount", "add_time", "confirm_time", "pay_time")
+    __slots__ = ("order_id", "user_id", "order_status", "pay_status", "shipping_status", "address", "consignee", "goods_id", "goods_number", "goods_price", "goods_amount", "shipping_fee", "order_amount", "coupon_id", "coupon_paid", "money_paid", "pay_amount", "add_time", "confirm_time", "pay_time", "items")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +39,7 @@ class Order(_message.Message):
     ADD_TIME_FIELD_NUMBER: _ClassVar[int]
     CONFIRM_TIME_FIELD_NUMBER: _ClassVar[int]
     PAY_TIME_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     user_id: int
     order_status: int
@@ -49,14 +60,13 @@ class Order(_message.Message):
     add_time: str
     confirm_time: str
     pay_time: str
-    def __init__(self, order_id: _Optional[int] = ..., user_id: _Optional[int] = ..., order_status: _Optional[int] = ..., pay_status: _Optional[int] = ..., shipping_status: _Optional[int] = ..., address: _Optional[str] = ..., consignee: _Optional[str] = ..., goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ..., goods_price: _Optional[str] = ..., goods_amount: _Optional[str] = ..., shipping_fee: _Optional[str] = ..., order_amount: _Optional[str] = ..., coupon_id: _Optional[int] = ..., coupon_paid: _Optional[str] = ..., money_paid: _Optional[str] = ..., pay_amount: _Optional[str] = ..., add_time: _Optional[str] = ..., confirm_time: _Optional[str] = ..., pay_time: _Optional[str] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[OrderLine]
+    def __init__(self, order_id: _Optional[int] = ..., user_id: _Optional[int] = ..., order_status: _Optional[int] = ..., pay_status: _Optional[int] = ..., shipping_status: _Optional[int] = ..., address: _Optional[str] = ..., consignee: _Optional[str] = ..., goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ..., goods_price: _Optional[str] = ..., goods_amount: _Optional[str] = ..., shipping_fee: _Optional[str] = ..., order_amount: _Optional[str] = ..., coupon_id: _Optional[int] = ..., coupon_paid: _Optional[str] = ..., money_paid: _Optional[str] = ..., pay_amount: _Optional[str] = ..., add_time: _Optional[str] = ..., confirm_time: _Optional[str] = ..., pay_time: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ...) -> None: ...
 
 class ConfirmOrderRequest(_message.Message):
-    __slots__ = ("user_id", "goods_id", "goods_number", "goods_price", "shipping_fee", "order_amount", "address", "coupon_id", "money_paid", "consignee")
+    __slots__ = ("user_id", "items", "shipping_fee", "order_amount", "address", "coupon_id", "money_paid", "consignee")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    GOODS_ID_FIELD_NUMBER: _ClassVar[int]
-    GOODS_NUMBER_FIELD_NUMBER: _ClassVar[int]
-    GOODS_PRICE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_FEE_FIELD_NUMBER: _ClassVar[int]
     ORDER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -64,16 +74,14 @@ class ConfirmOrderRequest(_message.Message):
     MONEY_PAID_FIELD_NUMBER: _ClassVar[int]
     CONSIGNEE_FIELD_NUMBER: _ClassVar[int]
     user_id: int
-    goods_id: int
-    goods_number: int
-    goods_price: str
+    items: _containers.RepeatedCompositeFieldContainer[OrderLine]
     shipping_fee: str
     order_amount: str
     address: str
     coupon_id: int
     money_paid: str
     consignee: str
-    def __init__(self, user_id: _Optional[int] = ..., goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ..., goods_price: _Optional[str] = ..., shipping_fee: _Optional[str] = ..., order_amount: _Optional[str] = ..., address: _Optional[str] = ..., coupon_id: _Optional[int] = ..., money_paid: _Optional[str] = ..., consignee: _Optional[str] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[int] = ..., items: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., shipping_fee: _Optional[str] = ..., order_amount: _Optional[str] = ..., address: _Optional[str] = ..., coupon_id: _Optional[int] = ..., money_paid: _Optional[str] = ..., consignee: _Optional[str] = ...) -> None: ...
 
 class FindOrderRequest(_message.Message):
     __slots__ = ("order_id",)

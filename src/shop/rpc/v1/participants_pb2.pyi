@@ -1,7 +1,9 @@
 from shop.rpc.v1 import facts_pb2 as _facts_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -119,15 +121,21 @@ class CreateGoodsReply(_message.Message):
     goods_id: int
     def __init__(self, goods_id: _Optional[int] = ...) -> None: ...
 
-class ReduceStockRequest(_message.Message):
-    __slots__ = ("order_id", "goods_id", "goods_number")
-    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+class StockLine(_message.Message):
+    __slots__ = ("goods_id", "goods_number")
     GOODS_ID_FIELD_NUMBER: _ClassVar[int]
     GOODS_NUMBER_FIELD_NUMBER: _ClassVar[int]
-    order_id: int
     goods_id: int
     goods_number: int
-    def __init__(self, order_id: _Optional[int] = ..., goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ...) -> None: ...
+    def __init__(self, goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ...) -> None: ...
+
+class ReduceStockRequest(_message.Message):
+    __slots__ = ("order_id", "lines")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    lines: _containers.RepeatedCompositeFieldContainer[StockLine]
+    def __init__(self, order_id: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[StockLine, _Mapping]]] = ...) -> None: ...
 
 class ReduceStockReply(_message.Message):
     __slots__ = ()

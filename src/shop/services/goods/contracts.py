@@ -28,10 +28,19 @@ class CreateGoods:
 
 
 @dataclass(frozen=True, slots=True)
-class ReduceStock:
-    order_id: int
+class StockLine:
+    """One line of an order, as the goods service sees it: which goods, how many units."""
+
     goods_id: int
     goods_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReduceStock:
+    """Take every line's units for one order: all of them, or none (a cart is one step)."""
+
+    order_id: int
+    lines: list[StockLine]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +59,8 @@ class GoodsService(Protocol):
     async def create_goods(self, cmd: CreateGoods) -> int: ...
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
-        """Idempotent per order; refused once the order's cancellation has been recorded."""
+        """Every line or none, in one transaction. Idempotent per order; refused once the order's
+        cancellation has been recorded. A refusal's data names the line (goodsId)."""
         ...
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> GoodsFacts:

@@ -1,7 +1,11 @@
 """The goods service: finding goods, reducing stock for an order, restoring it when the order is cancelled."""
 
+from collections.abc import Iterable
+from functools import partial
+
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
 from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record, find_one
@@ -9,7 +13,7 @@ from shop.infra.db.scope import NO_LIMIT
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
-from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock
+from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock, StockLine
 from shop.services.goods.models import inbox
 from shop.services.order.contracts import (
     ORDER_TOPIC,
@@ -20,6 +24,12 @@ from shop.services.order.contracts import (
 
 INBOX = Inbox(inbox)
 
+
+def in_lock_order(lines: Iterable[StockLine]) -> list[StockLine]:
+    """A transaction's goods rows are locked in goods-id order: two carts that share goods then
+    wait for each other in line, and never each hold a row the other needs (a deadlock, which
+    PostgreSQL and MariaDB would break by failing one of them)."""
+    return sorted(lines, key=lambda line: line.goods_id)
 
 
 class GoodsHandlers:
@@ -44,15 +54,23 @@ class GoodsHandlers:
         return goods_id
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
+        """A cart's lines in one transaction: a refused line leaves it without commit, which takes
+        back every line taken before it."""
         async with self.db.unit_of_work() as uow:
-            await repo.LEDGER.take(uow, cmd.goods_id, cmd.order_id, cmd.goods_number,
-                                   lambda: repo.take(uow, cmd.goods_id, cmd.goods_number), repo.REFUSAL)
+            for line in in_lock_order(cmd.lines):
+                try:
+                    await repo.LEDGER.take(uow, line.goods_id, cmd.order_id, line.goods_number,
+                                           partial(repo.take, uow, line.goods_id, line.goods_number), repo.REFUSAL)
+                except ShopError as exc:
+                    raise exc.with_data({**(exc.data or {}), "goodsId": str(line.goods_id)}) from None
             await uow.commit()
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
-        """Give back what this order took, once; if it took nothing, make sure it never will."""
+        """Give back what this order took of every line, once; a line it took nothing of is made
+        sure never to be taken."""
         ev = OrderCancelled.from_message(msg)
-        await repo.LEDGER.give_back(uow, ev.goods_id, ev.order_id, lambda n: repo.give_back(uow, ev.goods_id, int(n)))
+        for line in in_lock_order(ev.items):
+            await repo.LEDGER.give_back(uow, line.goods_id, ev.order_id, partial(repo.give_back, uow, line.goods_id))
 
     async def timeline(self, order_id: int) -> list[TimelineEvent]:
         async with self.db.unit_of_work(readonly=True) as uow:

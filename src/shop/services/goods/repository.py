@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, ScopedRows, UnitOfWork, bind
-from shop.infra.ledger import Ledger, LedgerKinds, Refusal, counter_updates
+from shop.infra.ledger import Amount, Ledger, LedgerKinds, Refusal, counter_updates
 from shop.services.goods.models import goods, goods_number_log
 
 g = goods.c
@@ -37,6 +37,6 @@ async def take(uow: UnitOfWork, goods_id: int, n: int) -> bool:
     return await uow.execute(TAKE, goods_id=goods_id, n=n) == 1
 
 
-async def give_back(uow: UnitOfWork, goods_id: int, n: int) -> None:
-    await uow.execute(GIVE_BACK, goods_id=goods_id, n=n)
+async def give_back(uow: UnitOfWork, goods_id: int, n: Amount) -> None:
+    await uow.execute(GIVE_BACK, goods_id=goods_id, n=int(n))
 

@@ -4,32 +4,68 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, model_validator
 
 from shop.common.clock import iso
 from shop.common.money import ZERO, fmt
 from shop.infra.deps import AdminDep, UserIdDep, forbid_unless, from_state
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, SignedMoneyIn, Text, ok
-from shop.services.order.contracts import Order, OrderPage, OrderQuery, OrderService, PlaceOrder
-from shop.services.order.domain import MAX_GOODS_NUMBER, OrderStatus, PayStatus, ShippingStatus
+from shop.services.order.contracts import Order, OrderLine, OrderPage, OrderQuery, OrderService, PlaceOrder
+from shop.services.order.domain import MAX_GOODS_NUMBER, MAX_LINES, OrderStatus, PayStatus, ShippingStatus
 
 router = APIRouter()
 OrdersDep = Annotated[OrderService, from_state("orders")]
 
 
-class TradeOrderIn(Camel):
-    user_id: IdIn
+# Bounded here too so that the document says so (the domain checks it as well, for every front door).
+GoodsNumberIn = Annotated[StrictInt, Field(ge=1, le=MAX_GOODS_NUMBER)]
+
+
+class LineIn(Camel):
     goods_id: IdIn
-    # Bounded here too so that the document says so (the domain checks it as well, for every front door).
-    goods_number: StrictInt = Field(ge=1, le=MAX_GOODS_NUMBER)
+    goods_number: GoodsNumberIn
     goods_price: MoneyIn
+
+
+class LineOut(Out):
+    goods_id: IdOut
+    goods_number: int
+    goods_price: MoneyOut
+    goods_amount: MoneyOut
+
+
+class TradeOrderIn(Camel):
+    """The original's TradeOrder (one goods: goodsId, goodsNumber, goodsPrice), or a cart (items)."""
+
+    user_id: IdIn
+    goods_id: IdIn | None = None
+    goods_number: GoodsNumberIn | None = None
+    goods_price: MoneyIn | None = None
+    items: list[LineIn] | None = Field(default=None, min_length=1, max_length=MAX_LINES)
     shipping_fee: MoneyIn
     order_amount: MoneyIn
     address: Text = Field(min_length=1, max_length=255)
     coupon_id: IdIn | None = None
     money_paid: SignedMoneyIn = ZERO
     consignee: Text | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "TradeOrderIn":
+        single = (self.goods_id, self.goods_number, self.goods_price)
+        if self.items is None and None in single:
+            raise ValueError("an order takes goodsId, goodsNumber and goodsPrice, or items")
+        if self.items is not None and single != (None, None, None):
+            raise ValueError("an order takes goodsId, goodsNumber and goodsPrice, or items, not both")
+        if self.items is not None and len({line.goods_id for line in self.items}) < len(self.items):
+            raise ValueError("items: the same goods is on two lines")
+        return self
+
+    def lines(self) -> list[OrderLine]:
+        if self.items is None:
+            assert self.goods_id is not None and self.goods_number is not None and self.goods_price is not None
+            return [OrderLine(self.goods_id, self.goods_number, self.goods_price)]
+        return [OrderLine(line.goods_id, line.goods_number, line.goods_price) for line in self.items]
 
 
 class OrderOut(Out):
@@ -53,6 +89,7 @@ class OrderOut(Out):
     add_time: Time
     confirm_time: Time | None
     pay_time: Time | None
+    items: list[LineOut]
 
 
 class OrderPageOut(Out):
@@ -73,6 +110,8 @@ def order_json(o: Order) -> dict[str, Any]:
         "orderAmount": fmt(o.order_amount), "couponId": _id(o.coupon_id), "couponPaid": fmt(o.coupon_paid),
         "moneyPaid": fmt(o.money_paid), "payAmount": fmt(o.pay_amount), "addTime": iso(o.add_time),
         "confirmTime": iso(o.confirm_time), "payTime": iso(o.pay_time),
+        "items": [{"goodsId": str(i.goods_id), "goodsNumber": i.goods_number, "goodsPrice": fmt(i.goods_price),
+                   "goodsAmount": fmt(i.goods_amount)} for i in o.items],
     }
 
 
@@ -81,8 +120,7 @@ async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> 
     forbid_unless(body.user_id, user_id)
     order = await orders.confirm_order(
         PlaceOrder(
-            user_id=body.user_id, goods_id=body.goods_id, goods_number=body.goods_number,
-            goods_price=body.goods_price, shipping_fee=body.shipping_fee, order_amount=body.order_amount,
+            user_id=body.user_id, items=body.lines(), shipping_fee=body.shipping_fee, order_amount=body.order_amount,
             address=body.address, coupon_id=body.coupon_id, money_paid=body.money_paid, consignee=body.consignee,
         )
     )

@@ -2,11 +2,12 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from shop.common.timeline import TimelineEvent
 from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.messaging import Message
+from shop.services.goods.contracts import StockLine
 
 ORDER_TOPIC = "order"
 TAG_CANCEL = "cancel"  # an order's effects are undone (before it was paid)
@@ -16,13 +17,25 @@ TAG_REFUND_PAYMENT = "refund_payment"  # a payment arrived for an order that no 
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceOrder:
-    """A TradeOrder as the client sends it: the prices are the client's, checked against ours."""
+class OrderLine:
+    """One line of an order: a goods, how many, at what price (in a PlaceOrder, the client's)."""
 
-    user_id: int
     goods_id: int
     goods_number: int
     goods_price: Decimal
+
+    @property
+    def goods_amount(self) -> Decimal:
+        return self.goods_price * self.goods_number
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """A TradeOrder as the client sends it, with its lines (the original's single goods is one
+    line): the prices are the client's, checked against ours."""
+
+    user_id: int
+    items: list[OrderLine]
     shipping_fee: Decimal
     order_amount: Decimal
     address: str
@@ -33,6 +46,9 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class Order:
+    """An order. goods_id, goods_number and goods_price are its first line's (the original's
+    single goods), goods_amount the sum over every line; `items` are all its lines."""
+
     order_id: int
     user_id: int
     order_status: int
@@ -53,6 +69,25 @@ class Order:
     add_time: datetime
     confirm_time: datetime | None = None
     pay_time: datetime | None = None
+    items: list[OrderLine] = field(default_factory=list)
+
+
+# The order topic's bodies carry a version, "v". Version 1 (no "v": the shape before carts) names one
+# goods (goodsId, goodsNumber); version 2 carries the lines ("items"). Consumers read both, so
+# messages written before an upgrade are still handled after it; a version they do not know fails
+# (retried, then parked for an operator) rather than being half understood. Version 2 leaves out
+# the single goods on purpose: a consumer of version 1 would give back the first line only, so it
+# fails instead. Upgrade the consumers (goods, coupon, user) before the order service.
+MESSAGE_VERSION = 2
+
+
+def _lines_in(body: dict[str, Any]) -> list[StockLine]:
+    version = body.get("v", 1)
+    if version == 1:
+        return [StockLine(int(body["goodsId"]), int(body["goodsNumber"]))]
+    if version == MESSAGE_VERSION:
+        return [StockLine(int(i["goodsId"]), int(i["goodsNumber"])) for i in body["items"]]
+    raise ValueError(f"order message version {version!r} is newer than this consumer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +96,7 @@ class OrderCancelled:
 
     order_id: int
     user_id: int
-    goods_id: int
-    goods_number: int
+    items: list[StockLine]
     coupon_id: int | None
     money_paid: Decimal
 
@@ -72,10 +106,10 @@ class OrderCancelled:
             TAG_CANCEL,
             str(self.order_id),
             {
+                "v": MESSAGE_VERSION,
                 "orderId": str(self.order_id),
                 "userId": str(self.user_id),
-                "goodsId": str(self.goods_id),
-                "goodsNumber": self.goods_number,
+                "items": [{"goodsId": str(i.goods_id), "goodsNumber": i.goods_number} for i in self.items],
                 "couponId": None if self.coupon_id is None else str(self.coupon_id),
                 "moneyPaid": str(self.money_paid),
             },
@@ -87,11 +121,16 @@ class OrderCancelled:
         return cls(
             order_id=int(b["orderId"]),
             user_id=int(b["userId"]),
-            goods_id=int(b["goodsId"]),
-            goods_number=int(b["goodsNumber"]),
+            items=_lines_in(b),
             coupon_id=None if b.get("couponId") is None else int(b["couponId"]),
             money_paid=Decimal(b["moneyPaid"]),
         )
+
+    @classmethod
+    def of(cls, order: "Order") -> "OrderCancelled":
+        """What undoes this order, at every participant."""
+        return cls(order.order_id, order.user_id, [StockLine(i.goods_id, i.goods_number) for i in order.items],
+                   order.coupon_id, order.money_paid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +219,10 @@ class OrderState:
     user_id: int
     order_status: int
     pay_status: int
-    goods_id: int
-    goods_number: int
     coupon_id: int | None
     money_paid: Decimal
     pay_amount: Decimal
+    items: dict[int, int] = field(default_factory=dict)  # goods -> units, every line
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Plain Python: no web, database or broker library. Every status change is a guard
 the repository applies it as a compare-and-set on the row, so a repeated or late message that
 finds the order elsewhere changes nothing.
 """
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
@@ -16,6 +16,7 @@ from shop.common.money import ZERO
 FREE_SHIPPING_ABOVE = Decimal("100.00")
 SHIPPING_FEE = Decimal("10.00")
 MAX_GOODS_NUMBER = 1_000_000
+MAX_LINES = 20  # a cart's lines
 
 
 class OrderStatus(IntEnum):
@@ -104,29 +105,45 @@ def shipping_fee(goods_amount: Decimal) -> Decimal:
     return ZERO if goods_amount > FREE_SHIPPING_ABOVE else SHIPPING_FEE
 
 
-def check_goods(
-    *, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int, client_shipping_fee: Decimal,
-    client_order_amount: Decimal,
-) -> tuple[Decimal, Decimal, Decimal]:
-    """The original's checks after finding the user and the goods, in its order.
+def check_lines(lines: Sequence[tuple[int, int]]) -> None:
+    """A cart's shape, before anything is read: 1 to MAX_LINES lines of (goods, units), each a
+    positive number of units, no goods twice (one line per goods: its stock is one step)."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, f"an order has 1 to {MAX_LINES} lines")
+    seen: set[int] = set()
+    for goods_id, goods_number in lines:
+        if not 0 < goods_number <= MAX_GOODS_NUMBER:
+            raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
+                            "goodsNumber must be a positive whole number").with_data({"goodsId": str(goods_id)})
+        if goods_id in seen:
+            raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
+                            "the same goods is on two lines").with_data({"goodsId": str(goods_id)})
+        seen.add(goods_id)
 
-    Mended: an order may take the last unit (the original refused goods_number == stock), and the
-    order amount includes shipping. Returns (goods amount, shipping fee, order amount).
-    """
-    if not 0 < goods_number <= MAX_GOODS_NUMBER:
-        raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "goodsNumber must be a positive whole number")
+
+def check_line(*, goods_id: int, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int) -> Decimal:
+    """The original's checks of its goods, for one line, in its order; the line's amount.
+
+    Mended: an order may take the last unit (the original refused goods_number == stock). A
+    refusal names the line's goods (data.goodsId); one for stock also says how many are left."""
     if client_price != goods_price:
-        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID)
+        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID).with_data({"goodsId": str(goods_id)})
     if goods_number > stock:
-        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
-    goods_amount = goods_price * goods_number
+        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH).with_data(
+            {"goodsId": str(goods_id), "goodsNumber": stock})
+    return goods_price * goods_number
+
+
+def check_amounts(goods_amount: Decimal, *, client_shipping_fee: Decimal,
+                  client_order_amount: Decimal) -> tuple[Decimal, Decimal]:
+    """The shipping fee and the order amount (mended: it includes shipping) of the lines' sum."""
     fee = shipping_fee(goods_amount)
     if client_shipping_fee != fee:
         raise ShopError(ShopCode.SHOP_ORDER_SHIPPINGFEE_INVALID)
     order_amount = goods_amount + fee
     if client_order_amount != order_amount:
         raise ShopError(ShopCode.SHOP_ORDERAMOUNT_INVALID)
-    return goods_amount, fee, order_amount
+    return fee, order_amount
 
 
 def check_payment(

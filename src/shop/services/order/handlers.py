@@ -18,9 +18,10 @@ from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.common.ids import MINUTE_MS, IdWorker, first_id_at, id_minute
+from shop.common.money import ZERO
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
-from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork
 from shop.infra.db.scope import NO_LIMIT
 from shop.infra.failures import as_shop_error
 from shop.infra.logs import ORDER_ID
@@ -73,12 +74,14 @@ class OrderHandlers:
         self.pay_timeout_s = pay_timeout_s
 
     async def find_order(self, order_id: int) -> Order:
-        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_ORDER_NO_EXIST, order_id=order_id)
-        return as_record(Order, row)
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await repo.find(uow, order_id)
+            if row is None:
+                raise ShopError(ShopCode.SHOP_ORDER_NO_EXIST)
+            return (await repo.orders_of(uow, [row]))[0]
 
     async def list_orders(self, query: OrderQuery) -> OrderPage:
-        rows, more = await repo.list_orders(self.db, query)
-        items = [as_record(Order, r) for r in rows]
+        items, more = await repo.list_orders(self.db, query)
         return OrderPage(items, items[-1].order_id if more else None)
 
     async def confirm_order(self, cmd: PlaceOrder) -> Order:
@@ -89,9 +92,7 @@ class OrderHandlers:
             raise
         order = self._pre_order(cmd, pricing)
         ORDER_ID.set(str(order.order_id))  # this request's log lines are about this order from here on
-        cancel = OrderCancelled(
-            order.order_id, cmd.user_id, cmd.goods_id, cmd.goods_number, cmd.coupon_id, pricing.money_paid
-        ).to_message()
+        cancel = OrderCancelled.of(order).to_message()
         await self.store.save_pre_order(order, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
         paid = pricing.pay_amount == 0  # coupon and balance paid it all
         try:
@@ -107,7 +108,8 @@ class OrderHandlers:
             metrics.order_placed("failed")
             await self._fail(order.order_id, cancel)
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
-            raise error.with_data({"orderId": str(order.order_id)}) from None
+            # The order, beside what the step said (the goods of a refused line: data.goodsId).
+            raise error.with_data({**(error.data or {}), "orderId": str(order.order_id)}) from None
         metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
@@ -115,12 +117,19 @@ class OrderHandlers:
                         "pay_time": confirm_time if paid else None})
 
     async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
+        domain.check_lines([(line.goods_id, line.goods_number) for line in cmd.items])
         user = await self.participants.find_user(cmd.user_id)
-        goods = await self.participants.find_goods(cmd.goods_id)
-        goods_amount, fee, order_amount = domain.check_goods(
-            goods_price=goods.goods_price, stock=goods.goods_number, client_price=cmd.goods_price,
-            goods_number=cmd.goods_number, client_shipping_fee=cmd.shipping_fee, client_order_amount=cmd.order_amount,
-        )
+        goods_amount = ZERO
+        for line in cmd.items:  # in the client's order: a refusal names the first line that fails
+            try:
+                goods = await self.participants.find_goods(line.goods_id)
+            except ShopError as exc:
+                raise exc.with_data({**(exc.data or {}), "goodsId": str(line.goods_id)}) from None
+            goods_amount += domain.check_line(goods_id=line.goods_id, goods_price=goods.goods_price,
+                                              stock=goods.goods_number, client_price=line.goods_price,
+                                              goods_number=line.goods_number)
+        fee, order_amount = domain.check_amounts(goods_amount, client_shipping_fee=cmd.shipping_fee,
+                                                 client_order_amount=cmd.order_amount)
         coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
         return domain.check_payment(
             user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
@@ -130,13 +139,14 @@ class OrderHandlers:
         )
 
     def _pre_order(self, cmd: PlaceOrder, p: domain.Pricing) -> Order:
+        first = cmd.items[0]  # the original's columns hold the first line
         return Order(
             order_id=self.ids.next_id(), user_id=cmd.user_id, order_status=int(OrderStatus.UNCONFIRMED),
             pay_status=int(domain.PayStatus.UNPAID), shipping_status=int(domain.ShippingStatus.NOT_SHIPPED),
-            address=cmd.address, consignee=cmd.consignee, goods_id=cmd.goods_id, goods_number=cmd.goods_number,
-            goods_price=cmd.goods_price, goods_amount=p.goods_amount, shipping_fee=p.shipping_fee,
+            address=cmd.address, consignee=cmd.consignee, goods_id=first.goods_id, goods_number=first.goods_number,
+            goods_price=first.goods_price, goods_amount=p.goods_amount, shipping_fee=p.shipping_fee,
             order_amount=p.order_amount, coupon_id=cmd.coupon_id, coupon_paid=p.coupon_paid,
-            money_paid=p.money_paid, pay_amount=p.pay_amount, add_time=utcnow(),
+            money_paid=p.money_paid, pay_amount=p.pay_amount, add_time=utcnow(), items=list(cmd.items),
         )
 
     async def _fail(self, order_id: int, cancel: Message) -> None:
@@ -168,12 +178,7 @@ class OrderHandlers:
     async def refund_order(self, order_id: int, user_id: int) -> Order:
         """The owner returns a paid, unshipped order: 1 -> 4, and the refund message undoes it all."""
         order = await self._owned(order_id, user_id)
-        msg = refund_message(
-            OrderCancelled(
-                order_id, order.user_id, order.goods_id, order.goods_number, order.coupon_id, order.money_paid
-            ),
-            order.pay_amount,
-        )
+        msg = refund_message(OrderCancelled.of(order), order.pay_amount)
         async with self.db.unit_of_work() as uow:
             refunded = await repo.refund(uow, order_id)
             if refunded:
@@ -220,6 +225,7 @@ class OrderHandlers:
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> OrderFacts:
         earned: dict[int, int] = {}
         rows: list[Row] = []
+        states: dict[int, OrderState] = {}
         through = 0
         async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
             if scope.entities:  # a recount's points: the scope's range is of users
@@ -231,10 +237,13 @@ class OrderHandlers:
                 rows, through = await repo.OF_ORDERS.first(uow, replace(scope, order_ids=()))
                 rows += await repo.OF_ORDERS.by_ids(uow, [i for i in scope.order_ids
                                                           if not scope.bounds[0] <= i < (through or NO_LIMIT)])
+            if rows:  # the lines of the same orders: the range read (up to where it stopped), and the ids
+                states = await repo.states_of(uow, rows, scope if scope.whole else replace(
+                    scope, below_id=through or scope.below_id))
             due = await self.outbox.count_due(uow)
             unconfirmed = await repo.count_unconfirmed(uow)
             sent = await self.outbox.sent_keys(uow, scope.sent_since_ms) if scope.sent_since_ms else []
-        return OrderFacts(orders={r["order_id"]: as_record(OrderState, r) for r in rows}, outbox_due=due,
+        return OrderFacts(orders=states, outbox_due=due,
                           unconfirmed=unconfirmed, through=through, sent=[int(k) for k in sent], earned=earned)
 
     async def overview(self, minutes: int) -> OrderOverview:

@@ -41,4 +41,17 @@ order = sa.Table(
     sa.Index("ix_trade_order_refund_time", "refund_time"),
 )
 
+# An order's lines (a cart's; the original's single goods is one line). The order row keeps the
+# first line's goods, number and price (the original's columns, which its clients read) and the sum
+# of the lines as goods_amount.
+order_item = sa.Table(
+    "trade_order_item",
+    metadata,
+    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("goods_id", sa.BigInteger, primary_key=True, autoincrement=False),  # no goods twice
+    sa.Column("line_no", sa.Integer, nullable=False),  # the client's order of the lines, from 0
+    sa.Column("goods_number", sa.Integer, nullable=False),
+    sa.Column("goods_price", Money(), nullable=False),
+)
+
 outbox, inbox = add_message_tables(metadata)

@@ -7,7 +7,7 @@ taken."""
 from __future__ import annotations
 
 from shop.services.coupon.contracts import Coupon, CouponService, UseCoupon
-from shop.services.goods.contracts import Goods, GoodsService, ReduceStock
+from shop.services.goods.contracts import Goods, GoodsService, ReduceStock, StockLine
 from shop.services.order.contracts import Order
 from shop.services.user.contracts import ChangeMoney, MoneyLogType, User, UserService
 
@@ -38,7 +38,8 @@ class Participants:
         return await self.coupons.find_coupon(coupon_id)
 
     async def reduce_stock(self, order: Order) -> None:
-        await self.goods.reduce_stock(ReduceStock(order.order_id, order.goods_id, order.goods_number))
+        await self.goods.reduce_stock(
+            ReduceStock(order.order_id, [StockLine(i.goods_id, i.goods_number) for i in order.items]))
 
     async def use_coupon(self, order: Order) -> None:
         if order.coupon_id is not None:

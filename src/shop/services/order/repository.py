@@ -1,4 +1,6 @@
 """All of the order service's SQL, built once."""
+import operator
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -6,16 +8,22 @@ import sqlalchemy as sa
 
 from shop.common.clock import epoch_ms, utcnow
 from shop.common.ids import MINUTE_ALIGN, MINUTE_IDS, first_id_at
-from shop.infra.db import Database, Query, ScopedRows, UnitOfWork
+from shop.infra.db import AuditScope, Database, Query, Row, ScopedRows, UnitOfWork, bind
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
-from shop.services.order.contracts import Order, OrderQuery, OrderState
-from shop.services.order.models import order
+from shop.services.order.contracts import Order, OrderLine, OrderQuery, OrderState
+from shop.services.order.models import order, order_item
 
 o = order.c
+i = order_item.c
 
+ORDER_COLUMNS = tuple(f for f in Order.__slots__ if f != "items")  # the lines have their own table
 FIND = Query(sa.select(order).where(o.order_id == sa.bindparam("order_id")))
-INSERT = Query(sa.insert(order).values({name: sa.bindparam(name) for name in Order.__slots__}))
+INSERT = Query(sa.insert(order).values({name: sa.bindparam(name) for name in ORDER_COLUMNS}))
+INSERT_ITEM = Query(sa.insert(order_item).values(bind("order_id", "goods_id", "line_no", "goods_number",
+                                                      "goods_price")))
+# The lines of some orders: every query of orders (one, a page, an audit's scope) reads them after.
+ITEMS = ScopedRows(sa.select(i.order_id, i.goods_id, i.line_no, i.goods_number, i.goods_price), i.order_id)
 
 
 def _guarded(t: domain.Transition) -> Query:
@@ -36,7 +44,8 @@ REFUND = _guarded(domain.REFUND)
 CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
 ALL = Query(sa.select(order))
-OF_ORDERS = ScopedRows(sa.select(*(o[f] for f in OrderState.__slots__)), o.order_id)
+STATE_COLUMNS = tuple(f for f in OrderState.__slots__ if f != "items")
+OF_ORDERS = ScopedRows(sa.select(*(o[f] for f in STATE_COLUMNS)), o.order_id)
 UNCONFIRMED = Query(sa.select(sa.func.count().label("n")).select_from(order)
                     .where(o.order_status == int(domain.OrderStatus.UNCONFIRMED)))  # by the status index
 
@@ -65,8 +74,43 @@ async def find(uow: UnitOfWork, order_id: int) -> Any:
     return await uow.fetchone(FIND, order_id=order_id)
 
 
-async def insert(uow: UnitOfWork, row: dict[str, Any]) -> None:
-    await uow.execute(INSERT, **row)
+async def insert(uow: UnitOfWork, new: Order) -> None:
+    """The order's row and its lines."""
+    await uow.execute(INSERT, **{f: getattr(new, f) for f in ORDER_COLUMNS})
+    for n, line in enumerate(new.items):
+        await uow.execute(INSERT_ITEM, order_id=new.order_id, goods_id=line.goods_id, line_no=n,
+                          goods_number=line.goods_number, goods_price=line.goods_price)
+
+
+async def lines_of(uow: UnitOfWork, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
+    """Each order's lines, in the client's order."""
+    rows = sorted(await ITEMS.by_ids(uow, order_ids), key=lambda r: (r["order_id"], r["line_no"]))
+    out: dict[int, list[OrderLine]] = {}
+    for r in rows:
+        out.setdefault(r["order_id"], []).append(OrderLine(r["goods_id"], r["goods_number"], r["goods_price"]))
+    return out
+
+
+def order_of(row: Row, items: list[OrderLine]) -> Order:
+    return Order(**{f: row[f] for f in ORDER_COLUMNS}, items=items)
+
+
+async def orders_of(uow: UnitOfWork, rows: Sequence[Row]) -> list[Order]:
+    lines = await lines_of(uow, [r["order_id"] for r in rows])
+    return [order_of(r, lines.get(r["order_id"], [])) for r in rows]
+
+
+_state = operator.itemgetter(*STATE_COLUMNS)
+
+
+async def states_of(uow: UnitOfWork, rows: Sequence[Row], scope: AuditScope) -> dict[int, OrderState]:
+    """What the audit reads of these orders (of the scope): each with its lines' units per goods,
+    read through the lines' key (order_id leads it) over the same range."""
+    held: dict[int, dict[int, int]] = {}
+    for r in await ITEMS.fetch(uow, scope):
+        held.setdefault(r["order_id"], {})[r["goods_id"]] = r["goods_number"]
+    return {r["order_id"]: OrderState(*_state(r), held.get(r["order_id"], {}))  # type: ignore[call-arg]
+            for r in rows}
 
 
 async def confirm(uow: UnitOfWork, order_id: int, at: Any) -> bool:
@@ -109,7 +153,7 @@ class SagaStore:
     async def save_pre_order(self, order: Order, cancel: Message, due_at_ms: int) -> None:
         """The pre-order (status 0) with its cancel armed for the deadline."""
         async with self.db.unit_of_work() as uow:
-            await insert(uow, {f: getattr(order, f) for f in Order.__slots__})
+            await insert(uow, order)
             await self.outbox.add(uow, cancel, due_at_ms=due_at_ms)
             await uow.commit()
 
@@ -178,11 +222,12 @@ def list_statement(q: OrderQuery) -> tuple[Query, dict[str, Any]]:
     return _list_query(frozenset(params)), {**params, "n": q.limit + 1}
 
 
-async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Any], bool]:
-    """Up to q.limit rows, and whether there are more."""
+async def list_orders(db: Database, q: OrderQuery) -> tuple[list[Order], bool]:
+    """Up to q.limit orders, and whether there are more."""
     query, params = list_statement(q)
-    rows = list(await db.fetchall(query, **params))
-    return rows[: q.limit], len(rows) > q.limit
+    async with db.unit_of_work(readonly=True) as uow:
+        rows = list(await uow.fetchall(query, **params))
+        return await orders_of(uow, rows[: q.limit]), len(rows) > q.limit
 
 
 # The operator's overview, polled every few seconds: each part walks an index over the window only.
