@@ -2,6 +2,7 @@
 units, and the audit (the quick one and a recount, which sums the goods' ledger) still consistent."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -33,7 +34,7 @@ async def number(api: Api, goods_id: str) -> int:
 
 
 async def test_a_restock_answers_as_the_contract_says_and_its_units_sell(api: Api) -> None:
-    name = f"restock-{id(api)}"
+    name = f"restock-{time.monotonic_ns()}"
     user_id = await api.create_user(name, "1000.00")
     auth = await api.login(name)
     goods_id = await api.create_goods("30.00", 1)
