@@ -32,7 +32,7 @@ from shop.services.coupon import rpc as coupon_rpc
 from shop.services.coupon.contracts import CreateCoupon, UseCoupon
 from shop.services.coupon.handlers import CouponHandlers
 from shop.services.goods import rpc as goods_rpc
-from shop.services.goods.contracts import CreateGoods, ReduceStock, StockLine
+from shop.services.goods.contracts import MAX_STOCK, CreateGoods, ReduceStock, Restock, StockLine
 from shop.services.goods.handlers import GoodsHandlers
 from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
@@ -254,6 +254,10 @@ class Flaky:
         self._hit("create_goods")
         return 0
 
+    async def restock(self, cmd: Restock) -> int:
+        self._hit("restock")
+        return 0
+
 
 async def test_only_idempotent_calls_are_retried_once(tls: TlsFor) -> None:
     flaky = Flaky()
@@ -267,9 +271,33 @@ async def test_only_idempotent_calls_are_retried_once(tls: TlsFor) -> None:
                 await goods.reduce_stock(ReduceStock(1, [StockLine(1, 1)]))
             with pytest.raises(ServiceUnavailable):
                 await goods.create_goods(CreateGoods("x", 1, Decimal("1.00")))
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=DEADLINE_S,
+                              tls=tls("web")) as web:
+            with pytest.raises(ServiceUnavailable):
+                await web.restock(Restock(1, 1))  # each call is a new adjustment: a repeat would add twice
     finally:
         await server.stop(None)
-    assert flaky.calls == {"find_goods": 2, "reduce_stock": 2, "create_goods": 1}
+    assert flaky.calls == {"find_goods": 2, "reduce_stock": 2, "create_goods": 1, "restock": 1}
+
+
+async def test_a_restock_crosses_for_the_operators_roles_only(net: Participants) -> None:
+    goods_id = await net.goods.create_goods(CreateGoods("restocked", 10, Decimal("1.00")))
+    for role in ("order", "pay", "goods", "order-web", "pay-web"):
+        async with GrpcClient(goods_rpc.SERVICE, net.target, DEADLINE_S, tls=net.tls(role)) as caller:
+            with pytest.raises(ServiceUnavailable, match="PERMISSION_DENIED"):
+                await caller.restock(Restock(goods_id, 5))
+    assert (await net.goods.find_goods(goods_id)).goods_number == 10
+    for role, delta, after in (("web", 5, 15), ("admin", -15, 0)):
+        async with GrpcClient(goods_rpc.SERVICE, net.target, DEADLINE_S, tls=net.tls(role)) as operator:
+            assert await operator.restock(Restock(goods_id, delta)) == after
+    async with GrpcClient(goods_rpc.SERVICE, net.target, DEADLINE_S, tls=net.tls("web")) as web:
+        for cmd, code in ((Restock(goods_id, -1), ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH),
+                          (Restock(goods_id + 1, 1), ShopCode.SHOP_GOODS_NO_EXIST),
+                          (Restock(goods_id, MAX_STOCK + 1), ShopCode.SHOP_REQUEST_PARAMETER_VALID)):
+            with pytest.raises(ShopError) as e:
+                await web.restock(cmd)
+            assert e.value.code == code, cmd
+    assert (await net.goods.find_goods(goods_id)).goods_number == 0
 
 
 class Refusing:

@@ -14,6 +14,10 @@ then reads what it left. A step refused by its conditional update leaves nothing
 unit of work is left without commit. Steps for distinct entities of one order are distinct keys:
 one transaction may take several (a cart's lines), all or nothing.
 
+An operator's adjustment (a restock, a removal) is a row of its own kind, keyed by a fresh id in
+the order column and holding the signed change: it counts in the entity's sum and is no order's
+step (never taken, given back, nor in a timeline), and each one is new, so nothing repeats it.
+
 Amounts go in and out in the amount column's own type (a count, or money); the audit's facts are
 Decimal throughout.
 """
@@ -53,11 +57,12 @@ class LedgerColumns:
 
 @dataclass(frozen=True, slots=True)
 class LedgerKinds:
-    """The values of the kind column. A coupon is never put in: it exists or it does not."""
+    """The values of the kind column. A coupon is never put in (it exists or it does not), nor adjusted."""
 
     take: int
     give_back: int
     put_in: int | None = None
+    adjust: int | None = None  # an operator's signed change, keyed by an id of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ class LedgerFacts:
     """A ledger as the audit reads it. Plain dicts of int and Decimal, so it crosses JSON and
     comes back through pydantic's TypeAdapter unchanged."""
 
-    ledger: dict[int, Decimal] = field(default_factory=dict)  # entity -> put in - taken + given back
+    ledger: dict[int, Decimal] = field(default_factory=dict)  # entity -> put in - taken + given back + adjusted
     taken: dict[int, dict[int, Decimal]] = field(default_factory=dict)  # order -> entity -> taken
     returned: dict[int, dict[int, Decimal]] = field(default_factory=dict)  # order -> entity -> given back
 
@@ -105,6 +110,16 @@ def counter_updates(table: sa.Table, key: str, counter: str) -> tuple[Query, Que
     take = sa.update(table).where(k == sa.bindparam(key), c >= n).values({counter: c - n})
     give = sa.update(table).where(k == sa.bindparam(key)).values({counter: c + n})
     return Query(take), Query(give)
+
+
+def counter_adjustment(table: sa.Table, key: str, counter: str, most: int) -> Query:
+    """An operator's conditional change of a counter by a signed :delta: `c = c + :delta WHERE key = :key
+    AND c + :delta BETWEEN 0 AND most` changes one row or none, so a removal racing orders for the
+    last units never takes the counter below 0, and an addition never past what the column holds."""
+    c, k = table.c[counter], table.c[key]
+    delta: sa.BindParameter[Any] = sa.bindparam("delta")
+    return Query(sa.update(table).where(k == sa.bindparam(key), (c + delta).between(0, most))
+                 .values({counter: c + delta}))
 
 
 def ledger_table(
@@ -148,7 +163,7 @@ class Ledger:
         self._all = Query(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount))
         self._scoped = ScopedRows(sa.select(c[columns.entity], c[columns.order], c[columns.kind], amount),
                                   c[columns.order])  # through the order_id index
-        signs = [(c[columns.kind] == kinds.take, -amount)]
+        signs = [(c[columns.kind] == kinds.take, -amount)]  # every other kind adds its amount (signed: an adjustment's)
         # The entity's sum in the database (the primary key leads with the entity): a recount ships
         # one number per entity, not its rows.
         self._totals = Query(
@@ -164,6 +179,26 @@ class Ledger:
         if self.kinds.put_in is None:
             raise ValueError("this ledger has nothing put in")
         await self._record(uow, entity_id, 0, self.kinds.put_in, amount, at or utcnow())
+
+    async def adjust(self, uow: UnitOfWork, entity_id: int, key: int, amount: Amount, change: Change,
+                     refusal: Refusal) -> None:
+        """An operator's signed change of the entity (`change`, its conditional update), in the
+        caller's transaction, recorded under `key`, a fresh id. When `change` changes nothing: the
+        entity is missing, a removal finds too little (refusal.refused), or an addition would pass
+        the column's bound (invalid). Told by the sign, not by a second read: that read could see a
+        later commit and give another reason than the one that held."""
+        if self.kinds.adjust is None:
+            raise ValueError("this ledger has no adjustments")
+        if not amount:
+            raise invalid("an adjustment changes something")
+        if not await change():
+            if await uow.fetchone(refusal.find, **{self.columns.entity: entity_id}) is None:
+                raise ShopError(refusal.missing)
+            if amount < 0:
+                raise ShopError(refusal.refused)
+            raise invalid("the result would pass the largest amount the entity can hold")
+        if not await self._record(uow, entity_id, key, self.kinds.adjust, amount, utcnow()):
+            raise ValueError(f"adjustment key {key} is taken: an adjustment's key must be a fresh id")
 
     async def take(
         self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change, refusal: Refusal,
@@ -224,7 +259,7 @@ class Ledger:
         return self.summary(await self._scoped.fetch(uow, scope))
 
     async def totals(self, uow: UnitOfWork, lo: int, hi: int) -> dict[int, Decimal]:
-        """Each entity's sum (put in - taken + given back) for the entities lo <= id < hi."""
+        """Each entity's sum (put in - taken + given back + adjusted) for the entities lo <= id < hi."""
         # SQLite keeps money as integer cents (infra/types.py), and a sum loses the column's type.
         cents = isinstance(self._zero, Decimal) and uow.dialect == "sqlite"
         return {r["entity"]: Decimal(r["total"]).scaleb(-2) if cents else Decimal(r["total"])
@@ -233,8 +268,9 @@ class Ledger:
     def summary(self, rows: Iterable[Row]) -> LedgerFacts:
         col, kinds = self.columns, self.kinds
         sign = {kinds.take: -1, kinds.give_back: 1}
-        if kinds.put_in is not None:
-            sign[kinds.put_in] = 1
+        for own in (kinds.put_in, kinds.adjust):  # their amounts carry their sign
+            if own is not None:
+                sign[own] = 1
         facts = LedgerFacts()
         for r in rows:
             entity, order, kind, amount = r[col.entity], r[col.order], r[col.kind], Decimal(r[col.amount])

@@ -20,9 +20,11 @@ from shop.infra.rpc.errors import never_connected
 from shop.infra.tls import Tls, open_channel, refuse_unless, server_name
 
 ADMIN_SERVICE = "shop.v1.AdminService"
-# Who may arm and clear faults (a crash among them): the front door that serves /admin, and the
-# operator's own tools. Ping is any shop process's.
-FAULT_CALLERS = frozenset({"web", "admin"})
+# The roles that act for the operator: the front door that serves /admin, and the operator's own
+# tools. They alone may arm and clear faults (a crash among them; ping is any shop process's) and
+# call a service's operator-only methods (a restock).
+ADMIN_CALLERS = frozenset({"web", "admin"})
+FAULT_CALLERS = ADMIN_CALLERS
 
 
 def admin_handler(faults: Faults, *, authorize: bool) -> grpc.GenericRpcHandler:

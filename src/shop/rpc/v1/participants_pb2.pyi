@@ -141,6 +141,20 @@ class ReduceStockReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RestockRequest(_message.Message):
+    __slots__ = ("goods_id", "delta")
+    GOODS_ID_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    goods_id: int
+    delta: int
+    def __init__(self, goods_id: _Optional[int] = ..., delta: _Optional[int] = ...) -> None: ...
+
+class RestockReply(_message.Message):
+    __slots__ = ("goods_number",)
+    GOODS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    goods_number: int
+    def __init__(self, goods_number: _Optional[int] = ...) -> None: ...
+
 class Coupon(_message.Message):
     __slots__ = ("coupon_id", "coupon_price", "user_id", "order_id", "is_used", "used_time")
     COUPON_ID_FIELD_NUMBER: _ClassVar[int]

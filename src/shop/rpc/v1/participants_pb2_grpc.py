@@ -339,6 +339,11 @@ class GoodsServiceStub:
                 request_serializer=shop_dot_v1_dot_participants__pb2.CreateGoodsRequest.SerializeToString,
                 response_deserializer=shop_dot_v1_dot_participants__pb2.CreateGoodsReply.FromString,
                 _registered_method=True)
+        self.Restock = channel.unary_unary(
+                '/shop.v1.GoodsService/Restock',
+                request_serializer=shop_dot_v1_dot_participants__pb2.RestockRequest.SerializeToString,
+                response_deserializer=shop_dot_v1_dot_participants__pb2.RestockReply.FromString,
+                _registered_method=True)
         self.AuditFacts = channel.unary_unary(
                 '/shop.v1.GoodsService/AuditFacts',
                 request_serializer=shop_dot_v1_dot_facts__pb2.AuditFactsRequest.SerializeToString,
@@ -374,6 +379,13 @@ class GoodsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Restock(self, request, context):
+        """Not idempotent: every call is a new adjustment. The operator's roles only (web, admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AuditFacts(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -403,6 +415,11 @@ def add_GoodsServiceServicer_to_server(servicer, server):
                     servicer.CreateGoods,
                     request_deserializer=shop_dot_v1_dot_participants__pb2.CreateGoodsRequest.FromString,
                     response_serializer=shop_dot_v1_dot_participants__pb2.CreateGoodsReply.SerializeToString,
+            ),
+            'Restock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restock,
+                    request_deserializer=shop_dot_v1_dot_participants__pb2.RestockRequest.FromString,
+                    response_serializer=shop_dot_v1_dot_participants__pb2.RestockReply.SerializeToString,
             ),
             'AuditFacts': grpc.unary_unary_rpc_method_handler(
                     servicer.AuditFacts,
@@ -496,6 +513,33 @@ class GoodsService:
             '/shop.v1.GoodsService/CreateGoods',
             shop_dot_v1_dot_participants__pb2.CreateGoodsRequest.SerializeToString,
             shop_dot_v1_dot_participants__pb2.CreateGoodsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.GoodsService/Restock',
+            shop_dot_v1_dot_participants__pb2.RestockRequest.SerializeToString,
+            shop_dot_v1_dot_participants__pb2.RestockReply.FromString,
             options,
             channel_credentials,
             insecure,

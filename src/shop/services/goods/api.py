@@ -2,14 +2,14 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import Field, StrictInt
+from pydantic import AfterValidator, Field, StrictInt
 
 from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, from_state
-from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time
+from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
 from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
-from shop.services.goods.contracts import CreateGoods, Goods, GoodsService
+from shop.services.goods.contracts import MAX_STOCK, CreateGoods, Goods, GoodsService, Restock
 
 router = APIRouter()
 GoodsDep = Annotated[GoodsService, from_state("goods")]
@@ -17,9 +17,21 @@ GoodsDep = Annotated[GoodsService, from_state("goods")]
 
 class CreateGoodsIn(Camel):
     goods_name: Text = Field(min_length=1, max_length=255)
-    goods_number: StrictInt = Field(ge=0, le=2_000_000_000)
+    goods_number: StrictInt = Field(ge=0, le=MAX_STOCK)
     goods_price: MoneyIn
     goods_desc: Text | None = Field(default=None, max_length=255)
+
+
+def _not_zero(n: int) -> int:
+    if n == 0:
+        raise ValueError("a restock changes the stock: not 0")
+    return n
+
+
+class RestockIn(Camel):
+    # The document says "not 0" too: a client generating valid requests from it must not be refused.
+    delta: Annotated[StrictInt, AfterValidator(_not_zero)] = Field(
+        ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}})
 
 
 class GoodsOut(Out):
@@ -33,6 +45,11 @@ class GoodsOut(Out):
 
 class GoodsIdOut(Out):
     goods_id: IdOut
+
+
+class StockOut(Out):
+    goods_id: IdOut
+    goods_number: int
 
 
 def goods_json(g: Goods) -> dict[str, Any]:
@@ -55,3 +72,11 @@ async def create_goods(body: CreateGoodsIn, goods: GoodsDep) -> Envelope:
 @router.get("/admin/goods/{goods_id}", tags=["admin"], dependencies=[AdminDep], response_model=Result[GoodsOut])
 async def get_goods(goods_id: IdIn, goods: GoodsDep) -> Envelope:
     return ok(goods_json(await goods.find_goods(goods_id)))
+
+
+@router.post("/admin/goods/{goods_id}/stock", tags=["admin"], dependencies=[AdminDep],
+             response_model=Result[StockOut], responses=refusals(409))
+async def restock(goods_id: IdIn, body: RestockIn, goods: GoodsDep) -> Envelope:
+    """Adds delta units (or, negative, removes them: 409 if fewer are left), written to the goods' ledger."""
+    number = await goods.restock(Restock(goods_id, body.delta))
+    return ok({"goodsId": str(goods_id), "goodsNumber": number})

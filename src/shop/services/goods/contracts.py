@@ -8,6 +8,8 @@ from shop.common.timeline import TimelineEvent
 from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.ledger import LedgerFacts
 
+MAX_STOCK = 2_000_000_000  # the stock column is a 32-bit int: no goods holds more
+
 
 @dataclass(frozen=True, slots=True)
 class Goods:
@@ -44,6 +46,14 @@ class ReduceStock:
 
 
 @dataclass(frozen=True, slots=True)
+class Restock:
+    """An operator's change of a goods' stock: delta > 0 adds, < 0 removes (never below 0)."""
+
+    goods_id: int
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
 class GoodsFacts:
     """The goods service's side of the audit (admin.audit.check)."""
 
@@ -57,6 +67,11 @@ class GoodsService(Protocol):
     async def find_goods(self, goods_id: int) -> Goods: ...
 
     async def create_goods(self, cmd: CreateGoods) -> int: ...
+
+    async def restock(self, cmd: Restock) -> int:
+        """The goods' stock after the change, recorded in its ledger. Not idempotent: each call is a
+        new adjustment."""
+        ...
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
         """Every line or none, in one transaction. Idempotent per order; refused once the order's

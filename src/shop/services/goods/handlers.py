@@ -1,4 +1,5 @@
-"""The goods service: finding goods, reducing stock for an order, restoring it when the order is cancelled."""
+"""The goods service: finding goods, reducing stock for an order, restoring it when the order is
+cancelled, and an operator's restocks."""
 
 from collections.abc import Iterable
 from functools import partial
@@ -13,7 +14,7 @@ from shop.infra.db.scope import NO_LIMIT
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
-from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock, StockLine
+from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock, Restock, StockLine
 from shop.services.goods.models import inbox
 from shop.services.order.contracts import (
     ORDER_TOPIC,
@@ -52,6 +53,14 @@ class GoodsHandlers:
             await repo.LEDGER.put_in(uow, goods_id, cmd.goods_number, now)
             await uow.commit()
         return goods_id
+
+    async def restock(self, cmd: Restock) -> int:
+        async with self.db.unit_of_work() as uow:
+            await repo.LEDGER.adjust(uow, cmd.goods_id, self.ids.next_id(), cmd.delta,
+                                     lambda: repo.adjust(uow, cmd.goods_id, cmd.delta), repo.REFUSAL)
+            row = await repo.find(uow, cmd.goods_id)  # the stock this transaction left: its own write
+            await uow.commit()
+        return int(row["goods_number"])
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
         """A cart's lines in one transaction: a refused line leaves it without commit, which takes

@@ -20,8 +20,10 @@ goods = sa.Table(
 )
 
 # The stock's ledger. The original keys it (goods_id, order_id), which would refuse the
-# restore row of a cancelled order: it is keyed by operation too. log_type 0 is stock put in
-# by an operator (order_id 0), 1 an order's reduction, 2 its restoration. A reduction row with
+# restore row of a cancelled order: it is keyed by operation too. log_type 0 is the opening stock
+# put in when the goods is created (order_id 0), 1 an order's reduction, 2 its restoration, 3 an
+# operator's restock (POST /admin/goods/{goodsId}/stock): a fresh id in order_id, which no order
+# has, and the signed change in goods_number (negative: a removal). A reduction row with
 # goods_number 0 is the barrier a restore leaves when it finds no reduction.
 goods_number_log = ledger_table(
     metadata, "trade_goods_number_log", entity="goods_id", amount="goods_number", amount_type=sa.Integer(),

@@ -5,12 +5,13 @@ import sqlalchemy as sa
 
 from shop.common.codes import ShopCode
 from shop.infra.db import Query, ScopedRows, UnitOfWork, bind
-from shop.infra.ledger import Amount, Ledger, LedgerKinds, Refusal, counter_updates
+from shop.infra.ledger import Amount, Ledger, LedgerKinds, Refusal, counter_adjustment, counter_updates
+from shop.services.goods.contracts import MAX_STOCK
 from shop.services.goods.models import goods, goods_number_log
 
 g = goods.c
 
-STOCK_IN, REDUCE, RESTORE = 0, 1, 2
+STOCK_IN, REDUCE, RESTORE, ADJUST = 0, 1, 2, 3
 
 FIND = Query(sa.select(goods).where(g.goods_id == sa.bindparam("goods_id")))
 INSERT = Query(
@@ -18,10 +19,11 @@ INSERT = Query(
 )
 # The conditional update that stops overselling: one row changed, or not enough stock.
 TAKE, GIVE_BACK = counter_updates(goods, "goods_id", "goods_number")
+ADJUSTMENT = counter_adjustment(goods, "goods_id", "goods_number", MAX_STOCK)
 ALL_GOODS = Query(sa.select(goods))
 STOCK = ScopedRows(sa.select(g.goods_id, g.goods_number), g.goods_id)  # a recount's goods, by id
 
-LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE))
+LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE, adjust=ADJUST))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
 
 
@@ -35,6 +37,10 @@ async def insert(uow: UnitOfWork, **row: Any) -> None:
 
 async def take(uow: UnitOfWork, goods_id: int, n: int) -> bool:
     return await uow.execute(TAKE, goods_id=goods_id, n=n) == 1
+
+
+async def adjust(uow: UnitOfWork, goods_id: int, delta: int) -> bool:
+    return await uow.execute(ADJUSTMENT, goods_id=goods_id, delta=delta) == 1
 
 
 async def give_back(uow: UnitOfWork, goods_id: int, n: Amount) -> None:
