@@ -22,7 +22,7 @@ import pytest
 
 from tests import support
 from tests.conftest import _unavailable
-from tests.support import order_json
+from tests.support import cart_json, order_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -199,6 +199,22 @@ def test_an_order_is_found_and_its_timeline_shows_each_step(console: Console, ap
     assert kinds[:5] == ["order.saved", "goods.stock_reduced", "coupon.used", "user.money_paid", "order.confirmed"]
     assert lanes.locator(".step.undo, .step.barrier").count() == 0
     console.shot("timeline-confirmed", keep=True)
+
+
+def test_a_carts_page_shows_its_lines_and_a_stock_step_for_each(console: Console, api: Api) -> None:
+    uid, auth, gid, _ = api.customer()
+    case = api("POST", "/admin/goods", json={"goodsName": "case", "goodsNumber": 10, "goodsPrice": "20.00"})["goodsId"]
+    order = api("POST", "/order/confirm", headers=auth,
+                json=cart_json(uid, [(gid, "5000.00", 1), (case, "20.00", 3)]))
+    console.sign_in()
+    console.go(f"order/{order['orderId']}")
+    lines = console.page.locator("table", has=console.page.locator("caption", has_text="Lines"))
+    lines.wait_for()
+    cells = lines.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.textContent))")
+    assert cells == [[gid, "1", "5000.00", "5000.00"], [case, "3", "20.00", "60.00"]]
+    assert console.page.locator('.lanes .step.do[data-kind="goods.stock_reduced"]').count() == 2
+    console.shot("timeline-cart", keep=True)
 
 
 def test_a_failed_order_shows_its_compensations(console: Console, api: Api) -> None:

@@ -75,6 +75,9 @@ export async function timeline(main, ctx) {
       undone ? `${undone} compensation step${undone > 1 ? "s" : ""}.` : "",
       dead ? h("span", {}, " A message for this order is parked dead: ", h("a", { href: "#messages" }, "replay it"), ".")
         : "") : null,
+    // The order's lines (a cart's, or the original's one goods): each line's stock is a goods step below.
+    table("Lines", ["Goods", "Units", "Price", "Amount"], (order.items ?? []).map((l) => [
+      l.goodsId, String(l.goodsNumber), l.goodsPrice, l.goodsAmount])),
     h("ul", { class: "legend", "aria-label": "Legend" },
       Object.entries(LEGEND).map(([t, label]) => h("li", { class: `step ${t}` }, label)),
       h("li", {}, h("label", {}, toggle, " messages sent and handled in the lanes"))),
