@@ -13,7 +13,7 @@ from shop.services.goods.contracts import CreateGoods
 from shop.services.order.contracts import Order
 from shop.services.order.domain import OrderStatus
 from shop.services.user.contracts import CreateUser
-from tests.support import D, place, quiet
+from tests.support import D, most_at_once, place, quiet
 
 pytestmark = pytest.mark.all_backends
 
@@ -27,16 +27,6 @@ COUPON = D("50.00")
 def _now() -> datetime:
     """The shop's clock's form (naive UTC), to the microsecond."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
-    """The largest number of spans that share an instant."""
-    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end sorts before a start
-    most = now = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    return most
 
 
 @pytest.mark.shop_settings(order_cancel_after_s=30.0)  # no deadline may cancel a slow winner of the crowd
