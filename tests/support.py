@@ -162,6 +162,17 @@ async def answered(shop: Any, pay_id: int | str, other_than: str | None = None) 
     return notify_id if notified and notify_id != other_than else None
 
 
+def most_at_once(spans: list[tuple[Any, Any]]) -> int:
+    """The largest number of (start, end) spans that share an instant: how many requests were in flight
+    at once."""
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end sorts before a start
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
 async def state(shop: Shop, w: World) -> tuple[int, Decimal, int | None]:
     """(stock, balance, coupon is_used) for a world."""
     g = await shop.goods.find_goods(w.goods_id)

@@ -47,9 +47,11 @@ NOTIFY_ACK = Histogram("shop_notify_ack_seconds", "Time to answer the payment pl
                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 RPC = Histogram("shop_rpc_seconds", "Calls between services (in process or gRPC), by method and answer code",
                 ["method", "code"], buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+SERVED = Counter("shop_rpc_served", "Calls this process answered over gRPC, by method: which instance of a "
+                 "service served", ["method"])
 AUDIT_CONSISTENT = Gauge("shop_audit_consistent", "1 if the last audit found no violation, else 0")
 _SERIES = (ORDERS, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD, NOTIFY_ACK,
-           RPC, AUDIT_CONSISTENT)
+           RPC, SERVED, AUDIT_CONSISTENT)
 _on = True
 
 
@@ -206,6 +208,12 @@ def rpc_observer(method: str) -> Observe | None:
             RPC.labels(method, code).observe(seconds)
 
     return observe
+
+
+def rpc_served(method: str) -> Callable[[], None] | None:
+    """Counts one method's calls on the serving side (RPC counts them at the caller, which does not
+    know which instance answered). None when telemetry is off."""
+    return SERVED.labels(method).inc if _on else None
 
 
 async def timed(observe: Observe, call: Awaitable[T]) -> T:

@@ -15,6 +15,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
 from shop.common.errors import ShopError
+from shop.infra import metrics
 from shop.infra.failures import as_shop_error
 from shop.infra.faults import Faults
 from shop.infra.rpc.admin import admin_handler
@@ -77,10 +78,13 @@ def _servicer(service: Service, impl: object, authorize: bool) -> SimpleNamespac
 def _rpc(service: Service, m: Method, impl: object, callers: frozenset[str] | None
          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     where = f"{service.name}.{m.name}"
+    served = metrics.rpc_served(where)
 
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if callers is not None:
             await refuse_unless(context, callers, where)
+        if served is not None:
+            served()
         try:
             result = await getattr(impl, m.name)(*m.call.arguments(request))
             return m.call.reply(result)
