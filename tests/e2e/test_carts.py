@@ -49,7 +49,8 @@ async def buyer(api: Api, stock: tuple[int, ...] = (STOCK,) * 3) -> Buyer:
     name = f"cart-{os.urandom(5).hex()}"
     uid = await api.create_user(name, "100.00")
     auth = await api.login(name)
-    goods = [await api.create_goods(p, n, name=f"goods-{i}") for i, (p, n) in enumerate(zip(PRICES, stock))]
+    goods = [await api.create_goods(p, n, name=f"goods-{i}")
+             for i, (p, n) in enumerate(zip(PRICES, stock, strict=True))]
     assert [int(g) for g in goods] == sorted(int(g) for g in goods)  # the lock order is the lines' order
     return Buyer(uid, auth, await api.create_coupon(uid, "100.00"), goods)
 
