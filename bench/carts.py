@@ -35,6 +35,7 @@ from orders_http import (
     WRK_LUA,
     ClusterServer,
     Server,
+    cpu_seconds,
     data,
     order_body,
     quiet_audit,
@@ -83,7 +84,7 @@ async def stocks(c: httpx.AsyncClient, admin: dict[str, str], goods: list[str]) 
     return [data(await c.get(f"/admin/goods/{g}", headers=admin))["goodsNumber"] for g in goods]
 
 
-async def bench(url: str, admin_token: str, args: argparse.Namespace) -> dict[str, Any]:
+async def bench(url: str, admin_token: str, args: argparse.Namespace, pid: int | None) -> dict[str, Any]:
     admin = {"Authorization": f"Bearer {admin_token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as c:
         single, lines, users = await set_up(c, admin, args.users, args.lines)
@@ -101,8 +102,11 @@ async def bench(url: str, admin_token: str, args: argparse.Namespace) -> dict[st
                                    args.warmup)
                     warm[kind] += w["ok"]
                     runs[kind].append({**w, "warmup": True})
+                cpu = cpu_seconds(pid)
                 r = wrk_result(await asyncio.to_thread(wrk, url, scripts[kind], args.concurrency, args.seconds),
                                args.seconds)
+                cpu_after = cpu_seconds(pid)
+                r["cpu_s"] = cpu_after - cpu if cpu is not None and cpu_after is not None else None
                 runs[kind].append(r)
                 print(f"{kind}: {r['rate']:.0f} orders/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
                       f"errors {r['errors'] or 0}", flush=True)
@@ -119,7 +123,11 @@ async def bench(url: str, admin_token: str, args: argparse.Namespace) -> dict[st
             out["stock_ok"] &= counted <= taken[g] <= counted + n_runs * args.concurrency
         out["errors"] += sum(sum(r["errors"].values()) for r in runs[kind])
         rate = ok / (args.seconds * len(measured))
-        out[kind] = {"orders_s": rate, "lines_s": rate * len(goods[kind]), "ok": ok, "taken": taken[goods[kind][0]],
+        cpu = [r["cpu_s"] for r in measured]
+        # The server's CPU per order: steadier than orders/s on a machine shared with other work.
+        cpu_ms = 1000 * sum(cpu) / ok if ok and None not in cpu else None
+        out[kind] = {"orders_s": rate, "lines_s": rate * len(goods[kind]), "ok": ok, "warm_ok": warm[kind],
+                     "taken": taken[goods[kind][0]], "cpu_ms": cpu_ms,
                      "p50": sorted(r["p50"] for r in measured)[len(measured) // 2],
                      "p99": max(r["p99"] for r in measured)}
     return out
@@ -155,7 +163,8 @@ def main() -> None:
     print(f"{mode}; wrk 1 thread, {args.concurrency} connections, {args.users} users, {args.rounds} x "
           f"({args.seconds:g}s single + {args.seconds:g}s {args.lines}-line carts), {os.cpu_count()} CPUs", flush=True)
     try:
-        out = asyncio.run(bench(url, token, args))
+        pid = server.proc.pid if server is not None and server.proc is not None and not args.cluster else None
+        out = asyncio.run(bench(url, token, args, pid))
     finally:
         if server is not None:
             server.stop()
@@ -168,9 +177,14 @@ def main() -> None:
     if offline is not None:
         print(f"shop audit on the stopped server's files: {offline}")
     for kind, r in (("single", s), (f"cart x{args.lines}", c)):
+        cpu = f" server_cpu_ms_per_order={r['cpu_ms']:.2f}" if r["cpu_ms"] is not None else ""
         print(f"{kind:>9}: orders/s={r['orders_s']:.0f} lines/s={r['lines_s']:.0f} p50_ms={r['p50']:.1f} "
-              f"p99_ms={r['p99']:.1f} ok={r['ok']} stock_taken={r['taken']}")
-    print(f"ratio cart/single: orders/s {c['orders_s'] / s['orders_s']:.2f}, lines/s {c['lines_s'] / s['lines_s']:.2f}")
+              f"p99_ms={r['p99']:.1f} ok={r['ok']} (+{r['warm_ok']} warm-up) stock_taken={r['taken']}{cpu}")
+    ratio = (f"ratio cart/single: orders/s {c['orders_s'] / s['orders_s']:.2f}, "
+             f"lines/s {c['lines_s'] / s['lines_s']:.2f}")
+    if s["cpu_ms"] is not None and c["cpu_ms"] is not None:
+        ratio += f", server CPU per order {c['cpu_ms'] / s['cpu_ms']:.2f}"
+    print(ratio)
     consistent = out["report"]["consistent"] and out["report"]["pending"] == 0 and out["stock_ok"]
     if offline is not None:
         consistent = consistent and offline.get("consistent") is True and offline["exit"] == 0
