@@ -10,6 +10,7 @@ A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves
 at the deadline. Either way the cancel message reaches every participant, whose compensation
 undoes what it did for this order, or records that it did nothing.
 """
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -120,11 +121,15 @@ class OrderHandlers:
         domain.check_lines([(line.goods_id, line.goods_number) for line in cmd.items])
         user = await self.participants.find_user(cmd.user_id)
         goods_amount = ZERO
-        for line in cmd.items:  # in the client's order: a refusal names the first line that fails
-            try:
-                goods = await self.participants.find_goods(line.goods_id)
-            except ShopError as exc:
-                raise exc.with_data({**(exc.data or {}), "goodsId": str(line.goods_id)}) from None
+        # Every line's goods read at once (a cart's reads are independent calls), then checked in the
+        # client's order: a refusal names the first line that fails.
+        found = await asyncio.gather(*(self.participants.find_goods(line.goods_id) for line in cmd.items),
+                                     return_exceptions=True)
+        for line, goods in zip(cmd.items, found, strict=True):
+            if isinstance(goods, ShopError):
+                raise goods.with_data({**(goods.data or {}), "goodsId": str(line.goods_id)})
+            if isinstance(goods, BaseException):
+                raise goods
             goods_amount += domain.check_line(goods_id=line.goods_id, goods_price=goods.goods_price,
                                               stock=goods.goods_number, client_price=line.goods_price,
                                               goods_number=line.goods_number)
