@@ -28,7 +28,7 @@ def test_shipping_is_free_only_above_100(amount, fee):
 
 
 def goods(**kw):
-    args = dict(goods_price=D("5000.00"), stock=10, client_price=D("5000.00"), goods_number=1,
+    args = dict(goods_id=7, goods_price=D("5000.00"), stock=10, client_price=D("5000.00"), goods_number=1,
                 client_shipping_fee=D("0.00"), client_order_amount=D("5000.00"))
     args.update(kw)
     return check_goods(**args)

@@ -105,20 +105,22 @@ def shipping_fee(goods_amount: Decimal) -> Decimal:
 
 
 def check_goods(
-    *, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int, client_shipping_fee: Decimal,
-    client_order_amount: Decimal,
+    *, goods_id: int, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int,
+    client_shipping_fee: Decimal, client_order_amount: Decimal,
 ) -> tuple[Decimal, Decimal, Decimal]:
     """The original's checks after finding the user and the goods, in its order.
 
     Mended: an order may take the last unit (the original refused goods_number == stock), and the
     order amount includes shipping. Returns (goods amount, shipping fee, order amount).
+    A goods refusal names the goods (a cart's failing line); not enough stock also says what is left,
+    which the front door's sold-out gate reads (services/order/sold_out.py).
     """
     if not 0 < goods_number <= MAX_GOODS_NUMBER:
         raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, "goodsNumber must be a positive whole number")
     if client_price != goods_price:
-        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID)
+        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID, data={"goodsId": str(goods_id)})
     if goods_number > stock:
-        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)
+        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, data=stock_left(goods_id, stock))
     goods_amount = goods_price * goods_number
     fee = shipping_fee(goods_amount)
     if client_shipping_fee != fee:
@@ -127,6 +129,11 @@ def check_goods(
     if client_order_amount != order_amount:
         raise ShopError(ShopCode.SHOP_ORDERAMOUNT_INVALID)
     return goods_amount, fee, order_amount
+
+
+def stock_left(goods_id: int, stock: int) -> dict[str, object]:
+    """A NUM_NOT_ENOUGH refusal's data, wherever it is refused (here, and the goods service's take)."""
+    return {"goodsId": str(goods_id), "goodsNumber": stock}
 
 
 def check_payment(

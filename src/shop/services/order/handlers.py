@@ -107,7 +107,9 @@ class OrderHandlers:
             metrics.order_placed("failed")
             await self._fail(order.order_id, cancel)
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
-            raise error.with_data({"orderId": str(order.order_id)}) from None
+            # Kept with the order's id: what a participant's refusal said (the goods and its stock left).
+            said = error.data if isinstance(error.data, dict) else {}
+            raise error.with_data({**said, "orderId": str(order.order_id)}) from None
         metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
@@ -118,8 +120,9 @@ class OrderHandlers:
         user = await self.participants.find_user(cmd.user_id)
         goods = await self.participants.find_goods(cmd.goods_id)
         goods_amount, fee, order_amount = domain.check_goods(
-            goods_price=goods.goods_price, stock=goods.goods_number, client_price=cmd.goods_price,
-            goods_number=cmd.goods_number, client_shipping_fee=cmd.shipping_fee, client_order_amount=cmd.order_amount,
+            goods_id=cmd.goods_id, goods_price=goods.goods_price, stock=goods.goods_number,
+            client_price=cmd.goods_price, goods_number=cmd.goods_number, client_shipping_fee=cmd.shipping_fee,
+            client_order_amount=cmd.order_amount,
         )
         coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
         return domain.check_payment(
