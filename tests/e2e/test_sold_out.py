@@ -4,6 +4,7 @@ that comes back (a compensation, the owner's cancel) is sold again within 1 s.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -157,3 +158,33 @@ async def test_stock_the_owner_cancels_is_sold_again_within_a_second(
 
 async def _is(read: Any, want: int) -> bool:
     return await read == want
+
+
+async def test_a_sold_out_goods_is_refused_only_after_the_routes_own_checks(api: Api,
+                                                                             client: httpx.AsyncClient) -> None:
+    """The front door answers sold out before FastAPI parses the request (order/api.py
+    SoldOutShortcut), so it must make the route's checks first: a request they refuse gets their
+    answer, not the 409, while the gate is armed."""
+    gid = await api.create_goods(PRICE, 0)
+    (uid, auth), (other_id, _) = await buyer(api, "buyer"), await buyer(api, "other")
+    body = order_json(uid, gid, PRICE)
+    r = await api.confirm(auth, body)
+    assert sold_out(r, gid), r.text  # armed
+    cases = [
+        ({}, body, 401, "SHOP_USER_NOT_AUTHORIZED"),
+        ({"Authorization": "Bearer nonsense"}, body, 401, "SHOP_USER_NOT_AUTHORIZED"),
+        (auth, {**body, "userId": other_id}, 403, "SHOP_USER_NOT_AUTHORIZED"),
+        (auth, {**body, "goodsNumber": 0}, 422, "SHOP_REQUEST_PARAMETER_VALID"),
+        (auth, {**body, "goodsPrice": "1.001"}, 422, "SHOP_REQUEST_PARAMETER_VALID"),
+        (auth, {k: v for k, v in body.items() if k != "address"}, 422, "SHOP_REQUEST_PARAMETER_VALID"),
+    ]
+    for headers, b, status, code in cases:
+        r = await client.post("/order/confirm", json=b, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (status, code), (b, r.text)
+    r = await client.post("/order/confirm", content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    r = await client.post("/order/confirm", content=json.dumps(body), headers={**auth, "Content-Type": "text/plain"})
+    assert r.status_code == 422, r.text
+    # Every check passed: the gate's refusal, the same answer the order service gave.
+    r = await api.confirm(auth, body)
+    assert sold_out(r, gid) and r.headers["x-content-type-options"] == "nosniff", r.text

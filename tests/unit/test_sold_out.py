@@ -227,3 +227,16 @@ async def test_a_cancelled_probe_does_not_leave_the_gate_stuck(clock: Clock) -> 
         await probe
     inner.gate.set()
     assert await gate.confirm_order(place()) == "order"
+
+
+def test_the_front_doors_question_takes_no_probe(memory: SoldOut, clock: Clock) -> None:
+    assert not memory and memory.refusing([1]) is None
+    sold_out(memory, 1)
+    assert memory and memory.refusing([2, 1]) == 1 and memory.refusing([2]) is None
+    clock.now += TTL
+    assert memory.refusing([1]) is None  # due: the route goes on, and admit() makes it the probe
+    assert memory.refusing([1]) is None
+    probe = memory.admit([1])
+    assert probe.probes == (1,) and memory.refusing([1]) == 1
+    memory.settle(probe, None)
+    assert memory.refusing([1]) is None and not memory

@@ -74,25 +74,41 @@ class SoldOut:
         self._until: dict[int, float] = {}  # goods -> its memory's end
         self._probe: dict[int, float] = {}  # goods -> when its probe was let through
 
+    def _state(self, g: int, now: float) -> str:
+        """"refused", "due" (a probe may go) or "free" (nothing remembered, or forgotten now)."""
+        until = self._until.get(g)
+        if until is None:
+            return "free"
+        if now < until:
+            return "refused"
+        if now >= until + self.ttl_s:  # stale, its probe hung or never came: forgotten
+            del self._until[g]
+            self._probe.pop(g, None)
+            return "free"
+        return "refused" if g in self._probe else "due"  # its probe is out: wait for what it finds
+
     def admit(self, goods: Sequence[int]) -> Admission:
         now = self.clock()
         due: list[int] = []
         for g in goods:
-            until = self._until.get(g)
-            if until is None:
-                continue
-            if now < until:
+            state = self._state(g, now)
+            if state == "refused":
                 return Admission(refused=g)
-            if now >= until + self.ttl_s:  # stale, its probe hung or never came: forgotten
-                del self._until[g]
-                self._probe.pop(g, None)
-                continue
-            if g in self._probe:
-                return Admission(refused=g)  # its probe is out: wait for what it finds
-            due.append(g)
+            if state == "due":
+                due.append(g)
         for g in due:
             self._probe[g] = now
         return Admission(refused=None, probes=tuple(due), at=now)
+
+    def refusing(self, goods: Sequence[int]) -> int | None:
+        """The goods admit() would refuse the order for now, without letting it through (no probe
+        taken): the front door's shortcut asks this before anything else is parsed."""
+        now = self.clock()
+        return next((g for g in goods if self._state(g, now) == "refused"), None)
+
+    def __bool__(self) -> bool:
+        """Whether anything is remembered at all (stale memories included): the cheap first question."""
+        return bool(self._until)
 
     def settle(self, admission: Admission, exc: BaseException | None) -> None:
         """What an order let through met (None: it was placed): remember the goods it found sold
@@ -125,6 +141,15 @@ class SoldOutGate:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    def refusal(self, cmd: PlaceOrder) -> ShopError | None:
+        """The gate's answer to the order if it is refused now, counted; None: it must go the
+        normal way (confirm_order), which may make it the probe."""
+        refused = self.memory.refusing(ordered_goods(cmd)) if self.memory else None
+        if refused is None:
+            return None
+        metrics.sold_out_answered()
+        return sold_out_refusal(refused)
 
     async def confirm_order(self, cmd: PlaceOrder) -> Order:
         admission = self.memory.admit(ordered_goods(cmd))
