@@ -14,7 +14,7 @@ from shop.infra import metrics
 from shop.infra.config import Settings
 from shop.services.order.contracts import PlaceOrder
 from shop.services.order.domain import check_goods
-from shop.services.order.sold_out import SoldOut, SoldOutGate, sold_out_goods
+from shop.services.order.sold_out import FORGET_AFTER_S, SoldOut, SoldOutGate, sold_out_goods
 
 TTL = 0.5
 
@@ -117,10 +117,22 @@ def test_a_hung_probe_holds_the_others_back_for_one_ttl_at_most(memory: SoldOut,
     clock.now += TTL - 0.001
     assert memory.admit([1]).refused == 1
     clock.now += 0.001
-    a = memory.admit([1])
-    assert a.refused is None and not memory.remembered(1)  # forgotten: the normal path
-    memory.settle(hung, left(1, 0))  # its late answer dates from long ago: nothing refused for it
+    again = memory.admit([1])
+    assert again.refused is None and again.probes == (1,)  # the next one probes in its place
+    assert memory.admit([1]).refused == 1
+    memory.settle(hung, left(1, 0))  # its late answer dates from long ago: it neither arms nor frees
+    assert memory.admit([1]).refused == 1
+    memory.settle(again, None)
     assert memory.admit([1]).refused is None
+
+
+def test_a_memory_nobody_asks_about_is_forgotten(memory: SoldOut, clock: Clock) -> None:
+    sold_out(memory, 1)
+    clock.now += TTL + FORGET_AFTER_S - 0.001
+    assert memory.refusing([1]) is None and memory  # still there: the next order would probe
+    clock.now += 0.001
+    a = memory.admit([1])
+    assert a.refused is None and a.probes == () and not memory  # forgotten: the normal path
 
 
 def test_a_slow_refusal_is_dated_from_when_it_was_let_through(memory: SoldOut, clock: Clock) -> None:
