@@ -176,8 +176,9 @@ def data(r: httpx.Response) -> Any:
     return r.json()["data"]
 
 
-async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int) -> tuple[str, list[tuple[str, dict]]]:
-    goods = {"goodsName": "bench", "goodsNumber": STOCK, "goodsPrice": str(PRICE)}
+async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int,
+                 stock: int = STOCK) -> tuple[str, list[tuple[str, dict]]]:
+    goods = {"goodsName": "bench", "goodsNumber": stock, "goodsPrice": str(PRICE)}
     goods_id = data(await c.post("/admin/goods", headers=admin, json=goods))["goodsId"]
     run = secrets.token_hex(4)  # unique names, also against a server that already has users
 
@@ -267,8 +268,8 @@ def wrk_lua(goods_id: str, users: list[tuple[str, dict]]) -> str:
     return WRK_LUA % (bodies, tokens)
 
 
-def wrk(url: str, script: str, concurrency: int, seconds: float) -> str:
-    """wrk's report: one thread, `concurrency` connections, for `seconds`, driven by `script`."""
+def wrk(url: str, script: str, concurrency: int, seconds: float, threads: int = 1) -> str:
+    """wrk's report: `threads` threads, `concurrency` connections, for `seconds`, driven by `script`."""
     import shutil
 
     if not shutil.which("wrk"):
@@ -276,8 +277,8 @@ def wrk(url: str, script: str, concurrency: int, seconds: float) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        return subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", f.name, url],
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", f.name,
+                               url], capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
 

@@ -24,6 +24,7 @@ from shop.sandbox import api as sandbox_api
 from shop.services.coupon import api as coupon_api
 from shop.services.goods import api as goods_api
 from shop.services.order import api as order_api
+from shop.services.order.sold_out import SoldOutGate
 from shop.services.pay import api as pay_api
 from shop.services.user import api as user_api
 
@@ -111,6 +112,9 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         shop.pay, shop.log
     for r in ROUTERS[shop.role]:
         app.include_router(r)
+    if order_api.router in ROUTERS[shop.role] and isinstance(shop.orders, SoldOutGate):
+        # A sold-out goods's orders refused before FastAPI parses them (infra/web.py Shortcut).
+        s.shortcuts[("POST", "/order/confirm")] = order_api.SoldOutShortcut(shop.tokens, shop.orders)
     if shop.sandbox is not None and shop.role in ("all", "web"):
         # SHOP_SANDBOX=1 or --demo only (bootstrap leaves shop.sandbox None otherwise): a shop
         # serving real customers has no public "mark this paid" button; /sandbox/* is then a 404.

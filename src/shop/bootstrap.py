@@ -62,6 +62,7 @@ from shop.services.order.contracts import TAG_CANCEL, OrderService
 from shop.services.order.handlers import OrderHandlers, guard_cancel
 from shop.services.order.participants import FAULTS_AFTER, FAULTS_BEFORE, Participants
 from shop.services.order.repository import SagaStore
+from shop.services.order.sold_out import sold_out_gate
 from shop.services.pay.contracts import PaymentPlatform, PayService
 from shop.services.pay.handlers import PayHandlers
 from shop.services.user.contracts import UserService
@@ -308,7 +309,10 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = True, 
     return Shop(
         settings=settings, role=role, tokens=Tokens(secret, settings.token_ttl_s),
         admin_token=settings.admin_token or secrets.token_urlsafe(24), faults=w.faults,
-        users=users, goods=goods, coupons=coupons, orders=orders, pay=pay, log=log, operator=operator,
+        users=users, goods=goods, coupons=coupons, pay=pay, log=log, operator=operator,
+        # The front door's: a sold-out goods refused in this process, without a call (the audit and
+        # the operator above read the service itself).
+        orders=sold_out_gate(orders, settings.sold_out_ttl_s) if role in ("all", *WEB_ROLES) else orders,
         # What /sandbox serves: only with the sandbox on (a platform at SHOP_SANDBOX_URL otherwise
         # is a real one, the pay service's to call, not the public's).
         sandbox=(w.sandbox or w.http_platform) if settings.sandbox else None, runtime=runtime,

@@ -281,7 +281,8 @@ async def test_admin_unknown_ids(api, client):
     for path, code in (("users", "SHOP_USER_NO_EXIST"), ("goods", "SHOP_GOODS_NO_EXIST"),
                        ("coupons", "SHOP_COUPON_NO_EXIST"), ("orders", "SHOP_ORDER_NO_EXIST")):
         body = failure(await client.get(f"/admin/{path}/{UNKNOWN_ID}", headers=api.admin), 404, code)
-        assert body["data"] is None
+        # A goods refusal names the goods (a cart's failing line); the others say nothing more.
+        assert body["data"] == ({"goodsId": UNKNOWN_ID} if path == "goods" else None), body
         for bad in ("abc", "-1", "0", "1.5", str(1 << 64)):
             failure(await client.get(f"/admin/{path}/{bad}", headers=api.admin), 422, "SHOP_REQUEST_PARAMETER_VALID")
 
@@ -440,7 +441,7 @@ async def reject(
     api: Api, scene: Scene, r: httpx.Response, status: Any, code: str | None, before: tuple[Any, ...]
 ) -> None:
     body = failure(r, status, code)
-    # A refusal may name the order it saved, and the line that failed (its goods, and the units left).
+    # A failure names the order it saved; a goods refusal the goods, and its stock left when short.
     assert body["data"] is None or set(body["data"]) <= {"orderId", "goodsId", "goodsNumber"}, body
     assert await snapshot(api, scene) == before
     assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
@@ -449,7 +450,12 @@ async def reject(
 @pytest.mark.parametrize(("change", "status", "code"), [c[1:] for c in REJECTIONS], ids=[c[0] for c in REJECTIONS])
 async def test_rejection_changes_nothing(api, scene, change, status, code):
     before = await snapshot(api, scene)
-    await reject(api, scene, await api.confirm(scene.auth, scene.body(**change)), status, code, before)
+    body = scene.body(**change)
+    r = await api.confirm(scene.auth, body)
+    await reject(api, scene, r, status, code, before)
+    if code.startswith("SHOP_GOODS_"):  # the goods named, and what is left when it is short
+        left = {"goodsNumber": before[0]} if code == "SHOP_GOODS_NUM_NOT_ENOUGH" else {}
+        assert r.json()["data"] == {"goodsId": body["goodsId"], **left}, r.text
 
 
 @pytest.mark.parametrize("field", MISSING)

@@ -144,17 +144,24 @@ async def test_errors_cross_as_the_same_codes(net: Participants) -> None:
     goods_id = await net.goods.create_goods(CreateGoods("pen", 1, Decimal("2.00")))
     coupon_id = await net.coupons.create_coupon(CreateCoupon(other_id, Decimal("1.00")))
 
-    await expect_code(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH,
-                      net.goods.reduce_stock(ReduceStock(1, [StockLine(goods_id, 2)])))
-    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.find_goods(12345))
-    await expect_code(ShopCode.SHOP_GOODS_NO_EXIST,
-                      net.goods.reduce_stock(ReduceStock(2, [StockLine(12345, 1)])))
-    await expect_code(ShopCode.SHOP_COUPON_INVALID, net.coupons.use_coupon(UseCoupon(coupon_id, user_id, 3)))
+    # The goods' refusals name it and say what is left (the front door's sold-out gate reads it).
+    short = await expect_code(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH,
+                              net.goods.reduce_stock(ReduceStock(1, [StockLine(goods_id, 2)])))
+    assert short.data == {"goodsId": str(goods_id), "goodsNumber": 1}
+    missing = await expect_code(ShopCode.SHOP_GOODS_NO_EXIST, net.goods.find_goods(12345))
+    assert missing.data == {"goodsId": "12345"}
+    missing = await expect_code(ShopCode.SHOP_GOODS_NO_EXIST,
+                                net.goods.reduce_stock(ReduceStock(2, [StockLine(12345, 1)])))
+    assert missing.data == {"goodsId": "12345"}
+    # Nobody else's refusal tells what it found: not a coupon's state, not a user's balance.
+    used = await expect_code(ShopCode.SHOP_COUPON_INVALID, net.coupons.use_coupon(UseCoupon(coupon_id, user_id, 3)))
+    assert used.data is None
     await expect_code(ShopCode.SHOP_COUPON_NO_EXIST, net.coupons.find_coupon(12345))
-    await expect_code(
+    poor = await expect_code(
         ShopCode.SHOP_MONEY_PAID_INVALID,
         net.users.change_money(ChangeMoney(user_id, 4, Decimal("10.01"), MoneyLogType.PAID)),
     )
+    assert poor.data is None
     await expect_code(ShopCode.SHOP_USER_NO_EXIST, net.users.find_user(12345))
     await expect_code(ShopCode.SHOP_USER_NAME_TAKEN, net.users.create_user(CreateUser("carol", "x", Decimal(0))))
     bad = await expect_code(ShopCode.SHOP_USER_NOT_AUTHORIZED, net.users.login("carol", "wrong"))

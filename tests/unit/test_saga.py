@@ -222,7 +222,15 @@ async def test_a_rejected_order_saves_nothing_and_takes_nothing():
     saga = Saga(stock=0)
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
-    # Nothing saved, so no orderId: the refusal names the goods, and says none are left.
-    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data == {"goodsId": str(GOODS),
-                                                                                    "goodsNumber": 0}
+    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
+    assert e.value.data == {"goodsId": str(GOODS), "goodsNumber": 0}  # what the front door's gate reads
     assert saga.store.orders == {} and saga.participants.ran == [] and saga.settled == []
+
+
+async def test_a_participants_refusal_keeps_what_it_said_beside_the_order_id():
+    said = {"goodsId": str(GOODS), "goodsNumber": 0}
+    saga = Saga(fail_at="reduce_stock", error=ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, data=dict(said)))
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    order_id = next(iter(saga.store.orders))
+    assert e.value.data == {**said, "orderId": str(order_id)}

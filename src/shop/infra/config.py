@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # is sampled, and exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py).
     telemetry: Literal["on", "off"] = "on"
     order_cancel_after_s: float = 30.0
+    # How long the front door remembers a goods sold out (services/order/sold_out.py): at most 0.5 s,
+    # so that stock that comes back is sold again within 1 s (a TTL, plus a probe's hold of a TTL at most).
+    sold_out_ttl_s: float = Field(default=0.5, gt=0, le=0.5)
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
     message_max_attempts: int = 5

@@ -68,11 +68,17 @@ class LedgerKinds:
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a service's conditional update changed nothing: the entity is missing (`find`, by the
-    ledger's entity column, finds no row), or it refused (not enough stock, a used coupon, ...)."""
+    ledger's entity column, finds no row), or it refused (not enough stock, a used coupon, ...).
+
+    `report`: a column of the row `find` reads whose value the refusal tells the caller (the stock
+    left: the front door's sold-out gate reads it), the entity named with it, both in the camelCase
+    of the API ({"goodsId": "7", "goodsNumber": 0}). Opt-in per service: a user's balance is
+    nobody's business but the user's."""
 
     find: Query
     missing: ShopCode
     refused: ShopCode
+    report: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,11 @@ def ledger_table(
     )
     table.info["ledger"] = LedgerColumns(entity=entity, order="order_id", kind=kind, amount=amount, time=time)
     return table
+
+
+def _camel(column: str) -> str:
+    head, *rest = column.split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 class Ledger:
@@ -215,9 +226,13 @@ class Ledger:
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was already cancelled")
             return Taken(first, repeated=True)
         if not await change():
-            if await uow.fetchone(refusal.find, **{self.columns.entity: entity_id}) is None:
-                raise ShopError(refusal.missing)
-            raise ShopError(refusal.refused)
+            row = await uow.fetchone(refusal.find, **{self.columns.entity: entity_id})
+            if refusal.report is None:
+                raise ShopError(refusal.missing if row is None else refusal.refused)
+            named = {_camel(self.columns.entity): str(entity_id)}
+            if row is None:
+                raise ShopError(refusal.missing, data=named)
+            raise ShopError(refusal.refused, data={**named, _camel(refusal.report): row[refusal.report]})
         return Taken(amount, repeated=False)
 
     async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:

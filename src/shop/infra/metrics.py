@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 ORDERS = Counter("shop_orders", "Orders placed, by outcome: confirmed, rejected (refused before anything was "
                  "taken), failed (cancelled after the pre-order, its effects undone)", ["outcome"])
+SOLD_OUT = Counter("shop_sold_out_answers", "Orders refused by the front door's sold-out memory, without a database")
 COMPENSATIONS = Counter("shop_compensations", "Participant steps undone for a cancelled order", ["service"])
 BARRIERS = Counter("shop_barriers", "Compensations that found no step to undo and left the barrier", ["service"])
 SAGA_STEP = Histogram("shop_saga_step_seconds", "Time of each step of placing an order", ["step"],
@@ -50,8 +51,8 @@ RPC = Histogram("shop_rpc_seconds", "Calls between services (in process or gRPC)
 SERVED = Counter("shop_rpc_served", "Calls this process answered over gRPC, by method: which instance of a "
                  "service served", ["method"])
 AUDIT_CONSISTENT = Gauge("shop_audit_consistent", "1 if the last audit found no violation, else 0")
-_SERIES = (ORDERS, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD, NOTIFY_ACK,
-           RPC, SERVED, AUDIT_CONSISTENT)
+_SERIES = (ORDERS, SOLD_OUT, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD,
+           NOTIFY_ACK, RPC, SERVED, AUDIT_CONSISTENT)
 _on = True
 
 
@@ -76,6 +77,13 @@ def order_placed(outcome: str) -> None:
     """confirmed, rejected or failed."""
     if _on:
         ORDERS.labels(outcome).inc()
+
+
+def sold_out_answered() -> None:
+    """An order refused by the sold-out gate (also counted as a rejected order)."""
+    if _on:
+        ORDERS.labels("rejected").inc()
+        SOLD_OUT.inc()
 
 
 def compensated(service: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -165,6 +165,20 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body is over {limit} bytes")
 
 
+class Shortcut(Protocol):
+    """An answer FrontDoor gives a route's request itself, from its headers and whole body, before
+    the framework routes it, resolves its dependencies or parses it (the order's sold-out refusal,
+    services/order/api.py): a hot refusal then costs little more than GET /healthz. It makes every
+    check the route makes before that answer, and on anything it is unsure of answers None: the
+    route then answers as always, the body replayed to it."""
+
+    def armed(self) -> bool:
+        """Whether it may answer at all now (cheap): if not, the request goes on unread."""
+        ...
+
+    async def answer(self, scope: Scope, body: bytes) -> ShopError | None: ...
+
+
 class FrontDoor:
     """Pure ASGI, around every HTTP role's app (app.py), before anything reads the body:
 
@@ -176,12 +190,15 @@ class FrontDoor:
       read, and counted as it streams when it has none (chunked), so no more than the limit is held;
     - an exception no handler answered becomes a ShopError (infra/failures.py: 503 for a dependency
       down, 500 for a bug, logged there once) in the envelope, rather than Starlette's plain-text 500
-      and a second traceback from the server."""
+      and a second traceback from the server;
+    - a (method, path) with an armed Shortcut gets its answer, if it has one, after the checks above."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES,
+                 shortcuts: Mapping[tuple[str, str], Shortcut] | None = None) -> None:
         self.app = app
         self.routes = routes  # the app's own list: the routers included after this is made are in it
         self.max_body = max_body
+        self.shortcuts = shortcuts if shortcuts is not None else {}  # the app's own dict, filled later too
         self._literal: dict[str, frozenset[str]] | None = None
 
     def literal_paths(self) -> dict[str, frozenset[str]]:
@@ -231,6 +248,15 @@ class FrontDoor:
             await send(message)
 
         try:
+            shortcut = self.shortcuts.get((scope["method"], scope["path"])) if self.shortcuts else None
+            if shortcut is not None and shortcut.armed():
+                body, left = await _whole_body(receive_counted)
+                refusal = await shortcut.answer(scope, body) if left is None else None
+                if refusal is not None:
+                    await _error(refusal)(scope, receive, send_noting_start)
+                    return
+                await self.app(scope, _replay(body, left, receive_counted), send_noting_start)
+                return
             await self.app(scope, receive_counted, send_noting_start)
         except Exception as exc:
             if started:  # too late for an answer: the server ends the response and says why
@@ -242,7 +268,33 @@ class FrontDoor:
             await response(scope, receive, send)
 
 
+async def _whole_body(receive: Receive) -> tuple[bytes, Message | None]:
+    """The request's body, and the message that ended it early if the client left meanwhile."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def _replay(body: bytes, left: Message | None, receive: Receive) -> Receive:
+    """A receive that hands the app the body read already, then goes on as `receive`."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    if left is not None:
+        pending.append(left)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
 def install_front_door(app: FastAPI) -> None:
-    """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them."""
+    """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them.
+    app.state.shortcuts: the Shortcuts FrontDoor takes, by (method, path), filled in by create_app."""
     install_error_handlers(app)
-    app.add_middleware(FrontDoor, routes=app.router.routes)
+    app.state.shortcuts = {}
+    app.add_middleware(FrontDoor, routes=app.router.routes, shortcuts=app.state.shortcuts)

@@ -9,7 +9,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record, find_one
+from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record
 from shop.infra.db.scope import NO_LIMIT
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
@@ -39,7 +39,9 @@ class GoodsHandlers:
         self.ids = ids
 
     async def find_goods(self, goods_id: int) -> Goods:
-        row = await find_one(self.db, repo.FIND, ShopCode.SHOP_GOODS_NO_EXIST, goods_id=goods_id)
+        row = await self.db.fetchone(repo.FIND, goods_id=goods_id)
+        if row is None:  # named, as a cart's failing line will be
+            raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST, data={"goodsId": str(goods_id)})
         return as_record(Goods, row)
 
     async def create_goods(self, cmd: CreateGoods) -> int:

@@ -109,8 +109,9 @@ class OrderHandlers:
             metrics.order_placed("failed")
             await self._fail(order.order_id, cancel)
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
-            # The order, beside what the step said (the goods of a refused line: data.goodsId).
-            raise error.with_data({**(error.data or {}), "orderId": str(order.order_id)}) from None
+            # Kept with the order's id: what a participant's refusal said (the goods and its stock left).
+            said = error.data if isinstance(error.data, dict) else {}
+            raise error.with_data({**said, "orderId": str(order.order_id)}) from None
         metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
