@@ -156,6 +156,24 @@ async def test_stock_the_owner_cancels_is_sold_again_within_a_second(
     assert await stock(api, gid) == 0
 
 
+async def test_a_restock_is_sold_again_within_a_second(api: Api, client: httpx.AsyncClient,
+                                                        mode: Cluster | None) -> None:
+    gid = await api.create_goods(PRICE, 1)
+    first, other, last = await buyer(api, "first"), await buyer(api, "other"), await buyer(api, "last")
+    r = await api.confirm(first[1], order_json(first[0], gid, PRICE))
+    assert r.status_code == 200, r.text
+    before = await scrape(client, mode)
+    for _ in range(3):  # the order service's refusal, then the gate's
+        r = await api.confirm(other[1], order_json(other[0], gid, PRICE))
+        assert sold_out(r, gid), r.text
+    after = await scrape(client, mode)
+    assert value(after, "shop_sold_out_answers_total") > value(before, "shop_sold_out_answers_total")
+    r = await api.c.post(f"/admin/goods/{gid}/stock", json={"delta": 2}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["data"] == {"goodsId": gid, "goodsNumber": 2}, r.text
+    await sold_within(api, last, gid, 1.0)
+    assert await stock(api, gid) == 1
+
+
 async def _is(read: Any, want: int) -> bool:
     return await read == want
 
