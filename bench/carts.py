@@ -28,8 +28,6 @@ from typing import Any
 
 import httpx
 from orders_http import (
-    BALANCE,
-    PASSWORD,
     PRICE,
     STOCK,
     WRK_LUA,
@@ -41,6 +39,9 @@ from orders_http import (
     quiet_audit,
     wrk,
     wrk_result,
+)
+from orders_http import (
+    set_up as orders_http_set_up,
 )
 
 
@@ -59,24 +60,12 @@ def lua(bodies: list[dict[str, Any]], users: list[tuple[str, dict[str, str]]]) -
 
 async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int,
                  n_lines: int) -> tuple[str, list[str], list[tuple[str, dict[str, str]]]]:
-    async def goods(name: str) -> str:
-        body = {"goodsName": name, "goodsNumber": STOCK, "goodsPrice": str(PRICE)}
-        return str(data(await c.post("/admin/goods", headers=admin, json=body))["goodsId"])
-
-    single = await goods("bench-single")
-    lines = [await goods(f"bench-line-{i}") for i in range(n_lines)]
-    run = os.urandom(4).hex()
-
-    async def user(i: int) -> tuple[str, dict[str, str]]:
-        name = f"cart-bench-{run}-{i}"
-        uid = data(await c.post("/admin/users", headers=admin,
-                                json={"userName": name, "userPassword": PASSWORD, "userMoney": BALANCE}))["userId"]
-        token = data(await c.post("/user/login", json={"userName": name, "userPassword": PASSWORD}))["token"]
-        return uid, {"Authorization": f"Bearer {token}"}
-
-    users: list[tuple[str, dict[str, str]]] = []
-    for i in range(0, n_users, 16):
-        users += await asyncio.gather(*(user(j) for j in range(i, min(i + 16, n_users))))
+    """orders_http's users and goods (the single-goods orders'), and a goods for each cart line."""
+    single, users = await orders_http_set_up(c, admin, n_users)
+    lines = []
+    for i in range(n_lines):
+        body = {"goodsName": f"bench-line-{i}", "goodsNumber": STOCK, "goodsPrice": str(PRICE)}
+        lines.append(str(data(await c.post("/admin/goods", headers=admin, json=body))["goodsId"]))
     return single, lines, users
 
 

@@ -4,14 +4,12 @@ for the single-goods order and the machinery)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.test_crash import (
+from tests.e2e.test_crash import (  # noqa: F401 - shop_proc: test_crash's fixture, the same real process
     ACTED_WITHIN_S,
     CANCEL_AFTER_S,
     CRASH_EXIT,
@@ -21,6 +19,7 @@ from tests.e2e.test_crash import (
     _read_one,
     armed_cancels,
     read_orders,
+    shop_proc,
     wait_for,
 )
 from tests.support import cart_json
@@ -76,22 +75,10 @@ class CartWorld:
 RESTORED = ([STOCK] * 3, "100.00", 0)
 
 
-@pytest.fixture
-def cart_proc(tmp_path: Path) -> Iterator[ShopProcess]:
-    sp = ShopProcess(tmp_path / "data")
-    sp.start()
-    try:
-        yield sp
-    finally:
-        if sp.proc is not None and sp.proc.poll() is None:
-            sp.kill()
-
-
 @pytest.mark.parametrize("point", list(POINTS))
 def test_a_cart_crashed_mid_order_is_cancelled_after_restart_with_every_line_back(
-    cart_proc: ShopProcess, point: str,
+    shop_proc: ShopProcess, point: str,  # noqa: F811 - the fixture imported above
 ) -> None:
-    shop_proc = cart_proc
     api = Api(shop_proc)
     w = CartWorld(api)
     assert w.state(api) == RESTORED

@@ -133,6 +133,17 @@ async def test_stock_a_compensation_gives_back_is_sold_again_within_a_second(
     assert await stock(api, gid) == 0, f"sold after {took:.3f} s"
 
 
+async def gate_armed(api: Api, client: httpx.AsyncClient, mode: Cluster | None, who: tuple[str, dict[str, str]],
+                     gid: str) -> None:
+    """`who` is refused the sold-out goods: by the order service, then by the front door's gate."""
+    before = await scrape(client, mode)
+    for _ in range(3):
+        r = await api.confirm(who[1], order_json(who[0], gid, PRICE))
+        assert sold_out(r, gid), r.text
+    after = await scrape(client, mode)
+    assert value(after, "shop_sold_out_answers_total") > value(before, "shop_sold_out_answers_total")
+
+
 async def test_stock_the_owner_cancels_is_sold_again_within_a_second(
     api: Api, client: httpx.AsyncClient, mode: Cluster | None,
 ) -> None:
@@ -141,12 +152,7 @@ async def test_stock_the_owner_cancels_is_sold_again_within_a_second(
     r = await api.confirm(owner[1], order_json(owner[0], gid, PRICE))
     assert r.status_code == 200, r.text
     order_id = r.json()["data"]["orderId"]
-    before = await scrape(client, mode)
-    for _ in range(3):  # the order service's refusal, then the gate's
-        r = await api.confirm(other[1], order_json(other[0], gid, PRICE))
-        assert sold_out(r, gid), r.text
-    after = await scrape(client, mode)
-    assert value(after, "shop_sold_out_answers_total") > value(before, "shop_sold_out_answers_total")
+    await gate_armed(api, client, mode, other, gid)
     r = await api.confirm(other[1], order_json(other[0], gid, PRICE))  # armed right up to the cancel
     assert sold_out(r, gid), r.text
     r = await api.c.post(f"/order/{order_id}/cancel", headers=owner[1])
@@ -162,12 +168,7 @@ async def test_a_restock_is_sold_again_within_a_second(api: Api, client: httpx.A
     first, other, last = await buyer(api, "first"), await buyer(api, "other"), await buyer(api, "last")
     r = await api.confirm(first[1], order_json(first[0], gid, PRICE))
     assert r.status_code == 200, r.text
-    before = await scrape(client, mode)
-    for _ in range(3):  # the order service's refusal, then the gate's
-        r = await api.confirm(other[1], order_json(other[0], gid, PRICE))
-        assert sold_out(r, gid), r.text
-    after = await scrape(client, mode)
-    assert value(after, "shop_sold_out_answers_total") > value(before, "shop_sold_out_answers_total")
+    await gate_armed(api, client, mode, other, gid)
     r = await api.c.post(f"/admin/goods/{gid}/stock", json={"delta": 2}, headers=api.admin)
     assert r.status_code == 200 and r.json()["data"] == {"goodsId": gid, "goodsNumber": 2}, r.text
     await sold_within(api, last, gid, 1.0)
