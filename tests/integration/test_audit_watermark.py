@@ -89,7 +89,7 @@ async def test_a_settled_order_touched_by_a_later_change_is_read_again_and_its_v
     assert order.order_id in auditor.open
     await asyncio.sleep(0.01)
     await auditor.check_pass()  # wrong in two passes running
-    expected = f"order {order.order_id}: confirmed for 1 of goods {w.goods_id}, goods took 2"
+    expected = f"order {order.order_id}: confirmed for 1 of goods {w.goods_id}, goods took 2 of goods {w.goods_id}"
     assert auditor.wrong[order.order_id] == [expected]
     report = await auditor.report()
     assert not report.consistent and expected in report.violations

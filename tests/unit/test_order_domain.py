@@ -160,3 +160,23 @@ def test_outcomes_count_an_order_confirmed_once_as_confirmed_whatever_came_after
     # Cancelled: by the owner or the payment timeout after confirmation, or by the saga before it.
     assert outcomes(OrderStatus.CANCELLED, 5, 2) == Outcomes(confirmed=2, failed=3)
     assert outcomes(OrderStatus.CANCELLED, 1, 0) + outcomes(OrderStatus.CONFIRMED, 1, 1) == Outcomes(1, 1, 0)
+
+
+def test_a_carts_shape_and_its_lines_refusals_name_the_line():
+    check_lines([(1, 1)] + [(g, 2) for g in range(2, 21)])  # 20 lines
+    for lines in ([], [(g, 1) for g in range(1, 22)]):
+        with pytest.raises(ShopError) as e:
+            check_lines(lines)
+        assert e.value.code == ShopCode.SHOP_REQUEST_PARAMETER_VALID
+    with pytest.raises(ShopError) as e:
+        check_lines([(1, 1), (2, 0)])
+    assert e.value.data == {"goodsId": "2"}
+    seen: set[int] = set()
+    line = dict(goods_price=D("1.00"), stock=5, client_price=D("1.00"), goods_number=2, seen=seen)
+    assert check_line(goods_id=1, **line) == D("2.00") and check_line(goods_id=2, **line) == D("2.00")
+    with pytest.raises(ShopError) as e:
+        check_line(goods_id=1, **line)  # the same goods on a third line
+    assert e.value.code == ShopCode.SHOP_REQUEST_PARAMETER_VALID and e.value.data == {"goodsId": "1"}
+    with pytest.raises(ShopError) as e:
+        check_line(goods_id=3, **{**line, "stock": 1})
+    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data == {"goodsId": "3", "goodsNumber": 1}

@@ -5,7 +5,16 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shop.common.clock import iso
 from shop.common.errors import ShopError
@@ -39,10 +48,37 @@ class LineOut(Out):
     goods_amount: MoneyOut
 
 
+SINGLE = ("goodsId", "goodsNumber", "goodsPrice")
+
+
+FORMS = ("goods_id", "goods_number", "goods_price", "items")
+
+
+def _one_form(schema: dict[str, Any]) -> None:
+    # The document says what the validators below enforce: the single goods' three fields, or
+    # items, never both, and none of them null (so a generated "valid" body is one a client may
+    # really send).
+    for name in (*SINGLE, "items"):
+        prop = schema["properties"][name]
+        kinds = [k for k in prop.pop("anyOf", []) if k.get("type") != "null"]
+        if len(kinds) == 1:
+            prop.update(kinds[0])
+        elif kinds:
+            prop["anyOf"] = kinds
+        prop.pop("default", None)
+    schema["oneOf"] = [
+        {"required": list(SINGLE), "not": {"required": ["items"]}},
+        {"required": ["items"], "not": {"anyOf": [{"required": [f]} for f in SINGLE]}},
+    ]
+
+
 class TradeOrderIn(Camel):
     """The original's TradeOrder (one goods: goodsId, goodsNumber, goodsPrice), or a cart (items)."""
 
+    model_config = ConfigDict(**Camel.model_config, json_schema_extra=_one_form)
+
     user_id: IdIn
+    # Absent in the other form (None here), never null in a body (_not_null, and the document).
     goods_id: IdIn | None = None
     goods_number: GoodsNumberIn | None = None
     goods_price: MoneyIn | None = None
@@ -53,6 +89,13 @@ class TradeOrderIn(Camel):
     coupon_id: IdIn | None = None
     money_paid: SignedMoneyIn = ZERO
     consignee: Text | None = Field(default=None, max_length=255)
+
+    @field_validator(*FORMS, mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("may be left out, but not null")
+        return v
 
     @model_validator(mode="after")
     def _one_form(self) -> "TradeOrderIn":

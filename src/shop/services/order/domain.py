@@ -107,25 +107,28 @@ def shipping_fee(goods_amount: Decimal) -> Decimal:
 
 def check_lines(lines: Sequence[tuple[int, int]]) -> None:
     """A cart's shape, before anything is read: 1 to MAX_LINES lines of (goods, units), each a
-    positive number of units, no goods twice (one line per goods: its stock is one step)."""
+    positive number of units."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID, f"an order has 1 to {MAX_LINES} lines")
-    seen: set[int] = set()
     for goods_id, goods_number in lines:
         if not 0 < goods_number <= MAX_GOODS_NUMBER:
             raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
                             "goodsNumber must be a positive whole number").with_data({"goodsId": str(goods_id)})
+
+
+def check_line(*, goods_id: int, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int,
+               seen: set[int] | None = None) -> Decimal:
+    """The original's checks of its goods, for one line, once its goods is found, in its order;
+    the line's amount. `seen`: the goods of the lines before (one line per goods: its stock is one
+    step), added to.
+
+    Mended: an order may take the last unit (the original refused goods_number == stock). A
+    refusal names the line's goods (data.goodsId); one for stock also says how many are left."""
+    if seen is not None:
         if goods_id in seen:
             raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
                             "the same goods is on two lines").with_data({"goodsId": str(goods_id)})
         seen.add(goods_id)
-
-
-def check_line(*, goods_id: int, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int) -> Decimal:
-    """The original's checks of its goods, for one line, in its order; the line's amount.
-
-    Mended: an order may take the last unit (the original refused goods_number == stock). A
-    refusal names the line's goods (data.goodsId); one for stock also says how many are left."""
     if client_price != goods_price:
         raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID).with_data({"goodsId": str(goods_id)})
     if goods_number > stock:

@@ -126,6 +126,7 @@ class OrderHandlers:
         # client's order: a refusal names the first line that fails.
         found = await asyncio.gather(*(self.participants.find_goods(line.goods_id) for line in cmd.items),
                                      return_exceptions=True)
+        seen: set[int] = set()
         for line, goods in zip(cmd.items, found, strict=True):
             if isinstance(goods, ShopError):
                 raise goods.with_data({**(goods.data or {}), "goodsId": str(line.goods_id)})
@@ -133,7 +134,7 @@ class OrderHandlers:
                 raise goods
             goods_amount += domain.check_line(goods_id=line.goods_id, goods_price=goods.goods_price,
                                               stock=goods.goods_number, client_price=line.goods_price,
-                                              goods_number=line.goods_number)
+                                              goods_number=line.goods_number, seen=seen)
         fee, order_amount = domain.check_amounts(goods_amount, client_shipping_fee=cmd.shipping_fee,
                                                  client_order_amount=cmd.order_amount)
         coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
