@@ -42,6 +42,10 @@ class Relay:
         self.poll_s = poll_s
         self.lease_ms = int(lease_s * 1000)
         self._wake = asyncio.Event()
+        # One pass over the due rows at a time in this process (the loop's, or a settling
+        # request's): passes run side by side would each take every due row's guard in turn, the
+        # same order rows locked again and again (see Settler).
+        self._pass = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -57,10 +61,11 @@ class Relay:
         metrics.outbox_sampled(self.name, due, oldest_s)
 
     async def run_once(self) -> int:
-        msgs = await self.outbox.due(self.db)
-        for msg in msgs:
-            await self.send(msg)
-        return len(msgs)
+        async with self._pass:
+            msgs = await self.outbox.due(self.db)
+            for msg in msgs:
+                await self.send(msg)
+            return len(msgs)
 
     async def send(self, msg: Message) -> None:
         """Send one row read as due by outbox.due(), some time ago: in the trace that wrote it."""
@@ -106,8 +111,15 @@ class Settler:
         self.timeout_s = timeout_s
 
     async def settle(self, tag: str, key: str) -> None:
+        # Bounded: after a restart the relay may have a backlog to send first, and every cancel and
+        # refund in flight would wait for all of it (tests/e2e/test_infra_restarts.py saw requests
+        # hang past the client's 10 s). The relay's loop sends what is left.
         try:
-            await self.relay.run_once()
+            async with asyncio.timeout(self.timeout_s):
+                await self.relay.run_once()
+        except TimeoutError:
+            log.info("%s/%s: the relay is still busy after %ss; its loop sends it", tag, key, self.timeout_s)
+            return
         except Exception as exc:  # noqa: BLE001 - the relay's loop sends it later
             log.warning("could not publish %s/%s now (%r); the relay will", tag, key, exc)
             return
