@@ -134,12 +134,14 @@ def confirmed_orders(c: httpx.Client, admin: dict[str, str]) -> list[dict[str, A
 
 
 def orders_placed(metrics_urls: list[str]) -> int | None:
-    """shop_orders_total over every outcome and process: the attempts that reached the order service."""
+    """shop_orders_total over every outcome and process, less the front door's sold-out answers
+    counted in the same process (the embedded shop's): the attempts that reached the order service."""
     total = 0.0
     try:
         for u in metrics_urls:
             text = httpx.get(u, timeout=10).text
             total += sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith("shop_orders_total{"))
+            total -= sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith("shop_sold_out_answers_total"))
     except httpx.HTTPError:
         return None
     return int(total)
