@@ -20,7 +20,9 @@ class ShopError(Exception):
         super().__init__(f"{code.name}: {self.message}")
 
     def with_data(self, data: Any) -> "ShopError":
-        self.data = data
+        """More for the caller: merged into what the error says already when both are mappings (a
+        refused line's goods, then the order it failed), else in its place."""
+        self.data = {**self.data, **data} if isinstance(self.data, dict) and isinstance(data, dict) else data
         return self
 
 

@@ -73,7 +73,7 @@ class GoodsHandlers:
                     await repo.LEDGER.take(uow, line.goods_id, cmd.order_id, line.goods_number,
                                            partial(repo.take, uow, line.goods_id, line.goods_number), repo.REFUSAL)
                 except ShopError as exc:
-                    raise exc.with_data({**(exc.data or {}), "goodsId": str(line.goods_id)}) from None
+                    raise exc.with_data({"goodsId": str(line.goods_id)}) from None
             await uow.commit()
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:

@@ -110,8 +110,7 @@ class OrderHandlers:
             await self._fail(order.order_id, cancel)
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
             # Kept with the order's id: what a participant's refusal said (the goods and its stock left).
-            said = error.data if isinstance(error.data, dict) else {}
-            raise error.with_data({**said, "orderId": str(order.order_id)}) from None
+            raise error.with_data({"orderId": str(order.order_id)}) from None
         metrics.order_placed("confirmed")
         return Order(**{**{f: getattr(order, f) for f in Order.__slots__},
                         "order_status": int(OrderStatus.CONFIRMED), "confirm_time": confirm_time,
@@ -129,7 +128,7 @@ class OrderHandlers:
         seen: set[int] = set()
         for line, goods in zip(cmd.items, found, strict=True):
             if isinstance(goods, ShopError):
-                raise goods.with_data({**(goods.data or {}), "goodsId": str(line.goods_id)})
+                raise goods.with_data({"goodsId": str(line.goods_id)})
             if isinstance(goods, BaseException):
                 raise goods
             goods_amount += domain.check_line(goods_id=line.goods_id, goods_price=goods.goods_price,
