@@ -5,8 +5,9 @@ import asyncio
 import time
 
 import pytest
+import sqlalchemy as sa
 
-from shop.infra.db import PooledDatabase
+from shop.infra.db import PooledDatabase, Query
 from shop.infra.db.servers import open_database
 from tests.conftest import server_urls
 
@@ -42,3 +43,29 @@ async def test_close_waits_for_a_connection_given_back_within_the_grace(url):
     await asyncio.wait_for(closing, 5.0)
     assert db.pool is None
     assert uow is not None
+
+
+SLEEP = Query(lambda dialect: sa.text("SELECT pg_sleep(5)" if dialect == "postgresql" else "SELECT SLEEP(5)"))
+
+
+async def test_a_unit_of_work_cancelled_mid_statement_is_cancelled(url):
+    """The cancel, not the driver's error from the rollback on the connection the cancel broke:
+    asyncmy closes a connection cancelled mid-read, its rollback then raised InterfaceError
+    ('Cancelled during execution') in place of the CancelledError, the relay's loop took that for
+    a database away and went on, and the shop's stop waited for it until the test's 300 s timeout."""
+    db = open_database(url)
+    await db.connect()
+    try:
+        async def sleep() -> None:
+            async with db.unit_of_work() as uow:
+                await uow.fetchone(SLEEP)
+
+        task = asyncio.create_task(sleep())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 3.0)
+        row = await db.fetchone(Query(sa.text("SELECT 1 AS one")))
+        assert row is not None and row["one"] == 1  # the pool still serves
+    finally:
+        await db.close()

@@ -95,6 +95,31 @@ async def test_a_loop_says_a_dependency_down_in_one_line_and_a_bug_with_its_trac
     assert bug.levelname == "ERROR" and bug.exc_info is not None
 
 
+async def test_the_relay_loop_stops_when_a_cancel_comes_back_as_another_error():
+    """A cancel that a library turns into its own error (asyncmy's 'Cancelled during execution')
+    still stops the loop; before, the loop logged a database away and went on for ever."""
+    inside = asyncio.Event()
+    calls = 0
+
+    async def step() -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the loop went on: end it here, so that the test fails rather than hangs
+            raise asyncio.CancelledError
+        inside.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("Cancelled during execution") from None
+        return 0
+
+    task = asyncio.create_task(poll_forever(step, asyncio.Event(), 0.001, "relay order"))
+    await inside.wait()
+    task.cancel()
+    await asyncio.wait({task}, timeout=2.0)
+    assert task.cancelled() and calls == 1
+
+
 def test_audit_accepts_a_confirmed_order_with_all_its_effects():
     g, u, c = _facts({7: {10: D(1)}}, money_taken={7: {1: D("10.00")}}, coupons={3: CouponState(1, 7)},
                      coupon_taken={7: {3: D(1)}})

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -142,6 +142,19 @@ class UnitOfWork:
 
     async def __aexit__(self, *exc: object) -> None:
         raise NotImplementedError
+
+
+async def roll_back(rollback: Awaitable[None], leaving_on: object) -> None:
+    """Roll back what a unit of work left open. If it is leaving on an error or a cancel, that one
+    is what the caller gets: a rollback that fails as well (on the connection that error broke;
+    asyncmy closes one cancelled mid-read, and its rollback then raises InterfaceError 'Cancelled
+    during execution') must not replace it. A cancel replaced so is lost: the relay's loop took the
+    driver's error for a database away, went on, and the shop's stop waited for it for ever."""
+    try:
+        await rollback
+    except Exception:
+        if leaving_on is None:
+            raise
 
 
 class Database:

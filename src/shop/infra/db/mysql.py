@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
+from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork, roll_back
 
 
 def server_args(url: str) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class MysqlUnitOfWork(UnitOfWork):
     async def __aexit__(self, *exc: object) -> None:
         try:
             if self._open:
-                await self.conn.rollback()
+                await roll_back(self.conn.rollback(), exc[1])
         finally:
             self.db.pool.release(self.conn)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork
+from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork, roll_back
 
 
 def server_args(url: str) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class PostgresUnitOfWork(UnitOfWork):
     async def __aexit__(self, *exc: object) -> None:
         try:
             if self.tr is not None:
-                await self.tr.rollback()
+                await roll_back(self.tr.rollback(), exc[1])
         finally:
             await self.db.pool.release(self.conn)
 

@@ -135,6 +135,9 @@ async def poll_forever(step: Callable[[], Awaitable[int]], wake: asyncio.Event, 
         try:
             found = await step()
         except Exception as exc:  # noqa: BLE001 - logged; the loop must outlive any one failure
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a cancel a library turned into its own error
+                raise asyncio.CancelledError from exc
             if is_unavailable(exc):  # the broker or the database restarting: expected, and said in one line
                 log.warning("%s: a dependency is unavailable (%r); retrying", what, exc)
             else:
