@@ -170,6 +170,7 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
     GET /metrics, kept across its restarts; the HTTP roles serve /metrics on their port."""
     out = []
     worker = 0
+    planned = {config.http_port(role) for role in HTTP_ROLES}
     for role, count in config.scale.items():
         for i in range(count):
             argv = [sys.executable, "-m", "shop", "serve", role]
@@ -177,7 +178,8 @@ def children(config: ClusterConfig, env: dict[str, str]) -> list[Child]:
             if role in HTTP_ROLES:
                 argv += ["--host", config.host, "--port", str(config.http_port(role))]
             else:
-                child_env = dict(env, SHOP_METRICS_PORT=str(_free_port(config.host)))
+                planned.add(port := _free_port(config.host, planned))
+                child_env = dict(env, SHOP_METRICS_PORT=str(port))
             out.append(Child(role, i, worker, argv, child_env))
             worker += 1
     return out

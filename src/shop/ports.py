@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _free_port(host: str) -> int:
-    """A port for a service's /metrics (see free_ports)."""
-    return free_ports(host, 1)
+def _free_port(host: str, avoid: set[int]) -> int:
+    """A port for a service's /metrics (see free_ports), none of `avoid`: the ports the plan gave
+    already, which are free now only because nothing binds them yet (a bench's cluster once drew
+    its web's HTTP port for the user service's /metrics, and would not start)."""
+    while (port := free_ports(host, 1)) in avoid:
+        pass
+    return port
 
 
 def free_ports(host: str = "127.0.0.1", n: int = 1) -> int:

@@ -49,6 +49,17 @@ def test_every_port_is_checked_and_a_free_plan_passes(tmp_path: Path) -> None:
     assert taken_ports(wanted) == []
 
 
+def test_no_two_processes_are_given_one_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /metrics port is drawn at random among the free ones, which include the HTTP ports the plan
+    gave (nothing binds them yet) and the ports drawn before it: a bench's cluster drew its web's
+    port for the user service's /metrics once, and would not start."""
+    config = ClusterConfig(port=20000, scale=cluster.parse_scale("goods=2"), data_dir=tmp_path)
+    draws = iter([20000, 20001, 21000, 21000, 20003, 21001, 21002, 21002, 21003, 21004, 21005, 21006])
+    monkeypatch.setattr("shop.ports.free_ports", lambda host="127.0.0.1", n=1: next(draws))
+    wanted = [w.port for w in listens(config, children(config, {}))]
+    assert len(wanted) == len(set(wanted))
+
+
 def test_a_taken_http_port_is_named_with_the_role_that_wanted_it(tmp_path: Path, listening: int) -> None:
     # The sandbox takes the front door's port + 1.
     problems = _plan(ClusterConfig(port=listening - 1, data_dir=tmp_path, sandbox=True))
