@@ -6,6 +6,8 @@ import pytest
 
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
+from shop.services.goods.contracts import Goods, StockLine
+from shop.services.goods.contracts import check_line as check_goods_line
 from shop.services.order import domain
 from shop.services.order.domain import (
     ORDER,
@@ -15,8 +17,8 @@ from shop.services.order.domain import (
     PayStatus,
     ShippingStatus,
     Transition,
+    cart_amount,
     check_amounts,
-    check_line,
     check_lines,
     check_payment,
     shipping_fee,
@@ -35,11 +37,18 @@ def goods(**kw):
                 client_shipping_fee=D("0.00"), client_order_amount=D("5000.00"))
     args.update(kw)
     check_lines([(1, args["goods_number"])])
-    amount = check_line(goods_id=1, goods_price=args["goods_price"], stock=args["stock"],
-                        client_price=args["client_price"], goods_number=args["goods_number"])
+    check_line(goods_id=1, goods_price=args["goods_price"], stock=args["stock"],
+               client_price=args["client_price"], goods_number=args["goods_number"])
+    amount = cart_amount([(1, args["goods_number"], args["client_price"])])
     fee, total = check_amounts(amount, client_shipping_fee=args["client_shipping_fee"],
                                client_order_amount=args["client_order_amount"])
     return amount, fee, total
+
+
+def check_line(*, goods_id, goods_price, stock, client_price, goods_number):
+    """The goods service's check of one line (the order's step), on a goods with that price and stock."""
+    check_goods_line(StockLine(goods_id, goods_number, client_price),
+                     Goods(goods_id, "g", stock, goods_price, None, None))  # type: ignore[arg-type]
 
 
 def code(fn, **kw):
@@ -171,12 +180,11 @@ def test_a_carts_shape_and_its_lines_refusals_name_the_line():
     with pytest.raises(ShopError) as e:
         check_lines([(1, 1), (2, 0)])
     assert e.value.data == {"goodsId": "2"}
-    seen: set[int] = set()
-    line = dict(goods_price=D("1.00"), stock=5, client_price=D("1.00"), goods_number=2, seen=seen)
-    assert check_line(goods_id=1, **line) == D("2.00") and check_line(goods_id=2, **line) == D("2.00")
+    assert cart_amount([(1, 2, D("1.00")), (2, 2, D("1.50"))]) == D("5.00")
     with pytest.raises(ShopError) as e:
-        check_line(goods_id=1, **line)  # the same goods on a third line
+        cart_amount([(1, 2, D("1.00")), (2, 2, D("1.00")), (1, 1, D("1.00"))])  # the same goods on a third line
     assert e.value.code == ShopCode.SHOP_REQUEST_PARAMETER_VALID and e.value.data == {"goodsId": "1"}
+    line = dict(goods_price=D("1.00"), client_price=D("1.00"), goods_number=2)
     with pytest.raises(ShopError) as e:
         check_line(goods_id=3, **{**line, "stock": 1})
     assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH and e.value.data == {"goodsId": "3", "goodsNumber": 1}

@@ -5,7 +5,7 @@ cancelled order, exactly what they did for it (as the ledger does); the saga's o
 a fake SagaStore; settle delivers the cancel message straight to the participants."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -59,7 +59,11 @@ class FakeParticipants:
         return self.taken.setdefault(order.order_id, {})
 
     async def reduce_stock(self, order: Order) -> None:
-        self._step("reduce_stock", order)["stock"] = taken = sum(i.goods_number for i in order.items)
+        taken = sum(i.goods_number for i in order.items)
+        step = self._step("reduce_stock", order)
+        if taken > self.stock:  # the goods service's step is the check (goods.contracts.check_line)
+            raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, data={"goodsId": str(GOODS), "goodsNumber": self.stock})
+        step["stock"] = taken
         self.stock -= taken
 
     async def use_coupon(self, order: Order) -> None:
@@ -218,13 +222,37 @@ async def test_an_order_without_coupon_or_balance_skips_nothing_and_takes_only_s
     assert saga.state() == (10, D("100.00"), False)
 
 
-async def test_a_rejected_order_saves_nothing_and_takes_nothing():
+async def test_an_order_the_goods_step_refuses_is_cancelled_and_takes_nothing():
+    """No goods is read before the steps: the stock step refuses, and the pre-order it found ends
+    cancelled, its data the goods' refusal (what the front door's gate reads) and the order."""
     saga = Saga(stock=0)
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
     assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
-    assert e.value.data == {"goodsId": str(GOODS), "goodsNumber": 0}  # what the front door's gate reads
+    [order_id] = saga.store.orders
+    assert e.value.data == {"goodsId": str(GOODS), "goodsNumber": 0, "orderId": str(order_id)}
+    assert saga.store.orders[order_id].order_status == OrderStatus.CANCELLED
+    assert saga.participants.ran == ["reduce_stock"] and saga.settled == [(TAG_CANCEL, str(order_id))]
+    assert saga.state() == (0, D("100.00"), False)
+
+
+async def test_an_order_refused_before_its_steps_saves_nothing_and_takes_nothing():
+    saga = Saga()
+    wrong_fee = replace(place(), shipping_fee=D("1.00"))
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(wrong_fee)
+    assert e.value.code == ShopCode.SHOP_ORDER_SHIPPINGFEE_INVALID
     assert saga.store.orders == {} and saga.participants.ran == [] and saga.settled == []
+
+
+async def test_an_order_wrong_twice_is_refused_for_its_goods_first_as_the_original_checks():
+    """Its goods are read only then: a refused order pays for the reads the others save."""
+    saga = Saga(stock=0)
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(replace(place(), shipping_fee=D("1.00")))
+    assert e.value.code == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
+    assert e.value.data == {"goodsId": str(GOODS), "goodsNumber": 0}
+    assert saga.store.orders == {} and saga.participants.ran == []
 
 
 async def test_a_participants_refusal_keeps_what_it_said_beside_the_order_id():

@@ -12,8 +12,8 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra import metrics
 from shop.infra.config import Settings
+from shop.services.goods.contracts import Goods, StockLine, check_line
 from shop.services.order.contracts import OrderLine, PlaceOrder
-from shop.services.order.domain import check_line
 from shop.services.order.sold_out import FORGET_AFTER_S, SoldOut, SoldOutGate, sold_out_goods
 
 TTL = 0.5
@@ -154,10 +154,10 @@ def test_the_ttl_is_at_most_half_a_second() -> None:
 
 def test_what_a_refusal_says_is_left() -> None:
     with pytest.raises(ShopError) as e:
-        check_line(goods_id=7, goods_price=D("1.00"), stock=0, client_price=D("1.00"), goods_number=1)
+        check_line(StockLine(7, 1, D("1.00")), Goods(7, "g", 0, D("1.00"), None, None))  # type: ignore[arg-type]
     assert e.value.data == {"goodsId": "7", "goodsNumber": 0} and sold_out_goods(e.value) == 7
     with pytest.raises(ShopError) as e:
-        check_line(goods_id=7, goods_price=D("1.00"), stock=0, client_price=D("2.00"), goods_number=1)
+        check_line(StockLine(7, 1, D("2.00")), Goods(7, "g", 0, D("1.00"), None, None))  # type: ignore[arg-type]
     assert e.value.code is ShopCode.SHOP_GOODS_PRICE_INVALID and e.value.data == {"goodsId": "7"}
     assert sold_out_goods(left(7, 1)) is None and sold_out_goods(ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH)) is None
     assert sold_out_goods(left(7, 0).with_data({"goodsId": "7", "goodsNumber": 0, "orderId": "9"})) == 7

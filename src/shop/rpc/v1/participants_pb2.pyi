@@ -122,12 +122,14 @@ class CreateGoodsReply(_message.Message):
     def __init__(self, goods_id: _Optional[int] = ...) -> None: ...
 
 class StockLine(_message.Message):
-    __slots__ = ("goods_id", "goods_number")
+    __slots__ = ("goods_id", "goods_number", "goods_price")
     GOODS_ID_FIELD_NUMBER: _ClassVar[int]
     GOODS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    GOODS_PRICE_FIELD_NUMBER: _ClassVar[int]
     goods_id: int
     goods_number: int
-    def __init__(self, goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ...) -> None: ...
+    goods_price: str
+    def __init__(self, goods_id: _Optional[int] = ..., goods_number: _Optional[int] = ..., goods_price: _Optional[str] = ...) -> None: ...
 
 class ReduceStockRequest(_message.Message):
     __slots__ = ("order_id", "lines")

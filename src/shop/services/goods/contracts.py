@@ -4,6 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from shop.common.codes import ShopCode
+from shop.common.errors import ShopError
 from shop.common.timeline import TimelineEvent
 from shop.infra.db.scope import EVERYTHING, AuditScope
 from shop.infra.ledger import LedgerFacts
@@ -31,10 +33,26 @@ class CreateGoods:
 
 @dataclass(frozen=True, slots=True)
 class StockLine:
-    """One line of an order, as the goods service sees it: which goods, how many units."""
+    """One line of an order, as the goods service sees it: which goods, how many units, and the
+    price the client's order says (checked in the step; None: not checked, as in a cancel)."""
 
     goods_id: int
     goods_number: int
+    goods_price: Decimal | None = None
+
+
+def check_line(line: StockLine, goods: Goods | None) -> None:
+    """The original's checks of one line's goods, in its order: the goods exists, the client's
+    price is its price, the stock covers the units. A refusal names the line's goods
+    (data.goodsId); one for stock also says how many are left (the front door's sold-out gate
+    reads it). Mended: an order may take the last unit (the original refused goods_number == stock)."""
+    named = {"goodsId": str(line.goods_id)}
+    if goods is None:
+        raise ShopError(ShopCode.SHOP_GOODS_NO_EXIST, data=named)
+    if line.goods_price is not None and line.goods_price != goods.goods_price:
+        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID, data=named)
+    if line.goods_number > goods.goods_number:
+        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, data={**named, "goodsNumber": goods.goods_number})
 
 
 @dataclass(frozen=True, slots=True)

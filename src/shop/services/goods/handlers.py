@@ -14,7 +14,15 @@ from shop.infra.db.scope import NO_LIMIT
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
-from shop.services.goods.contracts import CreateGoods, Goods, GoodsFacts, ReduceStock, Restock, StockLine
+from shop.services.goods.contracts import (
+    CreateGoods,
+    Goods,
+    GoodsFacts,
+    ReduceStock,
+    Restock,
+    StockLine,
+    check_line,
+)
 from shop.services.goods.models import inbox
 from shop.services.order.contracts import (
     ORDER_TOPIC,
@@ -24,6 +32,8 @@ from shop.services.order.contracts import (
 )
 
 INBOX = Inbox(inbox)
+# A step's refusals for what the order asked (not for when it came): the client's order names why.
+REFUSED = {ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_PRICE_INVALID, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH}
 
 
 def in_lock_order(lines: Iterable[StockLine]) -> list[StockLine]:
@@ -65,16 +75,37 @@ class GoodsHandlers:
         return int(row["goods_number"])
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:
-        """A cart's lines in one transaction: a refused line leaves it without commit, which takes
-        back every line taken before it."""
-        async with self.db.unit_of_work() as uow:
-            for line in in_lock_order(cmd.lines):
+        """A cart's lines in one transaction, each at the client's price: a refused line leaves it
+        without commit, which takes back every line taken before it. The order read no goods
+        first, so this step is the original's check: a refusal names the first line, in the
+        client's order, that fails it (the lines are taken in lock order)."""
+        try:
+            async with self.db.unit_of_work() as uow:
+                for line in in_lock_order(cmd.lines):
+                    try:
+                        await repo.LEDGER.take(uow, line.goods_id, cmd.order_id, line.goods_number,
+                                               partial(repo.take, uow, line.goods_id, line.goods_number,
+                                                       line.goods_price), repo.REFUSAL)
+                    except ShopError as exc:
+                        raise exc.with_data({"goodsId": str(line.goods_id)}) from None
+                await uow.commit()
+        except ShopError as exc:
+            if exc.code not in REFUSED:  # a late step (the order cancelled first): as it is
+                raise
+            raise await self._first_refused(cmd.lines) or exc from None
+
+    async def _first_refused(self, lines: list[StockLine]) -> ShopError | None:
+        """Why the first line, in the client's order, cannot be taken now (read after the refused
+        transaction rolled back: the lines it took before are not counted against the others);
+        None if every line would pass now (stock came back meanwhile: the refusal stands as it was)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            for line in lines:
+                row = await repo.find(uow, line.goods_id)
                 try:
-                    await repo.LEDGER.take(uow, line.goods_id, cmd.order_id, line.goods_number,
-                                           partial(repo.take, uow, line.goods_id, line.goods_number), repo.REFUSAL)
-                except ShopError as exc:
-                    raise exc.with_data({"goodsId": str(line.goods_id)}) from None
-            await uow.commit()
+                    check_line(line, None if row is None else as_record(Goods, row))
+                except ShopError as refused:
+                    return refused
+        return None
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         """Give back what this order took of every line, once; a line it took nothing of is made

@@ -1,4 +1,5 @@
 """All of the goods service's SQL, built once."""
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,13 @@ INSERT = Query(
 )
 # The conditional update that stops overselling: one row changed, or not enough stock.
 TAKE, GIVE_BACK = counter_updates(goods, "goods_id", "goods_number")
+# The same, only at the client's price: an order reads no goods before its step (the step is the check).
+TAKE_AT_PRICE = Query(
+    sa.update(goods)
+    .where(g.goods_id == sa.bindparam("goods_id"), g.goods_number >= sa.bindparam("n"),
+           g.goods_price == sa.bindparam("price"))
+    .values(goods_number=g.goods_number - sa.bindparam("n"))
+)
 ADJUSTMENT = counter_adjustment(goods, "goods_id", "goods_number", MAX_STOCK)
 ALL_GOODS = Query(sa.select(goods))
 STOCK = ScopedRows(sa.select(g.goods_id, g.goods_number), g.goods_id)  # a recount's goods, by id
@@ -36,8 +44,10 @@ async def insert(uow: UnitOfWork, **row: Any) -> None:
     await uow.execute(INSERT, **row)
 
 
-async def take(uow: UnitOfWork, goods_id: int, n: int) -> bool:
-    return await uow.execute(TAKE, goods_id=goods_id, n=n) == 1
+async def take(uow: UnitOfWork, goods_id: int, n: int, price: Decimal | None = None) -> bool:
+    if price is None:
+        return await uow.execute(TAKE, goods_id=goods_id, n=n) == 1
+    return await uow.execute(TAKE_AT_PRICE, goods_id=goods_id, n=n, price=price) == 1
 
 
 async def adjust(uow: UnitOfWork, goods_id: int, delta: int) -> bool:

@@ -116,25 +116,19 @@ def check_lines(lines: Sequence[tuple[int, int]]) -> None:
                             "goodsNumber must be a positive whole number").with_data({"goodsId": str(goods_id)})
 
 
-def check_line(*, goods_id: int, goods_price: Decimal, stock: int, client_price: Decimal, goods_number: int,
-               seen: set[int] | None = None) -> Decimal:
-    """The original's checks of its goods, for one line, once its goods is found, in its order;
-    the line's amount. `seen`: the goods of the lines before (one line per goods: its stock is one
-    step), added to.
-
-    Mended: an order may take the last unit (the original refused goods_number == stock). A
-    refusal names the line's goods (data.goodsId); one for stock also says how many are left."""
-    if seen is not None:
+def cart_amount(lines: Sequence[tuple[int, int, Decimal]]) -> Decimal:
+    """The goods amount of (goods, units, the client's price) lines, no goods twice (its stock is
+    one step). Computed at the client's prices: the goods service's step refuses a line whose
+    price is not the goods' (goods.contracts.check_line), so an order confirmed was priced right."""
+    seen: set[int] = set()
+    amount = ZERO
+    for goods_id, goods_number, price in lines:
         if goods_id in seen:
             raise ShopError(ShopCode.SHOP_REQUEST_PARAMETER_VALID,
                             "the same goods is on two lines").with_data({"goodsId": str(goods_id)})
         seen.add(goods_id)
-    if client_price != goods_price:
-        raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID).with_data({"goodsId": str(goods_id)})
-    if goods_number > stock:
-        raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH).with_data(
-            {"goodsId": str(goods_id), "goodsNumber": stock})
-    return goods_price * goods_number
+        amount += price * goods_number
+    return amount
 
 
 def check_amounts(goods_amount: Decimal, *, client_shipping_fee: Decimal,
@@ -151,11 +145,12 @@ def check_amounts(goods_amount: Decimal, *, client_shipping_fee: Decimal,
 
 def check_payment(
     *, user_id: int, order_amount: Decimal, goods_amount: Decimal, fee: Decimal, money_paid: Decimal,
-    user_money: Decimal, coupon_price: Decimal | None = None, coupon_user_id: int | None = None,
+    user_money: Decimal | None = None, coupon_price: Decimal | None = None, coupon_user_id: int | None = None,
     coupon_used: bool = False,
 ) -> Pricing:
     """The coupon and the balance, in the original's order; mended: the coupon must be the
-    caller's and the pay amount is never below zero."""
+    caller's and the pay amount is never below zero. `user_money` None: the balance is not read
+    first, and the user service's step refuses a balance short of money_paid (the same code)."""
     coupon_paid = ZERO
     if coupon_price is not None:
         if coupon_used or coupon_user_id != user_id:
@@ -163,7 +158,7 @@ def check_payment(
         coupon_paid = coupon_price
     if money_paid < 0:
         raise ShopError(ShopCode.SHOP_MONEY_PAID_LESS_ZERO)
-    if money_paid > user_money:
+    if user_money is not None and money_paid > user_money:
         raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
     pay_amount = order_amount - coupon_paid - money_paid
     if pay_amount < 0:

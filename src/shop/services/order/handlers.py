@@ -10,7 +10,6 @@ A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves
 at the deadline. Either way the cancel message reaches every participant, whose compensation
 undoes what it did for this order, or records that it did nothing.
 """
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -19,7 +18,6 @@ from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.common.ids import MINUTE_MS, IdWorker, first_id_at, id_minute
-from shop.common.money import ZERO
 from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork
@@ -27,6 +25,7 @@ from shop.infra.db.scope import NO_LIMIT
 from shop.infra.failures import as_shop_error
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
+from shop.services.goods.contracts import StockLine, check_line
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
@@ -106,7 +105,10 @@ class OrderHandlers:
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
-            metrics.order_placed("failed")
+            # A step's refusal (no stock, a wrong price, a short balance) is the client's order
+            # rejected, as a refusal before the pre-order is; anything else is a failure.
+            refused = isinstance(exc, ShopError) and exc.http_status < 500
+            metrics.order_placed("rejected" if refused else "failed")
             await self._fail(order.order_id, cancel)
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
             # Kept with the order's id: what a participant's refusal said (the goods and its stock left).
@@ -118,31 +120,44 @@ class OrderHandlers:
                         "pay_time": confirm_time if paid else None})
 
     async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
+        """What can be checked without the participants: the cart's shape and the amounts at the
+        client's prices; the coupon is read (its price is the pay amount's). The goods (their
+        prices and stock) and the balance are checked by the steps themselves, which refuse with
+        the original's codes: reading them first cost a call per line and one for the user."""
         domain.check_lines([(line.goods_id, line.goods_number) for line in cmd.items])
-        user = await self.participants.find_user(cmd.user_id)
-        goods_amount = ZERO
-        # Every line's goods read at once (a cart's reads are independent calls), then checked in the
-        # client's order: a refusal names the first line that fails.
-        found = await asyncio.gather(*(self.participants.find_goods(line.goods_id) for line in cmd.items),
-                                     return_exceptions=True)
-        seen: set[int] = set()
-        for line, goods in zip(cmd.items, found, strict=True):
-            if isinstance(goods, ShopError):
-                raise goods.with_data({"goodsId": str(line.goods_id)})
-            if isinstance(goods, BaseException):
-                raise goods
-            goods_amount += domain.check_line(goods_id=line.goods_id, goods_price=goods.goods_price,
-                                              stock=goods.goods_number, client_price=line.goods_price,
-                                              goods_number=line.goods_number, seen=seen)
-        fee, order_amount = domain.check_amounts(goods_amount, client_shipping_fee=cmd.shipping_fee,
-                                                 client_order_amount=cmd.order_amount)
-        coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
-        return domain.check_payment(
-            user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
-            money_paid=cmd.money_paid, user_money=user.user_money,
-            coupon_price=coupon.coupon_price if coupon else None, coupon_user_id=coupon.user_id if coupon else None,
-            coupon_used=bool(coupon.is_used) if coupon else False,
-        )
+        try:
+            goods_amount = domain.cart_amount([(i.goods_id, i.goods_number, i.goods_price) for i in cmd.items])
+            fee, order_amount = domain.check_amounts(goods_amount, client_shipping_fee=cmd.shipping_fee,
+                                                     client_order_amount=cmd.order_amount)
+            coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
+            return domain.check_payment(
+                user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
+                money_paid=cmd.money_paid, coupon_price=coupon.coupon_price if coupon else None,
+                coupon_user_id=coupon.user_id if coupon else None,
+                coupon_used=bool(coupon.is_used) if coupon else False,
+            )
+        except ShopError as refused:
+            # The original checks the user and the goods before all of these: an order wrong twice
+            # over is refused for them. Only a refused order pays for reading them.
+            raise await self._earlier_refusal(cmd) or refused from None
+
+    async def _earlier_refusal(self, cmd: PlaceOrder) -> ShopError | None:
+        """What the original would have refused first: a user that does not exist, then the first
+        line, in the client's order, whose goods the step would refuse now."""
+        try:
+            await self.participants.find_user(cmd.user_id)
+        except ShopError as missing:  # a user service away says nothing: the refusal stands
+            return missing if missing.code is ShopCode.SHOP_USER_NO_EXIST else None
+        for line in cmd.items:
+            try:
+                goods = await self.participants.find_goods(line.goods_id)
+            except ShopError as missing:
+                return missing if missing.code is ShopCode.SHOP_GOODS_NO_EXIST else None
+            try:
+                check_line(StockLine(line.goods_id, line.goods_number, line.goods_price), goods)
+            except ShopError as refused:
+                return refused
+        return None
 
     def _pre_order(self, cmd: PlaceOrder, p: domain.Pricing) -> Order:
         first = cmd.items[0]  # the original's columns hold the first line

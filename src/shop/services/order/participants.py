@@ -39,7 +39,7 @@ class Participants:
 
     async def reduce_stock(self, order: Order) -> None:
         await self.goods.reduce_stock(
-            ReduceStock(order.order_id, [StockLine(i.goods_id, i.goods_number) for i in order.items]))
+            ReduceStock(order.order_id, [StockLine(i.goods_id, i.goods_number, i.goods_price) for i in order.items]))
 
     async def use_coupon(self, order: Order) -> None:
         if order.coupon_id is not None:
