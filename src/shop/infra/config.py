@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     # How long the front door remembers a goods sold out (services/order/sold_out.py): at most 0.5 s,
     # so that stock that comes back is sold again within 1 s (a TTL, plus a probe's hold of a TTL at most).
     sold_out_ttl_s: float = Field(default=0.5, gt=0, le=0.5)
+    # Admission control at the front door (infra/admission.py) for order placement: at most
+    # admission_active orders in progress, at most admission_queue waiting (oldest first), none
+    # waiting over admission_wait_s; the rest are refused at once with a 503 and Retry-After.
+    # Chosen with bench/overload.py (wrk -c512): see its docstring. admission_active 0: no limit.
+    admission_active: int = Field(default=32, ge=0)
+    admission_queue: int = Field(default=512, ge=0)
+    admission_wait_s: float = Field(default=0.5, ge=0)
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
     message_max_attempts: int = 5

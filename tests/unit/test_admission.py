@@ -1,0 +1,112 @@
+"""The admission limiter (infra/admission.py): slots, a FIFO queue, its bound and its wait."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shop.infra.admission import Limiter
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def queued(limiter: Limiter, n: int) -> list[asyncio.Task[bool]]:
+    """n waiters, queued in this order."""
+    tasks = []
+    for _ in range(n):
+        tasks.append(asyncio.create_task(limiter.admit()))
+        await settle()
+    return tasks
+
+
+async def test_admits_up_to_its_slots_then_queues_then_refuses():
+    waits: list[float] = []
+    limiter = Limiter(active=2, queue=2, wait_s=10, on_wait=waits.append)
+    assert await limiter.admit() and await limiter.admit()
+    waiters = await queued(limiter, 2)
+    assert limiter.running == 2 and limiter.waiting == 2 and not any(t.done() for t in waiters)
+    assert await limiter.admit() is False  # the queue is full: refused at once, nothing held
+    assert limiter.running == 2 and limiter.waiting == 2
+    limiter.release()
+    await settle()
+    assert waiters[0].result() is True and not waiters[1].done()
+    assert limiter.running == 2 and limiter.waiting == 1 and len(waits) == 1
+
+
+async def test_the_oldest_waiter_starts_first():
+    limiter = Limiter(active=1, queue=100, wait_s=10)
+    assert await limiter.admit()
+    waiters = await queued(limiter, 50)
+    order = []
+    for i, t in enumerate(waiters):
+        t.add_done_callback(lambda _, i=i: order.append(i))
+    for _ in waiters:
+        limiter.release()
+        await settle()
+    assert order == list(range(50))
+    limiter.release()
+    assert limiter.running == 0 and limiter.waiting == 0
+
+
+async def test_a_freed_slot_goes_to_a_waiter_not_to_a_newcomer():
+    limiter = Limiter(active=1, queue=1, wait_s=10)
+    assert await limiter.admit()
+    [waiter] = await queued(limiter, 1)
+    limiter.release()
+    # Before the waiter has run, a newcomer finds the slot taken (handed over) and the queue empty:
+    # it queues rather than overtaking.
+    newcomer = asyncio.create_task(limiter.admit())
+    await settle()
+    assert waiter.result() is True and not newcomer.done()
+    newcomer.cancel()
+    await settle()
+    assert limiter.running == 1 and limiter.waiting == 0
+
+
+async def test_a_waiter_past_its_wait_is_refused_and_leaves_its_place():
+    limiter = Limiter(active=1, queue=1, wait_s=0.05)
+    assert await limiter.admit()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await limiter.admit() is False
+    assert 0.04 <= loop.time() - start < 1
+    assert limiter.waiting == 0 and limiter.running == 1
+    [waiter] = await queued(limiter, 1)  # its place is free again
+    limiter.release()
+    assert await waiter is True and limiter.running == 1
+
+
+async def test_a_cancelled_waiter_frees_its_place():
+    limiter = Limiter(active=1, queue=2, wait_s=10)
+    assert await limiter.admit()
+    first, second = await queued(limiter, 2)
+    first.cancel()
+    await settle()
+    assert first.cancelled() and limiter.waiting == 1
+    [third] = await queued(limiter, 1)  # the cancelled one's place taken
+    limiter.release()
+    await settle()
+    assert second.result() is True and not third.done()
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_slot_passes_it_on():
+    limiter = Limiter(active=1, queue=2, wait_s=10)
+    assert await limiter.admit()
+    first, second = await queued(limiter, 2)
+    limiter.release()  # the slot is first's, but first has not run yet
+    first.cancel()
+    await settle()
+    assert first.cancelled() and second.result() is True
+    assert limiter.running == 1 and limiter.waiting == 0
+
+
+async def test_no_queue_refuses_at_once_and_settings_are_checked():
+    limiter = Limiter(active=1, queue=0, wait_s=1)
+    assert await limiter.admit() and await limiter.admit() is False
+    limiter.release()
+    assert limiter.running == 0
+    with pytest.raises(ValueError):
+        Limiter(active=0, queue=1, wait_s=1)
