@@ -58,9 +58,11 @@ ADMISSION_WAIT = Histogram("shop_admission_wait_seconds", "Time admitted request
                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 ADMISSION_RUNNING = Gauge("shop_admission_in_progress", "Requests under admission control in progress")
 ADMISSION_QUEUED = Gauge("shop_admission_queued", "Requests waiting in the front door's admission queue")
+ADMISSION_LIMIT = Gauge("shop_admission_limit", "Requests under admission control that may be in progress now "
+                        "(it adapts to how long they take)")
 _SERIES = (ORDERS, SOLD_OUT, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD,
            NOTIFY_ACK, RPC, SERVED, AUDIT_CONSISTENT, ADMISSION_REFUSED, ADMISSION_WAIT, ADMISSION_RUNNING,
-           ADMISSION_QUEUED)
+           ADMISSION_QUEUED, ADMISSION_LIMIT)
 _on = True
 
 
@@ -136,10 +138,11 @@ def admission_waited(seconds: float) -> None:
         ADMISSION_WAIT.observe(seconds)
 
 
-def admission_watch(running: Callable[[], float], queued: Callable[[], float]) -> None:
+def admission_watch(running: Callable[[], float], queued: Callable[[], float], limit: Callable[[], float]) -> None:
     """The gauges read the limiter when scraped: nothing to do per request."""
     ADMISSION_RUNNING.set_function(running)
     ADMISSION_QUEUED.set_function(queued)
+    ADMISSION_LIMIT.set_function(limit)
 
 
 def notify_ack() -> contextlib.AbstractContextManager[Any]:

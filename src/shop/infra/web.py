@@ -3,6 +3,7 @@ responses (the handlers, and FrontDoor for what they never see: a wrong method o
 a body too large, an exception nothing answered), and the request field types."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Protocol, TypeVar
@@ -285,10 +286,11 @@ class FrontDoor:
                 metrics.admission_refused(scope["path"])
                 await _error(BUSY, retry_after(BUSY))(scope, receive, send_noting_start)
                 return
+            begun = time.monotonic()
             try:
                 await self.app(scope, receive_app, send_noting_start)
             finally:
-                limiter.release()
+                limiter.release(time.monotonic() - begun)
         except Exception as exc:
             if started:  # too late for an answer: the server ends the response and says why
                 raise
