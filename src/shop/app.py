@@ -144,7 +144,7 @@ def _admission(state: Any, settings: Settings) -> None:
     if settings.admission_active <= 0:
         return
     limiter = Limiter(settings.admission_active, settings.admission_queue, settings.admission_wait_s,
-                      settings.admission_target_s, on_wait=metrics.admission_waited)
+                      settings.admission_target_s, settings.admission_active_least, on_wait=metrics.admission_waited)
     metrics.admission_watch(lambda: limiter.running, lambda: limiter.waiting, lambda: int(limiter.limit))
     for key in ADMITTED:  # one limiter for them all: they share the CPU and the databases
         state.admission[key] = limiter

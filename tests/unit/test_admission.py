@@ -147,3 +147,12 @@ async def test_without_a_target_or_a_duration_the_limit_stays():
     assert await limiter.admit()
     limiter.release(None)  # a cancelled waiter's slot passed on: no measure of the work
     assert limiter.limit == 2.0
+
+
+async def test_the_limit_stays_at_its_least():
+    limiter = Limiter(active=8, queue=0, wait_s=1, target_s=0.1, least=3)
+    for _ in range(50):
+        assert await limiter.admit()
+        limiter.release(5.0)
+    assert limiter.limit == 3.0
+    assert all([await limiter.admit() for _ in range(3)]) and await limiter.admit() is False

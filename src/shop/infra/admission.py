@@ -12,9 +12,11 @@ How many may be in progress adapts (AIMD): an order's own time grows with the wo
 with what else the machine runs (the distributed shop on a busy 2-core box took 1 s an order at 24
 in progress), so a fixed number that keeps the tail short on a quiet machine does not on a busy
 one. Each request that took longer than `target_s` from its start to its answer takes half a slot
-off the limit (a round of slow ones halves it; not below 1); each quicker one adds 1/limit (a round
-of quick ones adds one), up to `active`. An answer's time is then about `wait_s` in the queue and
-`target_s` at work.
+off the limit (a round of slow ones halves it); each quicker one adds 1/limit (a round of quick ones
+adds one), up to `active`. An answer's time is then about `wait_s` in the queue and `target_s` at
+work. The limit stays at `least` or more: where an order takes longer than the target even alone
+(a slow database), the limit would otherwise come down to one order at a time and the orders/s
+with it, without making any order quicker.
 
 Plain asyncio (one event loop, no locks): a slot freed is handed to the oldest live waiter
 directly, so a newcomer cannot overtake the queue between a release and the waiter waking up."""
@@ -33,11 +35,12 @@ class Limiter:
     `on_wait(seconds)`: told each admitted request's time in the queue. `target_s` None: the limit
     stays `active`."""
 
-    def __init__(self, active: int, queue: int, wait_s: float, target_s: float | None = None,
+    def __init__(self, active: int, queue: int, wait_s: float, target_s: float | None = None, least: int = 1,
                  on_wait: Callable[[float], None] | None = None) -> None:
-        if active < 1 or queue < 0 or wait_s < 0 or (target_s is not None and target_s <= 0):
-            raise ValueError("admission needs active >= 1, queue >= 0, wait_s >= 0, target_s > 0")
+        if active < 1 or least < 1 or queue < 0 or wait_s < 0 or (target_s is not None and target_s <= 0):
+            raise ValueError("admission needs active >= 1, least >= 1, queue >= 0, wait_s >= 0, target_s > 0")
         self.active = active
+        self.least = float(min(least, active))
         self.queue = queue
         self.wait_s = wait_s
         self.target_s = target_s
@@ -84,7 +87,7 @@ class Limiter:
         """The slot goes to the oldest live waiters, as many as the limit now allows."""
         if seconds is not None and self.target_s is not None:
             if seconds > self.target_s:
-                self.limit = max(1.0, self.limit - 0.5)
+                self.limit = max(self.least, self.limit - 0.5)
             else:
                 self.limit = min(float(self.active), self.limit + 1 / self.limit)
         self.running -= 1

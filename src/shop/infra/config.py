@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     admission_active: int = Field(default=64, ge=0)
     admission_queue: int = Field(default=1024, ge=0)
     admission_wait_s: float = Field(default=0.3, ge=0)
-    # ... and admission_active is the most: fewer while the orders take longer than this (AIMD).
+    # ... and admission_active is the most: fewer while the orders take longer than this (AIMD),
+    # down to admission_active_least.
     admission_target_s: float = Field(default=0.3, gt=0)
+    admission_active_least: int = Field(default=8, ge=1)
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
     message_max_attempts: int = 5
