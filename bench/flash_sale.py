@@ -61,14 +61,14 @@ ATTEMPTS = 10_000
 CONCURRENCY = 64
 SALE_BOUND_S = 600  # wrk's -d for the sale: only a bound, the Lua counter (and wrk_until) end it
 
-# Appended to orders_http's script: count the answers by status (and stop at `limit`, if any); done()
-# reads each thread's counts and prints them on one line that count_line() parses.
+# Appended to orders_http's script: count the answers by status, 200 and `refused` (and stop at
+# `limit`, if any); done() reads each thread's counts and prints them on one line that count_line() parses.
 COUNT_LUA = """
-local limit, marker = %d, "%s"
+local limit, marker, refused_status = %d, "%s", %d
 answers, ok, refused = 0, 0, 0
 response = function(status, headers, body)
   answers = answers + 1
-  if status == 200 then ok = ok + 1 elseif status == 409 then refused = refused + 1 end
+  if status == 200 then ok = ok + 1 elseif status == refused_status then refused = refused + 1 end
   if limit > 0 and answers == limit then
     wrk.thread:stop()
     io.open(marker, "w"):close()  -- wrk's main thread sleeps out -d: wrk_until() interrupts it
@@ -84,8 +84,9 @@ end
 """
 
 
-def counting(limit: int = 0, marker: str = "") -> str:
-    return COUNT_LUA % (limit, marker)
+def counting(limit: int = 0, marker: str = "", refused: int = 409) -> str:
+    """The counting script; `refused`: the status counted as refused (409: sold out)."""
+    return COUNT_LUA % (limit, marker, refused)
 
 
 def wrk_until(url: str, script: str, concurrency: int, limit: int) -> str:

@@ -268,8 +268,9 @@ def wrk_lua(goods_id: str, users: list[tuple[str, dict]]) -> str:
     return WRK_LUA % (bodies, tokens)
 
 
-def wrk(url: str, script: str, concurrency: int, seconds: float, threads: int = 1) -> str:
-    """wrk's report: `threads` threads, `concurrency` connections, for `seconds`, driven by `script`."""
+def wrk(url: str, script: str, concurrency: int, seconds: float, threads: int = 1, timeout_s: float = 2.0) -> str:
+    """wrk's report: `threads` threads, `concurrency` connections, for `seconds`, driven by `script`.
+    An answer slower than `timeout_s` (wrk's default 2 s) is counted as a timeout, not a latency."""
     import shutil
 
     if not shutil.which("wrk"):
@@ -277,8 +278,9 @@ def wrk(url: str, script: str, concurrency: int, seconds: float, threads: int = 
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        return subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", f.name,
-                               url], capture_output=True, text=True, check=True).stdout
+        cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", f"--timeout={timeout_s:g}s", "--latency",
+               "-s", f.name, url]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
 

@@ -28,6 +28,7 @@ TEST_ENV = {
     # Zookeeper's minimum with its default tickTime (2 s): a crashed provider is dropped within ~4 s.
     "SHOP_REGISTRY_SESSION_TIMEOUT_S": "4",
     "SHOP_SANDBOX": "1",  # the payment tests pay at the sandbox (off by default: API.md)
+    "SHOP_ADMISSION_ACTIVE": "0",  # as tests/conftest.make_settings says
     # The registry's credential on, as in docker-compose.yml: the processes, the supervisor's lock,
     # the purge and the tests' own reads of the registry all go through it.
     "SHOP_REGISTRY_AUTH": "shop:e2e-registry-password",

@@ -38,6 +38,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         message_backoff_cap_ms=400, message_max_attempts=4,
         password_time_cost=1, password_memory_kib=1024,
         sandbox=True,  # the payment tests pay at the sandbox (off by default: API.md)
+        # No admission control: the race tests must race, and their orders get 200 or 409, never a
+        # 503 for being many at once; tests/e2e/test_admission.py sets its own.
+        admission_active=0,
     )
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -16,6 +17,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shop import console
 from shop.admin import api as admin_api
 from shop.infra import metrics
+from shop.infra.admission import Limiter
 from shop.infra.config import Settings
 from shop.infra.openapi import Result, install_openapi
 from shop.infra.web import Envelope, SecurityHeaders, install_front_door, ok
@@ -115,6 +117,8 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
     if order_api.router in ROUTERS[shop.role] and isinstance(shop.orders, SoldOutGate):
         # A sold-out goods's orders refused before FastAPI parses them (infra/web.py Shortcut).
         s.shortcuts[("POST", "/order/confirm")] = order_api.SoldOutShortcut(shop.tokens, shop.orders)
+    if order_api.router in ROUTERS[shop.role]:
+        _admission(s, shop.settings)
     if shop.sandbox is not None and shop.role in ("all", "web"):
         # SHOP_SANDBOX=1 or --demo only (bootstrap leaves shop.sandbox None otherwise): a shop
         # serving real customers has no public "mark this paid" button; /sandbox/* is then a 404.
@@ -125,6 +129,25 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
             app.include_router(admin_api.faults_router())
     shop.runtime.tracing.instrument(app)
     return app
+
+
+# What admission control limits (infra/admission.py): placing an order, the work that overload is
+# made of. Not the calls that settle what is placed already: a payment, a cancel or a refund refused
+# would hold stock, coupons and money taken for an order while the shop is busiest, and the payment
+# platform's notification refused is only sent again minutes later (its retry schedule), the order
+# paid meanwhile and shown unpaid. Those are few (at most one each per order placed). Reads, logins,
+# the admin API, /healthz and /metrics are cheap or not order load, and pass as before.
+ADMITTED = (("POST", "/order/confirm"),)
+
+
+def _admission(state: Any, settings: Settings) -> None:
+    if settings.admission_active <= 0:
+        return
+    limiter = Limiter(settings.admission_active, settings.admission_queue, settings.admission_wait_s,
+                      settings.admission_target_s, settings.admission_active_least, on_wait=metrics.admission_waited)
+    metrics.admission_watch(lambda: limiter.running, lambda: limiter.waiting, lambda: int(limiter.limit))
+    for key in ADMITTED:  # one limiter for them all: they share the CPU and the databases
+        state.admission[key] = limiter
 
 
 def create_sandbox_app(settings: Settings) -> FastAPI:

@@ -34,6 +34,24 @@ class Settings(BaseSettings):
     # How long the front door remembers a goods sold out (services/order/sold_out.py): at most 0.5 s,
     # so that stock that comes back is sold again within 1 s (a TTL, plus a probe's hold of a TTL at most).
     sold_out_ttl_s: float = Field(default=0.5, gt=0, le=0.5)
+    # Admission control at the front door (infra/admission.py) for order placement: at most
+    # admission_active orders in progress, fewer while they take over admission_target_s (AIMD),
+    # at most admission_queue waiting (oldest first), none waiting over admission_wait_s; the rest
+    # are refused with a 503 and Retry-After. Measured with bench/overload.py (wrk -c512) on the
+    # 2-core machine: with a fixed number in progress, p99 stayed under 1 s with 16-24 and 0.3-0.4 s
+    # of wait and went over it with 32-128 (an order's own time grows with the orders beside it) or
+    # 0.5 s, and on a busier machine 24 was too many for the distributed shop (1.3 s): hence the
+    # adaptive limit. The queue outnumbers the connections one front door expects: a client told
+    # 503 at once comes straight back (wrk does), and a queue of 64 or 128 turned wrk's 512
+    # connections into a storm of refusals that took the CPU (12-19 orders/s, p99 6 s); refused
+    # after its wait, a client comes back at most once per wait. admission_active 0: off.
+    admission_active: int = Field(default=64, ge=0)
+    admission_queue: int = Field(default=1024, ge=0)
+    admission_wait_s: float = Field(default=0.3, ge=0)
+    # ... and admission_active is the most: fewer while the orders take longer than this (AIMD),
+    # down to admission_active_least.
+    admission_target_s: float = Field(default=0.3, gt=0)
+    admission_active_least: int = Field(default=8, ge=1)
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
     message_max_attempts: int = 5

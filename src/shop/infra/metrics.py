@@ -51,8 +51,18 @@ RPC = Histogram("shop_rpc_seconds", "Calls between services (in process or gRPC)
 SERVED = Counter("shop_rpc_served", "Calls this process answered over gRPC, by method: which instance of a "
                  "service served", ["method"])
 AUDIT_CONSISTENT = Gauge("shop_audit_consistent", "1 if the last audit found no violation, else 0")
+ADMISSION_REFUSED = Counter("shop_admission_refused", "Requests the front door's admission control refused (503, "
+                            "Retry-After) having changed nothing: the queue full or the wait too long", ["path"])
+ADMISSION_WAIT = Histogram("shop_admission_wait_seconds", "Time admitted requests waited in the front door's queue "
+                           "(those that started at once are not counted)",
+                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+ADMISSION_RUNNING = Gauge("shop_admission_in_progress", "Requests under admission control in progress")
+ADMISSION_QUEUED = Gauge("shop_admission_queued", "Requests waiting in the front door's admission queue")
+ADMISSION_LIMIT = Gauge("shop_admission_limit", "Requests under admission control that may be in progress now "
+                        "(it adapts to how long they take)")
 _SERIES = (ORDERS, SOLD_OUT, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD,
-           NOTIFY_ACK, RPC, SERVED, AUDIT_CONSISTENT)
+           NOTIFY_ACK, RPC, SERVED, AUDIT_CONSISTENT, ADMISSION_REFUSED, ADMISSION_WAIT, ADMISSION_RUNNING,
+           ADMISSION_QUEUED, ADMISSION_LIMIT)
 _on = True
 
 
@@ -116,6 +126,23 @@ def dead_sampled(group: str, count: int) -> None:
 def audited(consistent: bool) -> None:
     if _on:
         AUDIT_CONSISTENT.set(1 if consistent else 0)
+
+
+def admission_refused(path: str) -> None:
+    if _on:
+        ADMISSION_REFUSED.labels(path).inc()
+
+
+def admission_waited(seconds: float) -> None:
+    if _on:
+        ADMISSION_WAIT.observe(seconds)
+
+
+def admission_watch(running: Callable[[], float], queued: Callable[[], float], limit: Callable[[], float]) -> None:
+    """The gauges read the limiter when scraped: nothing to do per request."""
+    ADMISSION_RUNNING.set_function(running)
+    ADMISSION_QUEUED.set_function(queued)
+    ADMISSION_LIMIT.set_function(limit)
 
 
 def notify_ack() -> contextlib.AbstractContextManager[Any]:

@@ -3,6 +3,7 @@ responses (the handlers, and FrontDoor for what they never see: a wrong method o
 a body too large, an exception nothing answered), and the request field types."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Protocol, TypeVar
@@ -24,6 +25,8 @@ from shop.common.errors import ShopError
 from shop.common.ids import parse_id
 from shop.common.money import parse_money, parse_signed_money
 from shop.common.text import check_text
+from shop.infra import metrics
+from shop.infra.admission import Limiter
 from shop.infra.failures import as_shop_error
 from shop.infra.openapi import ID_IN_SCHEMA, MONEY_IN_SCHEMA, TEXT_PATTERN, Pattern
 
@@ -115,12 +118,18 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_headers(request: Request, exc: ShopError) -> dict[str, str] | None:
     """The headers a refusal carries: on a 401 the bearer challenge RFC 6750 asks for (with
     `error="invalid_token"` when the caller did present credentials); Retry-After on one that
-    says when to come back (a throttled login: its data's retryAfter, in seconds, which crosses
-    gRPC with the error where a header would not)."""
+    says when to come back (retry_after below)."""
     if exc.http_status == 401:
         presented = "authorization" in request.headers
         return {"WWW-Authenticate": 'Bearer realm="shop"' + (', error="invalid_token"' if presented else "")}
-    if exc.http_status == 429 and isinstance(exc.data, dict) and isinstance(exc.data.get("retryAfter"), int):
+    return retry_after(exc)
+
+
+def retry_after(exc: ShopError) -> dict[str, str] | None:
+    """Retry-After for a refusal whose data says when to come back (retryAfter, in seconds, which
+    crosses gRPC with the error where a header would not): a throttled login (429), a request the
+    front door's admission control turned away (503)."""
+    if exc.http_status in (429, 503) and isinstance(exc.data, dict) and isinstance(exc.data.get("retryAfter"), int):
         return {"Retry-After": str(exc.data["retryAfter"])}
     return None
 
@@ -165,6 +174,12 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body is over {limit} bytes")
 
 
+# A request refused by admission control (FrontDoor): not a dependency down, but the answer a client
+# already retries later, which is what it should do. One instance: its data is never changed.
+BUSY = ShopError(ShopCode.SHOP_SERVICE_UNAVAILABLE, "the shop is busy: too many orders in progress; retry later",
+                 data={"retryAfter": 1})
+
+
 class Shortcut(Protocol):
     """An answer FrontDoor gives a route's request itself, from its headers and whole body, before
     the framework routes it, resolves its dependencies or parses it (the order's sold-out refusal,
@@ -191,14 +206,19 @@ class FrontDoor:
     - an exception no handler answered becomes a ShopError (infra/failures.py: 503 for a dependency
       down, 500 for a bug, logged there once) in the envelope, rather than Starlette's plain-text 500
       and a second traceback from the server;
-    - a (method, path) with an armed Shortcut gets its answer, if it has one, after the checks above."""
+    - a (method, path) with an armed Shortcut gets its answer, if it has one, after the checks above;
+    - a (method, path) under admission control (infra/admission.py) then waits for its turn, or is
+      refused with a 503 and Retry-After (BUSY) having changed nothing: after the shortcut, so the
+      cheap sold-out answers are never queued behind the orders that do the work."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES,
-                 shortcuts: Mapping[tuple[str, str], Shortcut] | None = None) -> None:
+                 shortcuts: Mapping[tuple[str, str], Shortcut] | None = None,
+                 admission: Mapping[tuple[str, str], Limiter] | None = None) -> None:
         self.app = app
         self.routes = routes  # the app's own list: the routers included after this is made are in it
         self.max_body = max_body
         self.shortcuts = shortcuts if shortcuts is not None else {}  # the app's own dict, filled later too
+        self.admission = admission if admission is not None else {}  # likewise
         self._literal: dict[str, frozenset[str]] | None = None
 
     def literal_paths(self) -> dict[str, frozenset[str]]:
@@ -248,16 +268,29 @@ class FrontDoor:
             await send(message)
 
         try:
-            shortcut = self.shortcuts.get((scope["method"], scope["path"])) if self.shortcuts else None
+            key = (scope["method"], scope["path"])
+            shortcut = self.shortcuts.get(key) if self.shortcuts else None
+            receive_app: Receive = receive_counted
             if shortcut is not None and shortcut.armed():
                 body, left = await _whole_body(receive_counted)
                 refusal = await shortcut.answer(scope, body) if left is None else None
                 if refusal is not None:
                     await _error(refusal)(scope, receive, send_noting_start)
                     return
-                await self.app(scope, _replay(body, left, receive_counted), send_noting_start)
+                receive_app = _replay(body, left, receive_counted)
+            limiter = self.admission.get(key) if self.admission else None
+            if limiter is None:
+                await self.app(scope, receive_app, send_noting_start)
                 return
-            await self.app(scope, receive_counted, send_noting_start)
+            if not await limiter.admit():
+                metrics.admission_refused(scope["path"])
+                await _error(BUSY, retry_after(BUSY))(scope, receive, send_noting_start)
+                return
+            begun = time.monotonic()
+            try:
+                await self.app(scope, receive_app, send_noting_start)
+            finally:
+                limiter.release(time.monotonic() - begun)
         except Exception as exc:
             if started:  # too late for an answer: the server ends the response and says why
                 raise
@@ -294,7 +327,10 @@ def _replay(body: bytes, left: Message | None, receive: Receive) -> Receive:
 
 def install_front_door(app: FastAPI) -> None:
     """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them.
-    app.state.shortcuts: the Shortcuts FrontDoor takes, by (method, path), filled in by create_app."""
+    app.state.shortcuts and app.state.admission: the Shortcuts and the admission Limiters FrontDoor
+    takes, by (method, path), filled in by create_app."""
     install_error_handlers(app)
     app.state.shortcuts = {}
-    app.add_middleware(FrontDoor, routes=app.router.routes, shortcuts=app.state.shortcuts)
+    app.state.admission = {}
+    app.add_middleware(FrontDoor, routes=app.router.routes, shortcuts=app.state.shortcuts,
+                       admission=app.state.admission)
