@@ -32,7 +32,7 @@ cluster: $(STAMP)
 	$(BIN)/shop cluster up --demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/orders_http.py
+	$(BIN)/python bench/standard.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONSOLE)/node_modules
