@@ -44,8 +44,12 @@ DOCS_ASSETS = "/docs/assets"
 
 
 def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> FastAPI:
+    # FastAPI's own OpenTelemetry is off: the shop makes its spans itself (infra/tracing.py), and
+    # FastAPI's asked on every request whether a global provider was set (no: the shop sets none),
+    # reading the environment each time, a twentieth of an order's CPU.
     app = FastAPI(title="shop", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Order and payment back end: see API.md for the contract.")
+                  description="Order and payment back end: see API.md for the contract.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_front_door(app)
     install_openapi(app)
     app.add_middleware(SecurityHeaders)  # outermost: FrontDoor's own answers get the headers too
