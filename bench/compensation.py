@@ -106,13 +106,17 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         mine = [answers[i] for i in idx]
         arms_ok = sum(1 for i, a in enumerate(answers) if i not in set(idx) and a.status == 200)
         ok = [a for a in mine if a.status == 200]
-        failed = []
+        failed, other = [], {}
         for a in mine:
             if a.status == 200:
                 continue
-            order_id = (orjson.loads(a.body).get("data") or {}).get("orderId") if a.status else None
+            answer = orjson.loads(a.body) if a.status else {}
+            order_id = (answer.get("data") or {}).get("orderId")
             if order_id:
                 failed.append((a, order_id))
+            else:  # refused before a pre-order (503 by the admission control when saturated), or broken
+                kind = f"{a.status} {answer.get('code')}"
+                other[kind] = other.get(kind, 0) + 1
         times, report = asyncio.run(restored(server.url, admin, failed))
     finally:
         server.stop()
@@ -120,7 +124,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     flat = [a.latency for a, _ in failed]
     cpu_ms = (cpu1 - cpu0) * 1000 / len(mine) if cpu0 is not None and cpu1 is not None else None
     return {"mode": mode, "rate": args.rate, "count": len(mine), "confirmed": len(ok), "failed": len(failed),
-            "other": len(mine) - len(ok) - len(failed), "faults_armed": arms_ok,
+            "other": other, "faults_armed": arms_ok,
             "failed_answer_p50_ms": openloop.pct(flat, 0.5), "failed_answer_p99_ms": openloop.pct(flat, 0.99),
             "failed_waited_settle": sum(1 for x in flat if x >= SETTLE_S),
             "restored_p50_ms": openloop.pct(times, 0.5), "restored_p99_ms": openloop.pct(times, 0.99),
@@ -148,7 +152,8 @@ def main() -> None:
     good = True
     for mode in ["embedded", "cluster"] if args.mode == "both" else [args.mode]:
         r = run_mode(mode, args)
-        good = good and r["other"] == 0 and r["consistent"]
+        # Refusals at the front door (saturation) change nothing; anything else is a defect.
+        good = good and set(r["other"]) <= {"503 SHOP_SERVICE_UNAVAILABLE"} and r["consistent"]
         if args.json:
             print(json.dumps(r), flush=True)
             continue
