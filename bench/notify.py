@@ -148,10 +148,15 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         server.cleanup()
     ok = [a for a in answers if a.status == 200 and orjson.loads(a.body).get("success") is True]
+    errors: dict[str, int] = {}
+    for a in answers:
+        if a not in ok:
+            kind = f"{a.status} {a.body[:120].decode(errors='replace')}"
+            errors[kind] = errors.get(kind, 0) + 1
     lat = [a.latency for a in ok]
     cpu_ms = (cpu1 - cpu0) * 1000 / len(answers) if cpu0 is not None and cpu1 is not None else None
     return {"mode": mode, "rate": args.rate, "count": len(answers), "ok": len(ok),
-            "errors": len(answers) - len(ok), "answer_p50_ms": openloop.pct(lat, 0.5),
+            "errors": len(answers) - len(ok), "error_kinds": errors, "answer_p50_ms": openloop.pct(lat, 0.5),
             "answer_p99_ms": openloop.pct(lat, 0.99), "answer_max_ms": openloop.pct(lat, 1.0),
             "send_lag_max_ms": lag * 1000, "fanout_p50_ms": openloop.pct(times, 0.5),
             "fanout_p99_ms": openloop.pct(times, 0.99), "fanout_max_ms": openloop.pct(times, 1.0),
@@ -179,6 +184,8 @@ def main() -> None:
         if args.json:
             print(json.dumps(r), flush=True)
             continue
+        if r["error_kinds"]:
+            print(f"   errors by kind: {r['error_kinds']}", flush=True)
         cpu = r["server_cpu_ms_per_notification"]
         print(f"notify {mode} {r['rate']:g}/s n={r['count']}: answer p50={r['answer_p50_ms']:.1f}ms "
               f"p99={r['answer_p99_ms']:.1f}ms (limit {ANSWER_LIMIT_MS:g}, ratio "
