@@ -133,19 +133,21 @@ class ClusterServer(Server):
     """`shop cluster up --db DB` under a fresh name, data dir and ports, for the length of the bench;
     what it left on the shared servers (databases, queues, registry nodes) removed by cleanup()."""
 
-    def __init__(self, db: str = "postgresql", extra_env: dict[str, str] | None = None) -> None:
-        from shop.cluster import ClusterConfig, free_ports
+    def __init__(self, db: str = "postgresql", extra_env: dict[str, str] | None = None, scale: str = "") -> None:
+        from shop.cluster import ClusterConfig, free_ports, parse_scale
 
         super().__init__(pin=False, extra_env=extra_env)
         self.name = f"bench_{secrets.token_hex(3)}"
         self.port = free_ports("127.0.0.1", 4)  # web and the 3 after it, below the ephemeral range
         self.url = f"http://127.0.0.1:{self.port}"
-        self.config = ClusterConfig(db=db, port=self.port, data_dir=self.data_dir, name=self.name)
+        self.scale = scale  # --scale, e.g. "order=2,goods=2"
+        self.config = ClusterConfig(db=db, port=self.port, data_dir=self.data_dir, name=self.name,
+                                    scale=parse_scale(scale))
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True)
         cmd = [sys.executable, "-m", "shop", "cluster", "up", "--db", self.config.db, "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--name", self.name]
+               "--data-dir", str(self.data_dir), "--name", self.name, "--scale", self.scale]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)

@@ -14,7 +14,8 @@ is a ratio to, measured in the same run on the same machine (issue 13):
 The limits come from bench/limits (limit_pg.sh, limit_sqlite.py). The orders are bench/orders_http.py's
 (one unit each, moneyPaid 1.00, no coupon; 64 users cycled by wrk's Lua script); the flash sale is
 bench/flash_sale.py's; the notification and compensation rows run bench/notify.py and
-bench/compensation.py with --json when they are there. Every shop is started fresh and stopped, and
+bench/compensation.py with --json (their own defaults: 2,500 notifications at 500/s; 600 orders
+at 40/s). Every shop is started fresh and stopped, and
 each row's audit must come back consistent.
 
 wrk, the shops, PostgreSQL and this script share the machine's CPUs: the orders/s are floors, and
@@ -173,20 +174,33 @@ def flash(mode: str, seconds: float) -> None:
         exact and r["audit"]["consistent"] and ratio is not None and ratio >= 0.5)
 
 
-def external(script: str, args: list[str]) -> None:
-    """A bench of its own (notify.py, compensation.py) run with --json: its rows as it gives them."""
-    path = HERE / script
-    if not path.exists():
-        row(script, "not measured (no such bench yet)", "", None, "")
-        return
-    proc = subprocess.run([sys.executable, str(path), "--json", *args], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode not in (0, 1) or not lines:
+def notify() -> None:
+    """bench/notify.py --json: signed notifications at 500/s, open loop, both modes."""
+    for r in _json_rows("notify.py"):
+        p99, fan = r["answer_p99_ms"], r["fanout_p99_ms"]
+        row(f"payment notifications, {r['mode']}, {r['rate']:g}/s open loop",
+            f"answer p50 {r['answer_p50_ms']:.1f} ms, p99 {p99:.1f} ms; fan-out p99 {fan:.0f} ms; "
+            f"errors {r['errors']}, incomplete {r['fanout_incomplete']}, consistent {r['consistent']}",
+            "5 ms (answer p99), 1 s (fan-out p99)", p99 / 5.0, "<= 1", p99 <= 5.0 and fan <= 1000.0)
+
+
+def compensation() -> None:
+    """bench/compensation.py --json: orders with 1 in 10 failing at a random step, both modes."""
+    for r in _json_rows("compensation.py"):
+        p99, limit = r["restored_p99_ms"], r["limit_ms"]
+        row(f"compensation, {r['mode']}, {r['rate']:g} orders/s, 1 in 10 failing",
+            f"failed answer p99 {r['failed_answer_p99_ms']:.0f} ms, restored p50 {r['restored_p50_ms']:.0f} ms, "
+            f"p99 {p99:.0f} ms; {r['failed_waited_settle']} of {r['failed']} waited the 2 s settle; "
+            f"consistent {r['consistent']}", f"{limit / 1000:g} s (restored p99)", p99 / limit, "<= 1",
+            p99 <= limit and r["failed_answer_p99_ms"] <= limit)
+
+
+def _json_rows(script: str) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, str(HERE / script), "--json"], capture_output=True, text=True)
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not rows:
         row(script, f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}", "", None, "", False)
-        return
-    for line in lines:
-        r = json.loads(line)
-        row(r["path"], r["figure"], r.get("limit", ""), r.get("ratio"), r.get("target", ""), r.get("ok"))
+    return rows
 
 
 def main() -> None:
@@ -208,9 +222,9 @@ def main() -> None:
         flash("embedded", args.seconds)
         flash("cluster", args.seconds)
     if "notify" not in skip:
-        external("notify.py", [])
+        notify()
     if "compensation" not in skip:
-        external("compensation.py", [])
+        compensation()
 
     print("\n| path | figure | limit | ratio | target |\n|---|---|---|---|---|")
     for r in ROWS:
