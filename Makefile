@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	status=0; \
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not exclusive" || status=$$?; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not exclusive" || status=$$?; \
 	$(PYTEST) -m exclusive || status=$$?; \
 	exit $$status
 

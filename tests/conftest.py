@@ -234,18 +234,40 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 terminalreporter.write_line(line)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _group(item: pytest.Item) -> str:
     """Which tests share a pytest-xdist worker (`make test` runs `--dist loadgroup`): every test of
     one shared cluster (tests/e2e/conftest.mode), whatever its file, so that each cluster starts once
-    in the run; otherwise a file's tests, so that a module's servers and clusters start once."""
-    if not config.pluginmanager.hasplugin("xdist"):
+    in the run; otherwise a file's tests, so that a module's servers and clusters start once, and of
+    a file with a module's cluster on each database (a `cluster` parameter), those on one database."""
+    params = item.callspec.params if isinstance(item, pytest.Function) and hasattr(item, "callspec") else {}
+    mode = params.get("mode", "embedded")
+    group = item.nodeid.split("::", 1)[0] if mode == "embedded" else f"{mode} cluster"
+    return f"{group} on {params['cluster']}" if "cluster" in params else group
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if item.config.pluginmanager.hasplugin("xdist"):
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has ordered the tests by their fixtures' parameters
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the order in which the groups are handed out (`--no-loadscope-reorder`):
+    the shared clusters' first, then the end-to-end files that start their own processes, the other
+    end-to-end, the integration and the unit tests, so that the run does not end on one worker
+    starting a cluster while the others wait."""
+    if not hasattr(config, "workerinput"):
         return
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        mode = callspec.params.get("mode", "embedded") if callspec is not None else "embedded"
-        group = item.nodeid.split("::", 1)[0] if mode == "embedded" else f"{mode} cluster"
-        item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        group = _group(item)
+        if group.startswith("cluster-"):
+            return 0
+        if group.startswith("tests/e2e/"):
+            return 2 if "mode" in getattr(item, "fixturenames", ()) else 1
+        return 3 if group.startswith("tests/integration/") else 4
+
+    items.sort(key=rank)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
