@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _pytest.nodeid import NodeId
 
 from shop.app import create_app
 from shop.bootstrap import bootstrap, migrate
@@ -245,19 +246,20 @@ def _group(item: pytest.Item) -> str:
     return f"{group} on {params['cluster']}" if "cluster" in params else group
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    if item.config.pluginmanager.hasplugin("xdist"):
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-
-
 @pytest.hookimpl(trylast=True)  # after pytest has ordered the tests by their fixtures' parameters
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In an xdist worker, the order in which the groups are handed out (`--no-loadscope-reorder`):
-    the shared clusters' first, then the end-to-end files that start their own processes, the other
-    end-to-end, the integration and the unit tests, so that the run does not end on one worker
-    starting a cluster while the others wait."""
+    """In an xdist worker, each test's group (see _group), and the order in which the groups are handed
+    out (`--no-loadscope-reorder`): the shared clusters' first, then the end-to-end files that start
+    their own processes, the other end-to-end, the integration and the unit tests, so that the run
+    does not end on one worker starting a cluster while the others wait."""
     if not hasattr(config, "workerinput"):
         return
+    if config.getvalue("loadgroup"):
+        # Each test's group as the suffix of its node id, which the controller schedules by. Not with
+        # xdist's own `xdist_group` mark: pytest-xdist 3.8 adds the suffix to `item._nodeid`, which pytest
+        # 9.2's node ids (a NodeId in `_id`) no longer read, so every worker would start every cluster.
+        for item in items:
+            item._id = NodeId.parse(f"{item.nodeid}@{_group(item)}")
 
     def rank(item: pytest.Item) -> int:
         group = _group(item)
