@@ -21,11 +21,22 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/shop run --demo
 
+# The tests in two phases. The bulk runs on TEST_WORKERS pytest-xdist workers: most of a test's time
+# is spent waiting on processes, servers and clocks, and tests/conftest.py keeps each shared cluster's
+# and each file's tests on one worker. Then the tests marked `exclusive` run alone: they restart a
+# server (RabbitMQ, a database, Zookeeper) that every other test uses. Both phases always run, and
+# the target fails if either failed.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -rs
+
 test: $(STAMP)
 	@bash scripts/test-services.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rs
+	status=0; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not exclusive" || status=$$?; \
+	$(PYTEST) -m exclusive || status=$$?; \
+	exit $$status
 
 # The distributed mode: one process per service on the local PostgreSQL, RabbitMQ and Zookeeper.
 cluster: $(STAMP)

@@ -9,6 +9,7 @@ by mode), then stops: the tests make their own users, goods and coupons, so they
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from shop.infra.config import Settings
 from tests.cluster import Cluster
-from tests.conftest import _unavailable, asgi_client, embedded_shop
+from tests.conftest import TROUBLES, _unavailable, asgi_client, embedded_shop
 
 MODES = ["embedded", "cluster-postgresql", "cluster-mysql"]
 
@@ -41,28 +42,15 @@ def mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     finally:
         cluster.stop()
         cluster.clean_up()
-        TROUBLES[request.param] = cluster.troubles()
-
-
-# What each shared cluster's processes logged as going wrong, printed at the end of the run: a CI
-# run shows only pytest's output, and a test's failure says what it saw, not why a process died.
-TROUBLES: dict[str, list[str]] = {}
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for mode, lines in TROUBLES.items():
-        if lines:
-            terminalreporter.section(f"what went wrong in the {mode} cluster's processes (from its log)")
-            for line in lines:
-                terminalreporter.write_line(line)
+        TROUBLES[f"what went wrong in the {request.param} cluster's processes (from its log)"] = cluster.troubles()
 
 
 @pytest.fixture
-async def shop(mode: Cluster | None, settings: Settings, backend: str) -> AsyncIterator[Any]:
+async def shop(mode: Cluster | None, settings: Settings, backend: str, first_start: Path) -> AsyncIterator[Any]:
     if mode is not None:
         yield mode
         return
-    async with embedded_shop(settings, backend) as s:
+    async with embedded_shop(settings, backend, first_start) as s:
         yield s
 
 

@@ -132,7 +132,8 @@ async def test_a_killed_goods_instance_is_failed_over(cluster: Cluster, api: Api
 
 
 # The broker's part does not depend on the database, and restarting the machine's shared RabbitMQ
-# is not free: once is enough.
+# is not free: once is enough. The other tests' brokers go too: `make test` runs it alone (exclusive).
+@pytest.mark.exclusive
 @pytest.mark.databases("postgresql")
 async def test_rabbitmq_restarted_mid_stream_loses_nothing(cluster: Cluster, api: Api) -> None:
     if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:

@@ -51,6 +51,9 @@ GRACE_S = 5.0
 SCHEDULE = [(6.0, "rabbitmq"), (18.0, "database"), (32.0, "zookeeper"), (44.0, "kill"), (54.0, "kill")]
 PRICE = "10.00"
 
+# It stops the servers every other test uses: `make test` runs it alone, after the parallel tests.
+pytestmark = pytest.mark.exclusive
+
 
 @dataclass
 class Seen:
