@@ -180,9 +180,11 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
     await open_all(db, 2 * PAIRS)
     spans: dict[tuple[str, int], tuple[float, float]] = {}
     written: dict[int, float] = {}
+    orders = {new_id(): random.randint(1, 3) for _ in range(PAIRS)}
+    row_written = {o: asyncio.Event() for o in orders}
 
-    async def timed(name, order_id, work):
-        await asyncio.sleep(random.uniform(0, 0.02))  # each starts at its own moment, in either order
+    async def timed(name, order_id, work, jitter=0.02):
+        await asyncio.sleep(random.uniform(0, jitter))  # each starts at its own moment, in either order
         start = loop.time()
         try:
             return await work
@@ -195,17 +197,25 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
         async with db.unit_of_work() as uow:
             async def change():
                 written[order_id] = loop.time()
-                await asyncio.sleep(random.uniform(0, 0.01))  # the ledger row is written, not committed
+                row_written[order_id].set()
+                await asyncio.sleep(random.uniform(0.005, 0.02))  # the ledger row is written, not committed
                 return await goods_repo.take(uow, g, n)
 
             taken = await STOCK.take(uow, g, order_id, n, change, goods_repo.REFUSAL)
             await uow.commit()
             return taken
 
-    orders = {new_id(): random.randint(1, 3) for _ in range(PAIRS)}
+    async def undo(k, o):
+        if k % 2:  # at its own moment: before the step, or after it, or in between
+            return await timed("undo", o, compensate(db, g, o))
+        # While the step's row is uncommitted, for sure: on a busy machine (CI's parallel workers)
+        # the random moments alone once never met that window.
+        await row_written[o].wait()
+        return await timed("undo", o, compensate(db, g, o), jitter=0)
+
     try:
         results = await asyncio.gather(*(timed("step", o, slow_step(o, n)) for o, n in orders.items()),
-                                       *(timed("undo", o, compensate(db, g, o)) for o in orders))
+                                       *(undo(k, o) for k, o in enumerate(orders)))
     finally:
         await db.close()
 
