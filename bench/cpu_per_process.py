@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Where one order's CPU goes: every process of a shop, and PostgreSQL's and RabbitMQ's, in CPU
+milliseconds per order over a wrk -c64 run of bench/orders_http.py's orders (docs/scaling.md).
+
+Starts `shop cluster up --db postgresql [--scale ...]` (or `shop run` with --embedded), without
+admission control, sets up 64 users, warms up 3 s, then reads each process's CPU time from
+/proc/PID/stat before and after a --seconds run. PostgreSQL's and RabbitMQ's are every process of
+theirs on the machine (postgres backends opened during the run are not counted: a floor), so run it
+on a quiet machine.
+
+    .venv/bin/python bench/cpu_per_process.py [--seconds 10] [--scale order=2,goods=2] [--embedded]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orders_http import ClusterServer, Server, cpu_seconds, quiet_audit, run_wrk, set_up  # noqa: E402
+
+CAPACITY = {"SHOP_ADMISSION_ACTIVE": "0"}
+
+
+def by_role(session: int) -> dict[str, list[int]]:
+    """The shop's processes by role (`shop serve ROLE` in their command line; the session's leader
+    is the supervisor or `shop run`), and PostgreSQL's and RabbitMQ's by name."""
+    out: dict[str, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+            comm = (p / "comm").read_text().strip()
+            sid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError, ValueError):
+            continue
+        if comm.startswith("postgres"):
+            out.setdefault("postgres", []).append(int(p.name))
+        elif comm.startswith("beam"):
+            out.setdefault("rabbitmq", []).append(int(p.name))
+        elif sid == session:
+            role = argv[argv.index(b"serve") + 1].decode() if b"serve" in argv else "supervisor or shop run"
+            out.setdefault(role, []).append(int(p.name))
+    return out
+
+
+async def measure(server: Server, seconds: float) -> None:
+    admin = {"Authorization": f"Bearer {server.admin_token}"}
+    assert server.proc is not None
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+        goods_id, users = await set_up(c, admin, 64)
+        await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, 3.0)
+        roles = by_role(server.proc.pid)
+        before = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        r = await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, seconds)
+        after = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        audit = await quiet_audit(c, admin)
+    n = r["ok"] + sum(r["errors"].values())
+    print(f"{r['rate']:.0f} orders/s, p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, errors {r['errors'] or 0}, "
+          f"audit consistent {audit['consistent']}; CPU ms per order:")
+    total = 0.0
+    for role in sorted(roles):
+        ms = (after[role] - before[role]) * 1000 / n if n else float("nan")
+        total += ms
+        print(f"  {role:<24} {ms:6.2f}  ({len(roles[role])} process{'es' if len(roles[role]) > 1 else ''})")
+    print(f"  {'all':<24} {total:6.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--scale", default="", help="the cluster's --scale, e.g. order=2,goods=2,user=2")
+    p.add_argument("--embedded", action="store_true", help="`shop run` instead of the cluster")
+    args = p.parse_args()
+    server = Server(pin=False, extra_env=CAPACITY) if args.embedded else ClusterServer("postgresql", CAPACITY,
+                                                                                      args.scale)
+    server.start()
+    try:
+        asyncio.run(measure(server, args.seconds))
+    finally:
+        server.stop()
+    server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
