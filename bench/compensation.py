@@ -37,8 +37,17 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openloop  # noqa: E402 - the sibling scripts, found from any working directory
-from notify import epoch, gather_limited, session_cpu_s  # noqa: E402
-from orders_http import ClusterServer, Server, data, order_body, quiet_audit, set_up  # noqa: E402
+from notify import epoch, gather_limited  # noqa: E402
+from orders_http import (  # noqa: E402
+    add_shop_args,
+    data,
+    order_body,
+    quiet_audit,
+    session_cpu_s,
+    set_up,
+    shop_modes,
+    shop_server,
+)
 
 FAULT_POINTS = ("order.after_pre_order", "order.after_reduce_stock", "order.after_use_coupon",
                 "order.after_reduce_money", "order.before_confirm")
@@ -87,9 +96,8 @@ async def restored(url: str, admin: dict[str, str], failed: list[tuple[openloop.
         return await gather_limited(16, [last(a, o) for a, o in failed]), report
 
 
-def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    env = {"SHOP_FAULTS": "1", **dict(e.split("=", 1) for e in args.env)}
-    server = Server(pin=False, extra_env=env) if mode == "embedded" else ClusterServer(args.db, extra_env=env)
+def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    server = shop_server(mode, args.db, {"SHOP_FAULTS": "1", **env})
     print(f"== {mode}: starting the shop", file=sys.stderr, flush=True)
     server.start()
     try:
@@ -137,21 +145,17 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["embedded", "cluster", "both"], default="both")
-    p.add_argument("--db", choices=["postgresql", "mysql"], default="postgresql", help="the cluster's database")
+    add_shop_args(p)
     p.add_argument("--rate", type=float, default=40.0, help="orders per second (default 40)")
     p.add_argument("--count", type=int, default=600, help="orders (default 600: 15 s at 40/s, ~60 failing)")
     p.add_argument("--users", type=int, default=32, help="users placing the orders (default 32)")
     p.add_argument("--seed", type=int, default=13, help="the random fault points' seed")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set in the started shop's environment (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON dict per mode instead of the summary")
     args = p.parse_args()
-    if any("=" not in e for e in args.env):
-        p.error("--env takes NAME=VALUE")
+    modes, env = shop_modes(p, args)
     good = True
-    for mode in ["embedded", "cluster"] if args.mode == "both" else [args.mode]:
-        r = run_mode(mode, args)
+    for mode in modes:
+        r = run_mode(mode, args, env)
         # Refusals at the front door (saturation) change nothing; anything else is a defect.
         good = good and set(r["other"]) <= {"503 SHOP_SERVICE_UNAVAILABLE"} and r["consistent"]
         if args.json:

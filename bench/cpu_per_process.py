@@ -20,7 +20,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from orders_http import ClusterServer, Server, cpu_seconds, quiet_audit, run_wrk, set_up  # noqa: E402
+from orders_http import (  # noqa: E402
+    ClusterServer,
+    Server,
+    cpu_seconds,
+    quiet_audit,
+    run_wrk,
+    session_pids,
+    set_up,
+)
 
 CAPACITY = {"SHOP_ADMISSION_ACTIVE": "0"}
 
@@ -29,22 +37,20 @@ def by_role(session: int) -> dict[str, list[int]]:
     """The shop's processes by role (`shop serve ROLE` in their command line; the session's leader
     is the supervisor or `shop run`), and PostgreSQL's and RabbitMQ's by name."""
     out: dict[str, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
+    for pid in session_pids(session):
         try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-            comm = (p / "comm").read_text().strip()
-            sid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[3])
-        except (OSError, IndexError, ValueError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             continue
-        if comm.startswith("postgres"):
-            out.setdefault("postgres", []).append(int(p.name))
-        elif comm.startswith("beam"):
-            out.setdefault("rabbitmq", []).append(int(p.name))
-        elif sid == session:
-            role = argv[argv.index(b"serve") + 1].decode() if b"serve" in argv else "supervisor or shop run"
-            out.setdefault(role, []).append(int(p.name))
+        role = argv[argv.index(b"serve") + 1].decode() if b"serve" in argv else "supervisor or shop run"
+        out.setdefault(role, []).append(pid)
+    for p in Path("/proc").iterdir():
+        try:
+            comm = (p / "comm").read_text().strip() if p.name.isdigit() else ""
+        except OSError:
+            continue
+        if comm.startswith(("postgres", "beam")):
+            out.setdefault("postgres" if comm.startswith("postgres") else "rabbitmq", []).append(int(p.name))
     return out
 
 

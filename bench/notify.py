@@ -36,31 +36,22 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openloop  # noqa: E402 - the sibling scripts, found from any working directory
-from orders_http import ClusterServer, Server, data, order_body, quiet_audit, set_up  # noqa: E402
+from orders_http import (  # noqa: E402
+    add_shop_args,
+    data,
+    order_body,
+    quiet_audit,
+    session_cpu_s,
+    set_up,
+    shop_modes,
+    shop_server,
+)
 
 from shop.infra.signing import Signer  # noqa: E402
 
 ANSWER_LIMIT_MS = 5.0
 FANOUT_LIMIT_MS = 1000.0
 FANOUT_KINDS = ("order.paid", "user.points_added", "log.recorded")
-
-
-def session_cpu_s(sid: int | None) -> float | None:
-    """CPU seconds (user + system) of every live process in session `sid` (the shop's: its
-    subprocess starts a new session): one process embedded, every service in the cluster."""
-    if sid is None:
-        return None
-    total = 0.0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # after ")": state ppid pgrp session ...
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
@@ -126,10 +117,9 @@ async def fan_out(url: str, admin: dict[str, str], pays: list[dict[str, Any]],
     return times, incomplete, report
 
 
-def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     # The sandbox: the pay service opens a payment only with a platform to send the customer to.
-    env = {"SHOP_SANDBOX": "1", **dict(e.split("=", 1) for e in args.env)}
-    server = Server(pin=False, extra_env=env) if mode == "embedded" else ClusterServer(args.db, extra_env=env)
+    server = shop_server(mode, args.db, {"SHOP_SANDBOX": "1", **env})
     print(f"== {mode}: starting the shop", file=sys.stderr, flush=True)
     server.start()
     try:
@@ -166,20 +156,16 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["embedded", "cluster", "both"], default="both")
-    p.add_argument("--db", choices=["postgresql", "mysql"], default="postgresql", help="the cluster's database")
+    add_shop_args(p)
     p.add_argument("--rate", type=float, default=500.0, help="notifications per second (default 500)")
     p.add_argument("--count", type=int, default=2500, help="notifications, one per order (default 2500: 5 s at 500/s)")
     p.add_argument("--users", type=int, default=32, help="users placing the orders (default 32)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set in the started shop's environment (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON dict per mode instead of the summary")
     args = p.parse_args()
-    if any("=" not in e for e in args.env):
-        p.error("--env takes NAME=VALUE")
+    modes, env = shop_modes(p, args)
     good = True
-    for mode in ["embedded", "cluster"] if args.mode == "both" else [args.mode]:
-        r = run_mode(mode, args)
+    for mode in modes:
+        r = run_mode(mode, args, env)
         good = good and r["errors"] == 0 and r["consistent"] and r["fanout_incomplete"] == 0
         if args.json:
             print(json.dumps(r), flush=True)

@@ -333,6 +333,50 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def session_pids(sid: int) -> list[int]:
+    """Every live process of session `sid`: a started shop's (Server and ClusterServer start theirs
+    in a session of its own), so one process embedded, every service and the supervisor in a cluster."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after ")": state ppid pgrp session ...
+            out.append(int(d.name))
+    return out
+
+
+def session_cpu_s(sid: int | None) -> float | None:
+    """CPU seconds (user + system) of every live process of session `sid` (session_pids)."""
+    if sid is None:
+        return None
+    return sum(cpu_seconds(p) or 0.0 for p in session_pids(sid))
+
+
+def add_shop_args(p: argparse.ArgumentParser) -> None:
+    """--mode, --db and --env: which shops a bench starts (shop_modes, shop_server)."""
+    p.add_argument("--mode", choices=["embedded", "cluster", "both"], default="both")
+    p.add_argument("--db", choices=["postgresql", "mysql"], default="postgresql", help="the cluster's database")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set in the started shop's environment (repeatable), e.g. SHOP_ADMISSION_ACTIVE=0")
+
+
+def shop_modes(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The modes add_shop_args's --mode names, and --env as a dict (a malformed one is p's error)."""
+    if any("=" not in e for e in args.env):
+        p.error("--env takes NAME=VALUE")
+    modes = ["embedded", "cluster"] if args.mode == "both" else [args.mode]
+    return modes, dict(e.split("=", 1) for e in args.env)
+
+
+def shop_server(mode: str, db: str, env: dict[str, str]) -> Server:
+    """`shop run` (embedded) or `shop cluster up --db DB` (cluster), not started yet."""
+    return Server(pin=False, extra_env=env) if mode == "embedded" else ClusterServer(db, extra_env=env)
+
+
 async def bench(url: str, admin_token: str, args: argparse.Namespace,
                 server_pid: int | None = None) -> tuple[dict[str, Any], dict[str, Any], bool]:
     admin = {"Authorization": f"Bearer {admin_token}"}

@@ -34,11 +34,14 @@ from flash_sale import count_line, counting  # noqa: E402 - the sibling scripts,
 from orders_http import (  # noqa: E402
     ClusterServer,
     Server,
+    add_shop_args,
     cpu_seconds,
     data,
     order_body,
     quiet_audit,
     set_up,
+    shop_modes,
+    shop_server,
     wrk,
     wrk_lua,
     wrk_result,
@@ -150,9 +153,8 @@ def show(label: str, r: dict[str, Any], args: argparse.Namespace) -> bool:
     return consistent and c["other"] == 0 and probe_other == 0
 
 
-def run_mode(mode: str, args: argparse.Namespace) -> bool:
-    env = dict(e.split("=", 1) for e in args.env)
-    server = Server(pin=False, extra_env=env) if mode == "embedded" else ClusterServer(args.db, extra_env=env)
+def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str]) -> bool:
+    server = shop_server(mode, args.db, env)
     label = "embedded (shop run, SQLite)" if mode == "embedded" else f"cluster (shop cluster up --db {args.db})"
     print(f"== {label}", flush=True)
     server.start()
@@ -166,19 +168,14 @@ def run_mode(mode: str, args: argparse.Namespace) -> bool:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["embedded", "cluster", "both"], default="both")
-    p.add_argument("--db", choices=["postgresql", "mysql"], default="postgresql", help="the cluster's database")
+    add_shop_args(p)
     p.add_argument("--seconds", type=float, default=10.0, help="wrk's duration (default 10)")
     p.add_argument("--concurrency", type=int, default=512, help="wrk's connections (default 512)")
     p.add_argument("--users", type=int, default=64, help="users placing wrk's orders (default 64)")
     p.add_argument("--probes", type=int, default=4, help="latency probe connections beside wrk's (default 4)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set in the started shop's environment (repeatable), e.g. SHOP_ADMISSION_ACTIVE=0")
     args = p.parse_args()
-    if any("=" not in e for e in args.env):
-        p.error("--env takes NAME=VALUE")
-    modes = ["embedded", "cluster"] if args.mode == "both" else [args.mode]
-    ok = [run_mode(m, args) for m in modes]
+    modes, env = shop_modes(p, args)
+    ok = [run_mode(m, args, env) for m in modes]
     sys.exit(0 if all(ok) else 1)
 
 

@@ -43,9 +43,9 @@ sys.path.insert(0, str(HERE))
 from orders_http import (  # noqa: E402 - the sibling scripts, found from any working directory
     ClusterServer,
     Server,
-    cpu_seconds,
     quiet_audit,
     run_wrk,
+    session_cpu_s,
     set_up,
     wrk,
     wrk_result,
@@ -82,34 +82,19 @@ def healthz(url: str, seconds: float = 5.0) -> float:
     return (r["ok"] + r["errors"].get("non-2xx", 0)) / seconds
 
 
-async def orders(url: str, admin_token: str, seconds: float, pids: list[int]) -> dict[str, Any]:
+async def orders(url: str, admin_token: str, seconds: float, session: int) -> dict[str, Any]:
     """wrk -c64 orders for `seconds` (after a 2 s warm-up), the processes' CPU per order, the audit."""
     admin = {"Authorization": f"Bearer {admin_token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         goods_id, users = await set_up(c, admin, 64)
         await asyncio.to_thread(run_wrk, url, goods_id, users, 64, 2.0)
-        before = sum(cpu_seconds(p) or 0.0 for p in pids)
+        before = session_cpu_s(session) or 0.0
         r = await asyncio.to_thread(run_wrk, url, goods_id, users, 64, seconds)
-        after = sum(cpu_seconds(p) or 0.0 for p in pids)
+        after = session_cpu_s(session) or 0.0
         placed = r["ok"] + sum(r["errors"].values())
         r["cpu_ms"] = (after - before) * 1000 / placed if placed else float("nan")
         r["audit"] = await quiet_audit(c, admin, timeout_s=60)
     return r
-
-
-def processes(root: int) -> list[int]:
-    """The pids of a process and every process of its session (a cluster's services)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            sid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[3])
-        except (OSError, IndexError, ValueError):
-            continue
-        if sid == root or int(p.name) == root:
-            out.append(int(p.name))
-    return out
 
 
 def order_row(label: str, r: dict[str, Any], limit_name: str, limit: float, target: float) -> None:
@@ -132,7 +117,7 @@ def embedded(seconds: float, sqlite_limit: float) -> float:
     try:
         hz = healthz(server.url)
         assert server.proc is not None
-        r = asyncio.run(orders(server.url, server.admin_token, seconds, [server.proc.pid]))
+        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid))
     finally:
         server.stop()
     server.cleanup()
@@ -147,7 +132,7 @@ def distributed(seconds: float, pg_limit: float) -> None:
     server.start()
     try:
         assert server.proc is not None
-        r = asyncio.run(orders(server.url, server.admin_token, seconds, processes(server.proc.pid)))
+        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid))
     finally:
         server.stop()
     server.cleanup()
