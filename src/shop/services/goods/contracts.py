@@ -1,4 +1,5 @@
 """The goods service's interface (the original's IGoodsService): typed values in and out."""
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -53,6 +54,18 @@ def check_line(line: StockLine, goods: Goods | None) -> None:
         raise ShopError(ShopCode.SHOP_GOODS_PRICE_INVALID, data=named)
     if line.goods_number > goods.goods_number:
         raise ShopError(ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, data={**named, "goodsNumber": goods.goods_number})
+
+
+async def first_refused(lines: Iterable[StockLine], find: Callable[[int], Awaitable[Goods | None]]) -> ShopError | None:
+    """check_line's refusal of the first of `lines` it refuses, each goods read by `find` (None:
+    there is none); None if it refuses none. The goods step's answer after a refused take, and the
+    order's for an order refused before its steps: both name the line the original would have."""
+    for line in lines:
+        try:
+            check_line(line, await find(line.goods_id))
+        except ShopError as refused:
+            return refused
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from shop.services.goods.contracts import (
     ReduceStock,
     Restock,
     StockLine,
-    check_line,
+    first_refused,
 )
 from shop.services.goods.models import inbox
 from shop.services.order.contracts import (
@@ -99,13 +99,11 @@ class GoodsHandlers:
         transaction rolled back: the lines it took before are not counted against the others);
         None if every line would pass now (stock came back meanwhile: the refusal stands as it was)."""
         async with self.db.unit_of_work(readonly=True) as uow:
-            for line in lines:
-                row = await repo.find(uow, line.goods_id)
-                try:
-                    check_line(line, None if row is None else as_record(Goods, row))
-                except ShopError as refused:
-                    return refused
-        return None
+            async def find(goods_id: int) -> Goods | None:
+                row = await repo.find(uow, goods_id)
+                return None if row is None else as_record(Goods, row)
+
+            return await first_refused(lines, find)
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         """Give back what this order took of every line, once; a line it took nothing of is made

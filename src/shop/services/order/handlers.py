@@ -25,7 +25,7 @@ from shop.infra.db.scope import NO_LIMIT
 from shop.infra.failures import as_shop_error
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
-from shop.services.goods.contracts import StockLine, check_line
+from shop.services.goods.contracts import Goods, StockLine, first_refused
 from shop.services.order import domain
 from shop.services.order import repository as repo
 from shop.services.order.contracts import (
@@ -148,16 +148,19 @@ class OrderHandlers:
             await self.participants.find_user(cmd.user_id)
         except ShopError as missing:  # a user service away says nothing: the refusal stands
             return missing if missing.code is ShopCode.SHOP_USER_NO_EXIST else None
-        for line in cmd.items:
+
+        async def find(goods_id: int) -> Goods | None:
             try:
-                goods = await self.participants.find_goods(line.goods_id)
+                return await self.participants.find_goods(goods_id)
             except ShopError as missing:
-                return missing if missing.code is ShopCode.SHOP_GOODS_NO_EXIST else None
-            try:
-                check_line(StockLine(line.goods_id, line.goods_number, line.goods_price), goods)
-            except ShopError as refused:
-                return refused
-        return None
+                if missing.code is ShopCode.SHOP_GOODS_NO_EXIST:
+                    return None
+                raise
+
+        try:
+            return await first_refused([StockLine(i.goods_id, i.goods_number, i.goods_price) for i in cmd.items], find)
+        except ShopError:  # a goods service away says nothing: the refusal stands
+            return None
 
     def _pre_order(self, cmd: PlaceOrder, p: domain.Pricing) -> Order:
         first = cmd.items[0]  # the original's columns hold the first line
