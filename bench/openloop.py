@@ -65,6 +65,10 @@ class _Pool:
             async with self.freed:
                 await self.freed.wait()
 
+    async def reopen(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new connection in a closed one's place (its count kept)."""
+        return await asyncio.open_connection(self.host, self.port)
+
     async def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
         if conn is None:
             self.opened -= 1
@@ -78,9 +82,18 @@ class _Pool:
             w.close()
 
 
+class Stale(Exception):
+    """The server had closed this idle kept-alive connection (uvicorn's keep-alive timeout) before
+    the request reached it: nothing was read, so the request is sent again on a new connection, as
+    any HTTP client does."""
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
     writer.write(request)
-    status = int((await reader.readline()).split()[1])
+    first = await reader.readline()
+    if not first:
+        raise Stale
+    status = int(first.split()[1])
     length = 0
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.partition(b":")
@@ -110,8 +123,14 @@ async def run(url: str, requests: list[bytes], rate: float, max_connections: int
         try:
             sent, sent_wall = loop.time(), time.time()
             max_lag = max(max_lag, sent - scheduled)
-            status, body = await _exchange(*conn, requests[i])
-        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            try:
+                status, body = await _exchange(*conn, requests[i])
+            except Stale:
+                conn[1].close()
+                conn = None
+                conn = await pool.reopen()
+                status, body = await _exchange(*conn, requests[i])
+        except (Stale, OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
             if conn is not None:
                 conn[1].close()
             conn = None

@@ -261,7 +261,8 @@ class _Wiring:
         return NoPlatform()
 
     def subscriptions(self) -> list[Subscription]:
-        return [c.subscribe(self.handler(c.service), self.dbs[c.service], Inbox(PARTS[c.service].inbox))
+        return [c.subscribe(self.handler(c.service), self.dbs[c.service], Inbox(PARTS[c.service].inbox),
+                            **({"committed": self.relays[c.service].wake} if c.service in self.relays else {}))
                 for c in CONSUMERS if c.service in self.local]
 
 

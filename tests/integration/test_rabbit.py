@@ -107,6 +107,18 @@ async def test_every_group_sees_every_message_once(env):
     assert await br.pending() == 0
 
 
+async def test_a_batch_published_at_once_reaches_every_group_once(env):
+    """The relay's pass: every message of the batch confirmed together, each consumed once."""
+    run, broker = env
+    a, b = Recorder(), Recorder()
+    br = await broker({"goods": a, "user": b})
+    keys = [str(k) for k in range(40)]
+    await br.publish_many([Message(f"t{run}", "paid", k, {"orderId": k}) for k in keys])
+    assert await _until(lambda: len(a.done) >= 40 and len(b.done) >= 40)
+    await asyncio.sleep(0.2)
+    assert sorted(a.done) == sorted(keys) and sorted(b.done) == sorted(keys)
+
+
 async def test_a_message_published_before_its_consumer_started_waits_for_it(env):
     run, broker = env
     rec = Recorder()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from opentelemetry import context as otel_context
@@ -176,12 +176,15 @@ class Tracing:
                           {"rpc.service": rpc_service, "rpc.method": rpc_method, SERVICE_ATTRIBUTE: service})
 
     @contextlib.contextmanager
-    def publishing(self, service: str, msg: Message) -> Iterator[None]:
-        """Around the relay's sending of one outbox row: a span in the trace that wrote it."""
+    def publishing(self, service: str, msgs: Sequence[Message]) -> Iterator[None]:
+        """Around the relay's sending of outbox rows (in one write): a span each, in the trace that
+        wrote it."""
         if self.provider is None:
             yield
             return
-        with self._message_span(service, msg, "publish", SpanKind.PRODUCER, {}):
+        with contextlib.ExitStack() as spans:
+            for msg in msgs:  # each span's parent is its message's trace, so their nesting is moot
+                spans.enter_context(self._message_span(service, msg, "publish", SpanKind.PRODUCER, {}))
             yield
 
     @contextlib.contextmanager

@@ -20,6 +20,10 @@ class Broker(Protocol):
     async def publish(self, msg: Message) -> None:
         """Returns once the broker holds the message (raises otherwise: the outbox row stays)."""
 
+    async def publish_many(self, msgs: Sequence[Message]) -> None:
+        """Returns once the broker holds every one of them (raises otherwise: the rows stay, and any
+        that did reach it are sent again, which consumers' inboxes make harmless)."""
+
     def wake(self) -> None:
         """Something was published: look for deliveries now, not at the next poll."""
 

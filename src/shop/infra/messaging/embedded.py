@@ -158,15 +158,19 @@ class EmbeddedBroker:
         await self.db.close()
 
     async def publish(self, msg: Message) -> None:
+        await self.publish_many([msg])
+
+    async def publish_many(self, msgs: Sequence[Message]) -> None:
         now = now_ms()
-        async with self.db.unit_of_work() as uow:
-            for group, topic, tags in self.topology:
-                if msg.topic == topic and msg.tag in tags:
-                    await uow.execute(
-                        _Q_ENQUEUE, msg_id=msg.msg_id, group_name=group, msg_topic=msg.topic, msg_tag=msg.tag,
-                        msg_key=msg.key, msg_body=msg.encode().decode(), msg_trace=msg.trace, next_at=now,
-                        create_time=utcnow(),
-                    )
+        async with self.db.unit_of_work() as uow:  # one commit for them all
+            for msg in msgs:
+                for group, topic, tags in self.topology:
+                    if msg.topic == topic and msg.tag in tags:
+                        await uow.execute(
+                            _Q_ENQUEUE, msg_id=msg.msg_id, group_name=group, msg_topic=msg.topic, msg_tag=msg.tag,
+                            msg_key=msg.key, msg_body=msg.encode().decode(), msg_trace=msg.trace, next_at=now,
+                            create_time=utcnow(),
+                        )
             await uow.commit()
         self._wake.set()
 

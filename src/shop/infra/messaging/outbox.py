@@ -1,6 +1,7 @@
 """The outbox: a service's messages, written in the transactions that decide them."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 
 from shop.common.clock import now_ms, utcnow
 from shop.common.timeline import TimelineEvent
-from shop.infra.db import Database, Query, UnitOfWork, bind
+from shop.infra.db import Database, Query, Row, UnitOfWork, bind
 from shop.infra.messaging.message import Message
 from shop.infra.tracing import traceparent
 
@@ -64,6 +65,11 @@ class Outbox:
             .order_by(t.c.due_at)
             .limit(200)
         )
+        self._due_for = Query(
+            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.msg_trace, t.c.due_at)
+            .where(t.c.msg_key == sa.bindparam("key"), t.c.msg_tag == sa.bindparam("tag"),
+                   t.c.due_at <= sa.bindparam("now"))
+        )
         self._count_due = Query(
             sa.select(sa.func.count().label("n"), sa.func.min(t.c.due_at).label("oldest"))
             .select_from(t).where(t.c.due_at <= sa.bindparam("now"))
@@ -107,14 +113,17 @@ class Outbox:
         return await uow.execute(self._delete_by_key, tag=tag, key=key)
 
     async def due(self, db: Database) -> list[Message]:
-        rows = await db.fetchall(self._due, now=now_ms())
-        return [
-            Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"], r["msg_trace"])
-            for r in rows
-        ]
+        return _messages(await db.fetchall(self._due, now=now_ms()))
 
-    async def mark_sent(self, uow: UnitOfWork, msg_id: str) -> None:
-        await uow.execute(self._sent, id=msg_id, now=now_ms())
+    async def due_for(self, db: Database, tag: str, key: str) -> list[Message]:
+        """This message (tag, key), if it is due."""
+        return _messages(await db.fetchall(self._due_for, tag=tag, key=key, now=now_ms()))
+
+
+    async def mark_sent(self, uow: UnitOfWork, msg_ids: list[str]) -> None:
+        now = now_ms()
+        for msg_id in msg_ids:  # one transaction, so one flush for them all
+            await uow.execute(self._sent, id=msg_id, now=now)
 
     async def prune(self, uow: UnitOfWork, retention_ms: int) -> int:
         """Remove the messages sent longer ago than the retention period."""
@@ -143,3 +152,10 @@ class Outbox:
         if not row or not row["n"]:
             return 0, 0.0
         return int(row["n"]), (now - int(row["oldest"])) / 1000
+
+
+def _messages(rows: Sequence[Row]) -> list[Message]:
+    return [
+        Message(r["msg_topic"], r["msg_tag"], r["msg_key"], orjson.loads(r["msg_body"]), r["id"], r["msg_trace"])
+        for r in rows
+    ]
