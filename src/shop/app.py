@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
@@ -123,6 +124,10 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
         s.shortcuts[("POST", "/order/confirm")] = order_api.SoldOutShortcut(shop.tokens, shop.orders)
     if order_api.router in ROUTERS[shop.role]:
         _admission(s, shop.settings)
+        # Placing an order once admitted, without FastAPI's routing and dependencies (infra/web.py Direct).
+        route = next(r.original_route for r in iter_route_contexts(app.router.routes)
+                     if r.path == "/order/confirm" and "POST" in (r.methods or ()))
+        s.direct[("POST", "/order/confirm")] = order_api.ConfirmDirect(shop.tokens, shop.orders, route)
     if shop.sandbox is not None and shop.role in ("all", "web"):
         # SHOP_SANDBOX=1 or --demo only (bootstrap leaves shop.sandbox None otherwise): a shop
         # serving real customers has no public "mark this paid" button; /sandbox/* is then a 404.

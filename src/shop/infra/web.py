@@ -194,6 +194,16 @@ class Shortcut(Protocol):
     async def answer(self, scope: Scope, body: bytes) -> ShopError | None: ...
 
 
+class Direct(Protocol):
+    """A route's request answered by FrontDoor itself once admitted, from its headers and whole body,
+    without the framework's routing and dependency solving (POST /order/confirm: ConfirmDirect in
+    services/order/api.py). It makes every check the route makes, with the same parts, and answers
+    as the route would; on anything it is unsure of it answers None, and the route answers, the body
+    replayed to it. A ShopError it raises is answered as the app's handler answers one."""
+
+    async def answer(self, scope: Scope, body: bytes) -> Response | None: ...
+
+
 class FrontDoor:
     """Pure ASGI, around every HTTP role's app (app.py), before anything reads the body:
 
@@ -209,16 +219,19 @@ class FrontDoor:
     - a (method, path) with an armed Shortcut gets its answer, if it has one, after the checks above;
     - a (method, path) under admission control (infra/admission.py) then waits for its turn, or is
       refused with a 503 and Retry-After (BUSY) having changed nothing: after the shortcut, so the
-      cheap sold-out answers are never queued behind the orders that do the work."""
+      cheap sold-out answers are never queued behind the orders that do the work;
+    - a (method, path) with a Direct is then answered by it, if it answers."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body: int = MAX_BODY_BYTES,
                  shortcuts: Mapping[tuple[str, str], Shortcut] | None = None,
-                 admission: Mapping[tuple[str, str], Limiter] | None = None) -> None:
+                 admission: Mapping[tuple[str, str], Limiter] | None = None,
+                 direct: Mapping[tuple[str, str], Direct] | None = None) -> None:
         self.app = app
         self.routes = routes  # the app's own list: the routers included after this is made are in it
         self.max_body = max_body
         self.shortcuts = shortcuts if shortcuts is not None else {}  # the app's own dict, filled later too
         self.admission = admission if admission is not None else {}  # likewise
+        self.direct = direct if direct is not None else {}  # likewise
         self._literal: dict[str, frozenset[str]] | None = None
 
     def literal_paths(self) -> dict[str, frozenset[str]]:
@@ -270,27 +283,39 @@ class FrontDoor:
         try:
             key = (scope["method"], scope["path"])
             shortcut = self.shortcuts.get(key) if self.shortcuts else None
+            direct = self.direct.get(key) if self.direct else None
             receive_app: Receive = receive_counted
-            if shortcut is not None and shortcut.armed():
+            body: bytes | None = None
+            if (shortcut is not None and shortcut.armed()) or direct is not None:
                 body, left = await _whole_body(receive_counted)
-                refusal = await shortcut.answer(scope, body) if left is None else None
+                if left is not None:  # the client left mid-body: the app hears it as it would have
+                    shortcut = direct = None
+                receive_app = _replay(body, left, receive_counted)
+            if shortcut is not None and body is not None and shortcut.armed():
+                refusal = await shortcut.answer(scope, body)
                 if refusal is not None:
                     await _error(refusal)(scope, receive, send_noting_start)
                     return
-                receive_app = _replay(body, left, receive_counted)
             limiter = self.admission.get(key) if self.admission else None
-            if limiter is None:
-                await self.app(scope, receive_app, send_noting_start)
-                return
-            if not await limiter.admit():
+            if limiter is not None and not await limiter.admit():
                 metrics.admission_refused(scope["path"])
                 await _error(BUSY, retry_after(BUSY))(scope, receive, send_noting_start)
                 return
             begun = time.monotonic()
             try:
-                await self.app(scope, receive_app, send_noting_start)
+                response = None
+                if direct is not None and body is not None:
+                    try:
+                        response = await direct.answer(scope, body)
+                    except ShopError as exc:
+                        response = _error(exc, retry_after(exc))  # as install_error_handlers' shop_error
+                if response is not None:
+                    await response(scope, receive, send_noting_start)
+                else:
+                    await self.app(scope, receive_app, send_noting_start)
             finally:
-                limiter.release(time.monotonic() - begun)
+                if limiter is not None:
+                    limiter.release(time.monotonic() - begun)
         except Exception as exc:
             if started:  # too late for an answer: the server ends the response and says why
                 raise
@@ -328,9 +353,10 @@ def _replay(body: bytes, left: Message | None, receive: Receive) -> Receive:
 def install_front_door(app: FastAPI) -> None:
     """What every HTTP role's app gets (app.py): the error handlers, and FrontDoor around them.
     app.state.shortcuts and app.state.admission: the Shortcuts and the admission Limiters FrontDoor
-    takes, by (method, path), filled in by create_app."""
+    takes, by (method, path), filled in by create_app; app.state.direct likewise, its Directs."""
     install_error_handlers(app)
     app.state.shortcuts = {}
     app.state.admission = {}
+    app.state.direct = {}
     app.add_middleware(FrontDoor, routes=app.router.routes, shortcuts=app.state.shortcuts,
-                       admission=app.state.admission)
+                       admission=app.state.admission, direct=app.state.direct)
