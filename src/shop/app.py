@@ -68,6 +68,12 @@ def _app(lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[No
     return app
 
 
+def _route(app: FastAPI, method: str, path: str) -> Any:
+    """The route object routing would put in a request's scope (tracing names its span by it)."""
+    return next(r.original_route for r in iter_route_contexts(app.router.routes)
+                if r.path == path and method in (r.methods or ()))
+
+
 def _docs(app: FastAPI) -> None:
     """/docs that works offline: Swagger UI's assets come from the swagger-ui-bundle package and are
     served by the shop (FastAPI's default page loads them from a CDN)."""
@@ -125,9 +131,11 @@ def create_app(shop: Shop, on_started: Callable[[], Awaitable[None]] | None = No
     if order_api.router in ROUTERS[shop.role]:
         _admission(s, shop.settings)
         # Placing an order once admitted, without FastAPI's routing and dependencies (infra/web.py Direct).
-        route = next(r.original_route for r in iter_route_contexts(app.router.routes)
-                     if r.path == "/order/confirm" and "POST" in (r.methods or ()))
-        s.direct[("POST", "/order/confirm")] = order_api.ConfirmDirect(shop.tokens, shop.orders, route)
+        s.direct[("POST", "/order/confirm")] = order_api.ConfirmDirect(shop.tokens, shop.orders,
+                                                                       _route(app, "POST", "/order/confirm"))
+    if pay_api.router in ROUTERS[shop.role]:  # the platform's notification, likewise
+        s.direct[("POST", "/pay/callbackPayment")] = pay_api.NotifyDirect(shop.pay,
+                                                                          _route(app, "POST", "/pay/callbackPayment"))
     if shop.sandbox is not None and shop.role in ("all", "web"):
         # SHOP_SANDBOX=1 or --demo only (bootstrap leaves shop.sandbox None otherwise): a shop
         # serving real customers has no public "mark this paid" button; /sandbox/* is then a 404.

@@ -116,11 +116,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def error_headers(request: Request, exc: ShopError) -> dict[str, str] | None:
+    return refusal_headers(exc, presented="authorization" in request.headers)
+
+
+def refusal_headers(exc: ShopError, presented: bool) -> dict[str, str] | None:
     """The headers a refusal carries: on a 401 the bearer challenge RFC 6750 asks for (with
     `error="invalid_token"` when the caller did present credentials); Retry-After on one that
     says when to come back (retry_after below)."""
     if exc.http_status == 401:
-        presented = "authorization" in request.headers
         return {"WWW-Authenticate": 'Bearer realm="shop"' + (', error="invalid_token"' if presented else "")}
     return retry_after(exc)
 
@@ -307,8 +310,9 @@ class FrontDoor:
                 if direct is not None and body is not None:
                     try:
                         response = await direct.answer(scope, body)
-                    except ShopError as exc:
-                        response = _error(exc, retry_after(exc))  # as install_error_handlers' shop_error
+                    except ShopError as exc:  # answered as install_error_handlers' shop_error answers it
+                        presented = any(k == b"authorization" for k, _ in scope["headers"])
+                        response = _error(exc, refusal_headers(exc, presented))
                 if response is not None:
                     await response(scope, receive, send_noting_start)
                 else:
