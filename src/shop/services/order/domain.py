@@ -145,12 +145,12 @@ def check_amounts(goods_amount: Decimal, *, client_shipping_fee: Decimal,
 
 def check_payment(
     *, user_id: int, order_amount: Decimal, goods_amount: Decimal, fee: Decimal, money_paid: Decimal,
-    user_money: Decimal | None = None, coupon_price: Decimal | None = None, coupon_user_id: int | None = None,
-    coupon_used: bool = False,
+    coupon_price: Decimal | None = None, coupon_user_id: int | None = None, coupon_used: bool = False,
 ) -> Pricing:
     """The coupon and the balance, in the original's order; mended: the coupon must be the
-    caller's and the pay amount is never below zero. `user_money` None: the balance is not read
-    first, and the user service's step refuses a balance short of money_paid (the same code)."""
+    caller's and the pay amount is never below zero. The balance is not read first: the user
+    service's step refuses a balance short of money_paid, with the original's code
+    (SHOP_MONEY_PAID_INVALID)."""
     coupon_paid = ZERO
     if coupon_price is not None:
         if coupon_used or coupon_user_id != user_id:
@@ -158,8 +158,6 @@ def check_payment(
         coupon_paid = coupon_price
     if money_paid < 0:
         raise ShopError(ShopCode.SHOP_MONEY_PAID_LESS_ZERO)
-    if user_money is not None and money_paid > user_money:
-        raise ShopError(ShopCode.SHOP_MONEY_PAID_INVALID)
     pay_amount = order_amount - coupon_paid - money_paid
     if pay_amount < 0:
         raise ShopError(ShopCode.SHOP_PAY_AMOUNT_INVALID, "coupon and balance pay more than the order amount")
