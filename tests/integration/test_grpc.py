@@ -38,6 +38,7 @@ from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
 from shop.services.user.handlers import UserHandlers
 from tests.conftest import TlsFor
+from tests.support import tracebacks
 
 DEADLINE_S = 3.0
 
@@ -358,8 +359,8 @@ async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog
         await server.stop(None)
     # The bug: SHOP_FAIL "internal error" (the class name stays in the server's log), never retried.
     assert (bug.value.code, bug.value.http_status, bug.value.message) == (ShopCode.SHOP_FAIL, 500, "internal error")
-    tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) == 1 and isinstance(tracebacks[0].exc_info[1], KeyError)  # type: ignore[index]
+    logged = tracebacks(caplog.records)
+    assert len(logged) == 1 and isinstance(logged[0].exc_info[1], KeyError)  # type: ignore[index]
     # The database gone: unavailable, and retried once (reduce_stock is keyed by the order).
     assert down.value.http_status == 503 and "goods.reduce_stock is unavailable" in down.value.message
     assert broken.calls == {"find_goods": 1, "reduce_stock": 2}

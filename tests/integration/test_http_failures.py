@@ -13,12 +13,13 @@ from shop.admin.operator import Operator
 from shop.infra.web import FrontDoor
 from shop.services.user.handlers import UserHandlers
 from tests.conftest import ADMIN, MYSQL_URL
+from tests.support import tracebacks
 
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.exc_info]
+    return tracebacks(caplog.records)
 
 
 @pytest.mark.parametrize(("raised", "status", "code", "message"), [
