@@ -17,6 +17,7 @@ from shop.common.errors import InternalError, ServiceUnavailable, ShopError
 from shop.infra.failures import as_shop_error, is_unavailable
 from shop.infra.faults import InjectedFault
 from shop.infra.rpc.local import local_client
+from tests.support import tracebacks
 
 
 def _sqlite_busy(tmp: Path) -> sqlite3.OperationalError:
@@ -158,8 +159,8 @@ async def test_the_local_client_makes_a_bug_a_500_and_a_dependency_down_a_503(
             await local_client(_Service(KeyError("goods_number")), "goods", deadline_s).find_goods(1)
     assert (bug.value.code, bug.value.http_status, bug.value.message) == (ShopCode.SHOP_FAIL, 500, "internal error")
     assert "KeyError" not in bug.value.message  # the class name is for the log, not the client
-    tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) == 1 and isinstance(tracebacks[0].exc_info[1], KeyError)  # type: ignore[index]
+    logged = tracebacks(caplog.records)
+    assert len(logged) == 1 and isinstance(logged[0].exc_info[1], KeyError)  # type: ignore[index]
 
     with pytest.raises(ServiceUnavailable) as down:
         await local_client(_Service(ConnectionResetError()), "goods", deadline_s).find_goods(1)
