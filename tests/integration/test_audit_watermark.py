@@ -2,7 +2,9 @@
 again when a later change touches them, and a full recount for what changed behind it without a
 message (a row changed by hand)."""
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 
 import pytest
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 
 from shop.admin.auditor import Auditor, Recount
 from shop.admin.recount_child import recount_in_child
+from shop.common.errors import ServiceUnavailable
 from shop.infra.config import SERVICES
 from shop.infra.db import Query
 from shop.services.goods.models import goods, goods_number_log
@@ -167,3 +170,26 @@ async def test_a_recount_whose_process_fails_says_so(shop, tmp_path):
     recount = Recount()
     with pytest.raises(RuntimeError, match="exited with"):
         await recount_in_child(shop.settings.model_copy(update={"data_dir": tmp_path / "empty", **missing}), recount)
+
+
+async def test_an_audit_pass_that_meets_a_service_down_says_so_in_one_line(shop, caplog) -> None:
+    """A service stopping before the front door (every cluster's stop) or away for a moment: one line
+    that says which, not a traceback; a pass that fails for another reason keeps its traceback."""
+    auditor = shop.operator.auditor
+    failures = iter([ServiceUnavailable("order.audit_facts is unavailable"), KeyError("a bug")])
+
+    async def failing() -> None:
+        raise next(failures)
+
+    auditor.check_pass, auditor.pass_s = failing, 0.0
+    with caplog.at_level(logging.WARNING, logger="shop.audit"):
+        task = asyncio.create_task(auditor.run())
+        async def both() -> bool:
+            return len([r for r in caplog.records if "audit pass failed" in r.getMessage()]) >= 2
+        assert await until(both)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopIteration, RuntimeError):
+            await task
+    down, bug = [r for r in caplog.records if "audit pass failed" in r.getMessage()][:2]
+    assert down.exc_info is None and "unavailable" in down.getMessage()
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)

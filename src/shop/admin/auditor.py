@@ -35,6 +35,7 @@ from shop.common.clock import iso, now_ms, utcnow
 from shop.common.ids import TIMESTAMP_SHIFT, TWEPOCH, first_id_at
 from shop.infra import metrics
 from shop.infra.db import AuditScope
+from shop.infra.failures import is_unavailable
 from shop.infra.ledger import LedgerFacts
 from shop.infra.messaging import Broker
 from shop.services.coupon.contracts import CouponFacts, CouponService
@@ -167,8 +168,11 @@ class Auditor:
                 await self.check_pass()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a service down for a moment: the next pass tries again
-                log.warning("audit pass failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                if is_unavailable(exc):  # a service down for a moment (or stopping first): one line is enough
+                    log.warning("audit pass failed: a service is unavailable: %r", exc)
+                else:
+                    log.warning("audit pass failed", exc_info=True)
             await asyncio.sleep(self.pass_s)
 
     async def check_pass(self) -> None:
