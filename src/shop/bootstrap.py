@@ -262,7 +262,7 @@ class _Wiring:
 
     def subscriptions(self) -> list[Subscription]:
         return [c.subscribe(self.handler(c.service), self.dbs[c.service], Inbox(PARTS[c.service].inbox),
-                            **({"committed": self.relays[c.service].wake} if c.service in self.relays else {}))
+                            self.relays[c.service].wake if c.service in self.relays else None)
                 for c in CONSUMERS if c.service in self.local]
 
 

@@ -89,10 +89,6 @@ H = TypeVar("H")
 Binding = tuple[str, str, tuple[str, ...]]
 
 
-def _nothing() -> None:
-    pass
-
-
 @dataclass(frozen=True)
 class Consumes(Generic[H]):
     """What one service consumes from one topic, declared beside its handlers: tag -> the handler
@@ -120,7 +116,8 @@ class Consumes(Generic[H]):
     def binding(self) -> Binding:
         return self.group, self.topic, tuple(self.handlers)
 
-    def subscribe(self, impl: H, db: Database, inbox: Inbox, committed: Callable[[], None] = _nothing) -> Subscription:
+    def subscribe(self, impl: H, db: Database, inbox: Inbox,
+                  committed: Callable[[], None] | None = None) -> Subscription:
         """The consumer group, wired to the service's handlers object, database and inbox;
         `committed`: the service's relay's wake (see Subscription)."""
         return Subscription(
@@ -154,7 +151,7 @@ class Subscription:
     # Called once a handler's transaction committed: the service's relay's wake, so a message the
     # handler wrote (the order's OrderPaid, on the payment's) leaves now, not at the relay's next
     # poll (up to 0.25 s later, most of a notification's fan-out when the shop is not busy).
-    committed: Callable[[], None] = _nothing
+    committed: Callable[[], None] | None = None
 
 
 async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Tracing = Tracing.OFF) -> None:
@@ -169,7 +166,8 @@ async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Trac
             if await sub.inbox.claim(uow, sub.group, msg):
                 await sub.handlers[msg.tag](uow, msg)
                 await uow.commit()
-                sub.committed()
+                if sub.committed is not None:
+                    sub.committed()
             # else a duplicate: the first delivery's work is already committed
     metrics.delivered(sub.group, "handled")
 

@@ -161,15 +161,15 @@ class EmbeddedBroker:
         await self.publish_many([msg])
 
     async def publish_many(self, msgs: Sequence[Message]) -> None:
-        now = now_ms()
+        now, created = now_ms(), utcnow()
         async with self.db.unit_of_work() as uow:  # one commit for them all
             for msg in msgs:
+                body = msg.encode().decode()  # once, whatever the number of groups it goes to
                 for group, topic, tags in self.topology:
                     if msg.topic == topic and msg.tag in tags:
                         await uow.execute(
                             _Q_ENQUEUE, msg_id=msg.msg_id, group_name=group, msg_topic=msg.topic, msg_tag=msg.tag,
-                            msg_key=msg.key, msg_body=msg.encode().decode(), msg_trace=msg.trace, next_at=now,
-                            create_time=utcnow(),
+                            msg_key=msg.key, msg_body=body, msg_trace=msg.trace, next_at=now, create_time=created,
                         )
             await uow.commit()
         self._wake.set()

@@ -59,14 +59,15 @@ class Outbox:
         self._delete_by_key = Query(
             sa.delete(t).where(t.c.msg_tag == sa.bindparam("tag"), t.c.msg_key == sa.bindparam("key"), unsent)
         )
+        message = (t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.msg_trace, t.c.due_at)
         self._due = Query(
-            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.msg_trace, t.c.due_at)
+            sa.select(*message)
             .where(t.c.due_at <= sa.bindparam("now"))
             .order_by(t.c.due_at)
             .limit(200)
         )
         self._due_for = Query(
-            sa.select(t.c.id, t.c.msg_topic, t.c.msg_tag, t.c.msg_key, t.c.msg_body, t.c.msg_trace, t.c.due_at)
+            sa.select(*message)
             .where(t.c.msg_key == sa.bindparam("key"), t.c.msg_tag == sa.bindparam("tag"),
                    t.c.due_at <= sa.bindparam("now"))
         )
@@ -118,8 +119,6 @@ class Outbox:
     async def due_for(self, db: Database, tag: str, key: str) -> list[Message]:
         """This message (tag, key), if it is due."""
         return _messages(await db.fetchall(self._due_for, tag=tag, key=key, now=now_ms()))
-
-
     async def mark_sent(self, uow: UnitOfWork, msg_ids: list[str]) -> None:
         now = now_ms()
         for msg_id in msg_ids:  # one transaction, so one flush for them all

@@ -175,10 +175,21 @@ async def confirm(body: TradeOrderIn, user_id: UserIdDep, orders: OrdersDep) -> 
     return ok(order_json(await orders.confirm_order(place_order(body))))
 
 
-def caller_order(tokens: Tokens, scope: dict[str, Any], body: bytes) -> tuple[int, TradeOrderIn] | None:
-    """What POST /order/confirm's route reads first, read without FastAPI: the caller (its bearer
-    token) and the body (TradeOrderIn, from JSON the route would read as JSON). None on anything short
-    of both: the route then answers, as always."""
+# Where own_order keeps its reading in the request's scope: the sold-out shortcut reads it before
+# admission, the direct placing after, and one parse and token check serve both.
+_OWN_ORDER = "shop.own_order"
+
+
+def own_order(tokens: Tokens, scope: dict[str, Any], body: bytes) -> TradeOrderIn | None:
+    """What POST /order/confirm's route checks first, checked without FastAPI: the caller (its bearer
+    token), the body (TradeOrderIn, from JSON the route would read as JSON) and that the order is the
+    caller's own. None on anything short of all that: the route then answers, as always."""
+    if _OWN_ORDER not in scope:
+        scope[_OWN_ORDER] = _read_own_order(tokens, scope, body)
+    return scope[_OWN_ORDER]
+
+
+def _read_own_order(tokens: Tokens, scope: dict[str, Any], body: bytes) -> TradeOrderIn | None:
     authorization = content_type = None
     for k, v in scope["headers"]:  # the first of each, as Starlette's headers.get() reads them
         if k == b"authorization" and authorization is None:
@@ -192,15 +203,14 @@ def caller_order(tokens: Tokens, scope: dict[str, Any], body: bytes) -> tuple[in
         order = TradeOrderIn.model_validate(orjson.loads(body))
     except (ShopError, ValidationError, ValueError):  # orjson's error is a ValueError
         return None
-    return user_id, order
+    return order if order.user_id == user_id else None
 
 
 class SoldOutShortcut:
     """POST /order/confirm for a goods the gate refuses now (services/order/sold_out.py), answered
     by the front door (infra/web.py Shortcut) without FastAPI's routing, dependencies and parsing:
     a flash sale's refusals are most of its requests. It checks what the route checks first, with
-    the same parts (caller_order, then the caller's own order); anything short of all that goes to
-    the route."""
+    the same parts (own_order); anything short of all that goes to the route."""
 
     def __init__(self, tokens: Tokens, gate: SoldOutGate) -> None:
         self.tokens = tokens
@@ -210,16 +220,14 @@ class SoldOutShortcut:
         return bool(self.gate.memory)
 
     async def answer(self, scope: dict[str, Any], body: bytes) -> ShopError | None:
-        caller = caller_order(self.tokens, scope, body)
-        if caller is None or caller[1].user_id != caller[0]:
-            return None
-        return self.gate.refusal(place_order(caller[1]))
+        order = own_order(self.tokens, scope, body)
+        return None if order is None else self.gate.refusal(place_order(order))
 
 
 class ConfirmDirect:
     """POST /order/confirm itself, placed by the front door (infra/web.py Direct) once admitted, without
     FastAPI's routing and dependency solving: a third of an embedded order's CPU went to them (py-spy,
-    issue 13). The same parts as the route (caller_order, place_order, order_json) and the same
+    issue 13). The same parts as the route (own_order, place_order, order_json) and the same
     answer; a request it is unsure of (no or a bad token, a body the model refuses, another user's
     order) goes to the route, which answers it as always."""
 
@@ -229,11 +237,11 @@ class ConfirmDirect:
         self.route = route  # the route's own object: tracing names the request's span by it
 
     async def answer(self, scope: dict[str, Any], body: bytes) -> Envelope | None:
-        caller = caller_order(self.tokens, scope, body)
-        if caller is None or caller[1].user_id != caller[0]:
+        order = own_order(self.tokens, scope, body)
+        if order is None:
             return None
         scope["route"] = self.route
-        return ok(order_json(await self.orders.confirm_order(place_order(caller[1]))))
+        return ok(order_json(await self.orders.confirm_order(place_order(order))))
 
 
 # The lists' query parameters: validated here, so a bad one is a 422 with its ShopCode.
