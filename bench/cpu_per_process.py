@@ -8,7 +8,7 @@ admission control, sets up 64 users, warms up 3 s, then reads each process's CPU
 theirs on the machine (postgres backends opened during the run are not counted: a floor), so run it
 on a quiet machine.
 
-    .venv/bin/python bench/cpu_per_process.py [--seconds 10] [--scale order=2,goods=2] [--embedded]
+    .venv/bin/python bench/cpu_per_process.py [--seconds 10] [--scale order=2,goods=2] [--embedded] [--env K=V]
 """
 from __future__ import annotations
 
@@ -81,9 +81,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--scale", default="", help="the cluster's --scale, e.g. order=2,goods=2,user=2")
     p.add_argument("--embedded", action="store_true", help="`shop run` instead of the cluster")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set in the started shop's environment (repeatable), e.g. SHOP_TELEMETRY=off")
     args = p.parse_args()
-    server = Server(pin=False, extra_env=CAPACITY) if args.embedded else ClusterServer("postgresql", CAPACITY,
-                                                                                      args.scale)
+    if any("=" not in e for e in args.env):
+        p.error("--env takes NAME=VALUE")
+    env = {**CAPACITY, **dict(e.split("=", 1) for e in args.env)}
+    server = Server(pin=False, extra_env=env) if args.embedded else ClusterServer("postgresql", env, args.scale)
     server.start()
     try:
         asyncio.run(measure(server, args.seconds))

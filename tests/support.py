@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 
 from shop.common.ids import IdWorker
+from shop.infra.db import Database, open_database
 from shop.runtime import Shop
+from shop.services.catalog import migrate_service
 from shop.services.coupon.contracts import CreateCoupon
 from shop.services.goods.contracts import CreateGoods
 from shop.services.order.contracts import OrderLine, PlaceOrder
@@ -106,6 +108,15 @@ def cart_json(
         body["couponId"] = str(coupon_id)
     body.update(overrides)
     return body
+
+
+async def service_db(service: str, directory: Path) -> Database:
+    """One service's SQLite database in `directory`, migrated and connected (close it after)."""
+    url = f"sqlite:///{directory / service}.db"
+    migrate_service(service, url)
+    db = open_database(url)
+    await db.connect()
+    return db
 
 
 async def until(check: Any, timeout_s: float = 10.0, every_s: float = 0.05) -> Any:

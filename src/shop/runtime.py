@@ -97,7 +97,7 @@ class Runtime:
         if self.registry is not None and self.exposed:
             s = self.settings
             self._rpc_server = await serve(self.exposed, s.rpc_host, s.rpc_port, tls=self.tls, faults=self.faults,
-                                           interceptors=self.tracing.grpc_server_interceptors())
+                                           tracing=self.tracing)
             address = f"{s.advertise_host or _advertised(s.rpc_host)}:{self._rpc_server.port}"
             for service, _ in self.exposed:
                 await self.registry.register(service.full_name, address, application=self.role)

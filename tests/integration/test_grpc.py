@@ -20,14 +20,13 @@ from argon2 import PasswordHasher
 from shop.common.codes import ShopCode
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.common.ids import IdWorker
-from shop.infra.db import Database, open_database
+from shop.infra.db import Database
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.errors import MD_CODE
 from shop.infra.rpc.server import serve
 from shop.infra.tls import server_name
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.rpc.v1 import participants_pb2_grpc as pb_grpc
-from shop.services.catalog import migrate_service as upgrade
 from shop.services.coupon import rpc as coupon_rpc
 from shop.services.coupon.contracts import CreateCoupon, UseCoupon
 from shop.services.coupon.handlers import CouponHandlers
@@ -38,7 +37,7 @@ from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
 from shop.services.user.handlers import UserHandlers
 from tests.conftest import TlsFor
-from tests.support import tracebacks
+from tests.support import service_db, tracebacks
 
 DEADLINE_S = 3.0
 
@@ -61,10 +60,7 @@ class Participants:
 async def net(tmp_path: Path, tls: TlsFor) -> AsyncIterator[Participants]:
     dbs: dict[str, Database] = {}
     for service in ("user", "goods", "coupon"):
-        url = f"sqlite:///{tmp_path / service}.db"
-        upgrade(service, url)
-        dbs[service] = open_database(url)
-        await dbs[service].connect()
+        dbs[service] = await service_db(service, tmp_path)
     ids = IdWorker(1, 1)
     handlers = {
         "user": UserHandlers(dbs["user"], ids, PasswordHasher(time_cost=1, memory_cost=1024)),

@@ -16,15 +16,14 @@ from argon2 import PasswordHasher
 
 from shop.common.errors import ServiceUnavailable
 from shop.common.ids import IdWorker
-from shop.infra.db import open_database
 from shop.infra.rpc.client import GrpcClient
 from shop.infra.rpc.server import serve
 from shop.infra.tls import Tls, ensure_material, server_name
-from shop.services.catalog import migrate_service as upgrade
 from shop.services.user import rpc as user_rpc
 from shop.services.user.contracts import ChangeMoney, CreateUser, MoneyLogType
 from shop.services.user.handlers import UserHandlers
 from tests.conftest import TlsFor
+from tests.support import service_db
 
 DEADLINE_S = 3.0
 
@@ -55,10 +54,7 @@ class UserServer:
 
 @pytest.fixture
 async def user_server(tmp_path: Path, tls: TlsFor) -> AsyncIterator[UserServer]:
-    url = f"sqlite:///{tmp_path / 'user.db'}"
-    upgrade("user", url)
-    db = open_database(url)
-    await db.connect()
+    db = await service_db("user", tmp_path)
     handlers = UserHandlers(db, IdWorker(1, 1), PasswordHasher(time_cost=1, memory_cost=1024))
     user_id = await handlers.create_user(CreateUser("alice", "pw", Decimal("100.00")))
     counting = Counting(handlers)

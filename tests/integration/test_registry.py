@@ -22,6 +22,7 @@ from kazoo.exceptions import NoNodeError
 from shop.common.errors import ServiceUnavailable
 from shop.infra.registry import ZkRegistry
 from tests.conftest import TlsFor, _unavailable
+from tests.support import service_db
 
 ZK_HOSTS = os.environ.get("SHOP_TEST_ZK_HOSTS", "127.0.0.1:2181")
 IFACE = "shop.goods.GoodsService"
@@ -298,19 +299,14 @@ class _Counting:
 async def test_grpc_clients_balance_over_the_registry_and_fail_over(zk, make: MakeRegistry, tmp_path,
                                                                      tls: TlsFor) -> None:
     from shop.common.ids import IdWorker
-    from shop.infra.db import open_database
     from shop.infra.registry import Discovered
     from shop.infra.rpc.client import GrpcClient
     from shop.infra.rpc.server import serve
-    from shop.services.catalog import migrate_service as upgrade
     from shop.services.goods import rpc as goods_rpc
     from shop.services.goods.contracts import CreateGoods, ReduceStock, StockLine
     from shop.services.goods.handlers import GoodsHandlers
 
-    url = f"sqlite:///{tmp_path / 'goods.db'}"
-    upgrade("goods", url)
-    db = open_database(url)
-    await db.connect()
+    db = await service_db("goods", tmp_path)
     goods = GoodsHandlers(db, IdWorker(1, 1))
     a, b = _Counting(goods), _Counting(goods)
     server_a = await serve([(goods_rpc.SERVICE, a)], "127.0.0.1", 0, tls=tls("goods"))

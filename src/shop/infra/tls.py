@@ -70,19 +70,17 @@ class Tls:
     def _channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
-    def channel(self, address: str, name: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
-                ) -> grpc.aio.Channel:
+    def channel(self, address: str, name: str) -> grpc.aio.Channel:
         """A channel to `address` that accepts only a server whose certificate carries `name`."""
-        return grpc.aio.secure_channel(address, self._channel_credentials, interceptors=list(interceptors) or None,
+        return grpc.aio.secure_channel(address, self._channel_credentials,
                                        options=[("grpc.ssl_target_name_override", name)])
 
 
-def open_channel(address: str, tls: Tls | None, name: str,
-                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
+def open_channel(address: str, tls: Tls | None, name: str) -> grpc.aio.Channel:
     """Mutual TLS, or plain gRPC when TLS is off (SHOP_RPC_TLS=off: only to measure its cost)."""
     if tls is None:
-        return grpc.aio.insecure_channel(address, interceptors=list(interceptors) or None)
-    return tls.channel(address, name, interceptors)
+        return grpc.aio.insecure_channel(address)
+    return tls.channel(address, name)
 
 
 def peer_role(context: grpc.aio.ServicerContext) -> str | None:

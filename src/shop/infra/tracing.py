@@ -3,10 +3,12 @@ tracing is here; the rest of the shop is handed a `Tracing` (bootstrap builds on
 
 Where spans come from:
 - HTTP: a lean ASGI middleware of our own (HttpSpans: why not FastAPI's instrumentation is there).
-- gRPC: the official instrumentation's aio interceptors, on the server and on every client channel.
-- An in-process call (LocalClient, the embedded mode): a span named like the gRPC one
-  ("/shop.v1.GoodsService/ReduceStock", rpc.service, rpc.method), so a trace has the same shape in
-  both modes.
+- gRPC: a CLIENT span in the caller and a SERVER span in the callee, made by the shop's own client
+  and server (infra/rpc), named and attributed as OpenTelemetry's gRPC instrumentation names them
+  ("/shop.v1.GoodsService/ReduceStock", rpc.system, rpc.service, rpc.method); the caller's
+  traceparent travels in the call's metadata (why not that instrumentation: `rpc_span`).
+- An in-process call (LocalClient, the embedded mode): a SERVER span named like the gRPC one, so a
+  trace has the same shape in both modes.
 - A message: a span where the relay publishes it and one where each consumer group handles it.
 
 How a message stays in its order's trace: the outbox row keeps the W3C `traceparent` of the span
@@ -17,8 +19,8 @@ in the order's trace, and so do a payment notification's consequences in the not
 
 Which shop service a span ran in: `shop.service`, given by whoever makes the span, since it knows:
 a local call's is the callee's, a delivery's its group's service, a relay's its own, an HTTP
-request's the front door's (`web`). The gRPC instrumentation's spans get it from a processor: in
-the distributed mode a process is one service.
+request's the front door's (`web`), a gRPC call's its process's (in the distributed mode a process
+is one service).
 
 SHOP_TELEMETRY=off: `Tracing.OFF`, no tracer provider: the tracer is OpenTelemetry's no-op one,
 nothing is instrumented, no span is ever current, and messages carry no trace.
@@ -28,12 +30,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -85,20 +87,6 @@ def in_trace_of(msg: Message) -> Iterator[None]:
         otel_context.detach(token)
 
 
-class _ServiceAttribute(SpanProcessor):
-    """Sets this process's shop.service on the spans made without one (the gRPC instrumentation's)."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        if span.attributes is None or SERVICE_ATTRIBUTE not in span.attributes:
-            span.set_attribute(SERVICE_ATTRIBUTE, self.service)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
-
-
 class Tracing:
     """One process's tracing: its tracer provider, or none (Tracing.OFF)."""
 
@@ -115,14 +103,13 @@ class Tracing:
 
     @classmethod
     def start(cls, service_name: str, service: str, processors: tuple[SpanProcessor, ...] = (),
-              instance: str | None = None, grpc: bool = False) -> Tracing:
+              instance: str | None = None) -> Tracing:
         """A provider sampling every trace, unless OTEL_TRACES_SAMPLER says otherwise (the SDK's
         own variable; its default, parentbased_always_on, samples every trace a caller has not
         decided about; parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.1 records a tenth
         of the orders, and the cost of tracing with them: see docs/operations.md).
         service_name: the resource's `service.name` (shop-goods); service: the process's
-        shop.service (its role, or "web" for the embedded front door); grpc: the process makes
-        gRPC spans, which get that shop.service (a processor per span: only where needed).
+        shop.service (its role, or "web" for the embedded front door).
         No processor, no export: then no span is recorded (a span nobody reads costs ~30 us of
         CPU here, a twentieth of an order for the few an order makes), but each still gets its ids,
         so that the trace ids reach the logs and the next process."""
@@ -133,8 +120,6 @@ class Tracing:
             provider = TracerProvider(resource=Resource.create(attributes), sampler=ALWAYS_OFF)
             return cls(provider, service)
         provider = TracerProvider(resource=Resource.create(attributes))
-        if grpc:
-            provider.add_span_processor(_ServiceAttribute(service))
         for p in processors:
             provider.add_span_processor(p)
         return cls(provider, service)
@@ -151,29 +136,32 @@ class Tracing:
         if self.provider is not None:
             app.add_middleware(HttpSpans, tracer=self.tracer, service=self.service)
 
-    def grpc_server_interceptors(self) -> list[Any]:
-        if self.provider is None:
-            return []
-        from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-        return [aio_server_interceptor(tracer_provider=self.provider)]
-
-    def grpc_client_interceptors(self) -> list[Any]:
-        if self.provider is None:
-            return []
-        from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-        return list(aio_client_interceptors(tracer_provider=self.provider))
-
     # -- the shop's own spans ------------------------------------------------------------------
 
-    def local_call(self, service: str, rpc_service: str, rpc_method: str) -> _LocalCall | None:
-        """What a LocalClient method opens around each call (None: tracing off). Built once per
-        method: the name and attributes are the gRPC instrumentation's, computed here once."""
+    def local_call(self, service: str, rpc_service: str, rpc_method: str) -> CallSpan | None:
+        """What a LocalClient method opens around each call (None: tracing off), in the callee's
+        service. Built once per method: the name and attributes are computed here once."""
         if self.provider is None:
             return None
-        return _LocalCall(self.tracer, f"/{rpc_service}/{rpc_method}",
-                          {"rpc.service": rpc_service, "rpc.method": rpc_method, SERVICE_ATTRIBUTE: service})
+        return CallSpan(self.tracer, f"/{rpc_service}/{rpc_method}", SpanKind.SERVER,
+                        {"rpc.service": rpc_service, "rpc.method": rpc_method, SERVICE_ATTRIBUTE: service})
+
+    def rpc_span(self, rpc_service: str, rpc_method: str, side: Literal["client", "server"]) -> CallSpan | None:
+        """What the gRPC client or server opens around each call of one method (None: tracing off),
+        in this process's service. The client sends its span's traceparent in the call's metadata
+        (`rpc_metadata`), the server continues it (`rpc_caller`).
+
+        Why not opentelemetry-instrumentation-grpc's aio interceptors: any interceptor puts grpc.aio's
+        intercepted-call machinery (its own task and several awaits per call) under every call, on
+        both sides. Measured on the cluster, paired (bench/cpu_per_process.py, wrk -c64, three
+        pairs): 317-349 orders/s and 5.5-6.0 ms of CPU per order over all processes with them,
+        343-385 and 5.0-5.6 with these spans."""
+        if self.provider is None:
+            return None
+        return CallSpan(self.tracer, f"/{rpc_service}/{rpc_method}",
+                        SpanKind.CLIENT if side == "client" else SpanKind.SERVER,
+                        {"rpc.system": "grpc", "rpc.service": rpc_service, "rpc.method": rpc_method,
+                         SERVICE_ATTRIBUTE: self.service})
 
     @contextlib.contextmanager
     def publishing(self, service: str, msgs: Sequence[Message]) -> Iterator[None]:
@@ -273,21 +261,23 @@ def _caller(headers: list[tuple[bytes, bytes]]) -> otel_context.Context | None:
     return _W3C.extract(carrier) if carrier else None
 
 
-class _LocalCall:
-    """One in-process call's span, in the callee's service (see LocalClient)."""
+class CallSpan:
+    """One method's calls' spans: an in-process call's (LocalClient), or a gRPC call's on either
+    side (infra/rpc)."""
 
-    __slots__ = ("tracer", "name", "attributes")
+    __slots__ = ("tracer", "name", "kind", "attributes")
 
-    def __init__(self, tracer: trace.Tracer, name: str, attributes: dict[str, str]) -> None:
+    def __init__(self, tracer: trace.Tracer, name: str, kind: SpanKind, attributes: dict[str, str]) -> None:
         self.tracer = tracer
         self.name = name
+        self.kind = kind
         self.attributes = attributes
 
-    def start(self) -> tuple[trace.Span, object]:
+    def start(self, parent: otel_context.Context | None = None) -> tuple[trace.Span, object]:
         """The call's span, started and made current (by hand rather than through
-        start_as_current_span's two nested context managers: this runs on every call). Hand what
-        it returns to `end` when the call is over."""
-        span = self.tracer.start_span(self.name, kind=SpanKind.SERVER, attributes=self.attributes)
+        start_as_current_span's two nested context managers: this runs on every call), in the
+        current trace or `parent`'s. Hand what it returns to `end` when the call is over."""
+        span = self.tracer.start_span(self.name, context=parent, kind=self.kind, attributes=self.attributes)
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     @staticmethod
@@ -298,6 +288,21 @@ class _LocalCall:
             span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
         otel_context.detach(token)  # type: ignore[arg-type]
         span.end()
+
+
+def rpc_metadata() -> tuple[tuple[str, str], ...] | None:
+    """A gRPC call's metadata carrying the current span's traceparent (the client's span, just
+    started), or None outside any trace."""
+    tp = traceparent()
+    return None if tp is None else (("traceparent", tp),)
+
+
+def rpc_caller(metadata: Sequence[tuple[str, Any]] | None) -> otel_context.Context | None:
+    """The trace a gRPC call's metadata names (rpc_metadata's traceparent), if any."""
+    for key, value in metadata or ():
+        if key == "traceparent":
+            return _parent(value if isinstance(value, str) else None)
+    return None
 
 
 def process_tracing(on: bool, role: str, env: Mapping[str, str] = os.environ) -> Tracing:
@@ -314,4 +319,4 @@ def process_tracing(on: bool, role: str, env: Mapping[str, str] = os.environ) ->
         processors = (BatchSpanProcessor(OTLPSpanExporter()),)
     embedded = role == "all"
     return Tracing.start("shop" if embedded else f"shop-{role}", "web" if embedded else role, processors,
-                         instance=env.get("SHOP_PROCESS_NAME"), grpc=not embedded)
+                         instance=env.get("SHOP_PROCESS_NAME"))

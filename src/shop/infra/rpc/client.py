@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any, Protocol, Self
 
 import grpc
@@ -24,6 +24,7 @@ from shop.infra import metrics
 from shop.infra.rpc.errors import error_from_rpc, has_code, never_connected
 from shop.infra.rpc.server import Service
 from shop.infra.tls import Tls, open_channel, server_name
+from shop.infra.tracing import CallSpan, Tracing, rpc_metadata
 
 log = logging.getLogger("shop.rpc.grpc")
 
@@ -74,13 +75,13 @@ class GrpcClient:
 
     def __init__(
         self, service: Service, target: str | Target, deadline_s: float = 5.0, *, tls: Tls | None,
-        channel: grpc.aio.Channel | None = None, interceptors: Sequence[Any] = (),
+        channel: grpc.aio.Channel | None = None, tracing: Tracing = Tracing.OFF,
     ) -> None:
         self.service = service
         # Mutual TLS: this process's certificate, and only a server certified as this service is
         # accepted. None: plain gRPC (SHOP_RPC_TLS=off, to measure what TLS costs). Required, as in serve().
         self.tls = tls
-        self.interceptors = list(interceptors)  # on every channel it opens: the tracing's (infra/tracing.py)
+        self.tracing = tracing  # a CLIENT span around every call (infra/tracing.py)
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive: every call has a deadline")
         self.target: Target = Fixed(target) if isinstance(target, str) else target
@@ -110,7 +111,7 @@ class GrpcClient:
         stub = self._stubs.get(address)
         if stub is None:
             self._prune()
-            channel = open_channel(address, self.tls, server_name(self.service.name), self.interceptors)
+            channel = open_channel(address, self.tls, server_name(self.service.name))
             self._channels[address] = channel
             stub = self._stubs[address] = self.service.stub(channel)
         return stub
@@ -135,7 +136,7 @@ class GrpcClient:
         """The addresses this client holds a channel to, sorted."""
         return sorted(self._channels)
 
-    async def _call(self, name: str, request: Any) -> Any:
+    async def _call(self, name: str, request: Any, metadata: tuple[tuple[str, str], ...] | None) -> Any:
         m = self.service.methods[name]
         where = f"{self.service.name}.{name}"
         loop = asyncio.get_running_loop()
@@ -145,7 +146,7 @@ class GrpcClient:
         while True:
             address = await self.target.pick()
             try:
-                return await getattr(self._stub(address), m.rpc)(request, timeout=timeout)
+                return await getattr(self._stub(address), m.rpc)(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 error = error_from_rpc(exc, where)
                 unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not has_code(exc)
@@ -172,10 +173,23 @@ class GrpcClient:
             raise AttributeError(name) from None
 
         observe = metrics.rpc_observer(f"{self.service.name}.{name}")
+        span = self.tracing.rpc_span(self.service.full_name, self.service.methods[name].rpc, "client")
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            work = self._call(name, call.request(args, kwargs))
-            return call.result(await (work if observe is None else metrics.timed(observe, work)))
+            request = call.request(args, kwargs)
+            if span is None:
+                work = self._call(name, request, None)
+                return call.result(await (work if observe is None else metrics.timed(observe, work)))
+            started = span.start()
+            error: BaseException | None = None
+            try:
+                work = self._call(name, request, rpc_metadata())
+                return call.result(await (work if observe is None else metrics.timed(observe, work)))
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                CallSpan.end(started, error)
 
         method.__name__ = name
         setattr(self, name, method)

@@ -22,6 +22,7 @@ from shop.infra.rpc.admin import admin_handler
 from shop.infra.rpc.errors import error_metadata, status_for
 from shop.infra.rpc.wire import Call
 from shop.infra.tls import Tls, refuse_unless
+from shop.infra.tracing import CallSpan, Tracing, rpc_caller
 
 log = logging.getLogger("shop.rpc.grpc")
 
@@ -67,34 +68,43 @@ class Service:
                 raise ValueError(f"{name}: {what} names no method of the interface: {sorted(unknown)}")
 
 
-def _servicer(service: Service, impl: object, authorize: bool) -> SimpleNamespace:
+def _servicer(service: Service, impl: object, authorize: bool, tracing: Tracing) -> SimpleNamespace:
     """The object the generated add_*_to_server expects: one coroutine per RPC, by its gRPC name."""
     rpcs: dict[str, Any] = {}
     for m in service.methods.values():
-        rpcs[m.rpc] = _rpc(service, m, impl, m.callers if authorize else None)
+        rpcs[m.rpc] = _rpc(service, m, impl, m.callers if authorize else None, tracing)
     return SimpleNamespace(**rpcs)
 
 
-def _rpc(service: Service, m: Method, impl: object, callers: frozenset[str] | None
+def _rpc(service: Service, m: Method, impl: object, callers: frozenset[str] | None, tracing: Tracing
          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     where = f"{service.name}.{m.name}"
     served = metrics.rpc_served(where)
+    span = tracing.rpc_span(service.full_name, m.rpc, "server")
 
     async def rpc(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if callers is not None:
             await refuse_unless(context, callers, where)
         if served is not None:
             served()
+        started = span.start(rpc_caller(context.invocation_metadata())) if span is not None else None
+        error: BaseException | None = None
         try:
             result = await getattr(impl, m.name)(*m.call.arguments(request))
             return m.call.reply(result)
         except ShopError as exc:
+            error = exc
             await context.abort(status_for(exc.code), exc.message, trailing_metadata=error_metadata(exc))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            error = exc
             raise  # the caller's deadline passed or it went away: nobody is waiting for a reply
         except Exception as exc:  # the boundary: only codes cross it, as through LocalClient
-            error = as_shop_error(exc, where)
-            await context.abort(status_for(error.code), error.message, trailing_metadata=error_metadata(error))
+            error = shop_error = as_shop_error(exc, where)
+            await context.abort(status_for(shop_error.code), shop_error.message,
+                                trailing_metadata=error_metadata(shop_error))
+        finally:
+            if started is not None:
+                CallSpan.end(started, error)
 
     rpc.__name__ = m.rpc
     return rpc
@@ -102,7 +112,7 @@ def _rpc(service: Service, m: Method, impl: object, callers: frozenset[str] | No
 
 async def serve(
     exposed: Sequence[tuple[Service, object]], host: str = "127.0.0.1", port: int = 0, *,
-    tls: Tls | None, faults: Faults | None = None, interceptors: Sequence[Any] = (),
+    tls: Tls | None, faults: Faults | None = None, tracing: Tracing = Tracing.OFF,
 ) -> grpc.aio.Server:
     """Start a server exposing each (service, handlers object) pair and, given `faults`, the
     operator's AdminService (ping, fault injection) of this process.
@@ -111,11 +121,11 @@ async def serve(
     reserves for some roles check the caller's), or None for plain gRPC (SHOP_RPC_TLS=off: only to
     measure what TLS costs). Required, so that no server is left open by forgetting it.
     port 0 picks a free port; the one bound is `server.port`. Stop it with `await server.stop(grace)`.
-    interceptors: around every call (the tracing's, infra/tracing.py).
+    tracing: this process's, for a span around every call of the services (infra/tracing.py).
     """
-    server = grpc.aio.server(interceptors=list(interceptors) or None)
+    server = grpc.aio.server()
     for service, impl in exposed:
-        service.add_to_server(_servicer(service, impl, authorize=tls is not None), server)
+        service.add_to_server(_servicer(service, impl, authorize=tls is not None, tracing=tracing), server)
     if faults is not None:
         server.add_generic_rpc_handlers((admin_handler(faults, authorize=tls is not None),))
     address = f"{host}:{port}"
