@@ -128,6 +128,12 @@ class UnitOfWork:
     async def execute(self, q: Query, **params: Any) -> int:  # rows affected
         raise NotImplementedError
 
+    async def execute_many(self, q: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+        """`q` once per row of parameters, in one go where the driver can (asyncpg pipelines them:
+        one round trip; asyncmy makes an INSERT one statement of many rows). No count: a statement
+        run so is one whose every row must take (inserts, writes to rows the transaction holds)."""
+        raise NotImplementedError
+
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
         raise NotImplementedError
 

@@ -79,6 +79,12 @@ class MysqlUnitOfWork(UnitOfWork):
         await cur.close()
         return n
 
+    async def execute_many(self, q: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            cur = self.conn.cursor()
+            await cur.executemany(q.compiled("mysql")[0], [q.args("mysql", r)[1] for r in rows])
+            await cur.close()
+
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
         cur = await self._cursor(q, params)
         row = await cur.fetchone()

@@ -1,7 +1,7 @@
 """PostgreSQL through asyncpg."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -79,6 +79,11 @@ class PostgresUnitOfWork(UnitOfWork):
         status = await self.conn.execute(sql, *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def execute_many(self, q: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            sql = q.compiled("postgresql")[0]
+            await self.conn.executemany(sql, [q.args("postgresql", r)[1] for r in rows])
 
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
         sql, args = q.args("postgresql", params)

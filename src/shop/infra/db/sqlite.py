@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
@@ -159,6 +159,10 @@ class SqliteUnitOfWork(UnitOfWork):
     async def execute(self, q: Query, **params: Any) -> int:
         sql, args = q.args("sqlite", params)
         return self.conn.execute(sql, args).rowcount
+
+    async def execute_many(self, q: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.executemany(q.compiled("sqlite")[0], [q.args("sqlite", r)[1] for r in rows])
 
     async def fetchone(self, q: Query, **params: Any) -> Row | None:
         sql, args = q.args("sqlite", params)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -79,25 +80,39 @@ class Outbox:
     async def add(self, uow: UnitOfWork, msg: Message, due_at_ms: int | None = None) -> None:
         """Store `msg` in the transaction that decided it, in the trace of the work deciding it: an
         armed cancel fired at its deadline still joins its order's trace."""
-        await uow.execute(
-            self._add,
-            id=msg.msg_id,
-            group_name=self.group,
-            msg_topic=msg.topic,
-            msg_tag=msg.tag,
-            msg_key=msg.key,
-            msg_body=msg.encode().decode(),
-            msg_trace=msg.trace or traceparent(),
-            create_time=utcnow(),
-            due_at=now_ms() if due_at_ms is None else due_at_ms,
-        )
+        await uow.execute(self._add, **self._row(msg, due_at_ms))
+
+    async def add_many(self, uow: UnitOfWork, msgs: Sequence[tuple[Message, int]]) -> None:
+        """Several messages, each with its due time, in one statement where the driver can: a group
+        commit's (infra/db/group_commit.py), whose messages were `stamped` by their own work."""
+        await uow.execute_many(self._add, [self._row(msg, due_at_ms) for msg, due_at_ms in msgs])
+
+    @staticmethod
+    def stamped(msg: Message) -> Message:
+        """`msg` carrying the current trace, for a write made outside the work deciding it (a group
+        commit writes in a context of its own)."""
+        return msg if msg.trace is not None else replace(msg, trace=traceparent())
+
+    def _row(self, msg: Message, due_at_ms: int | None) -> dict[str, object]:
+        return {
+            "id": msg.msg_id, "group_name": self.group, "msg_topic": msg.topic, "msg_tag": msg.tag,
+            "msg_key": msg.key, "msg_body": msg.encode().decode(), "msg_trace": msg.trace or traceparent(),
+            "create_time": utcnow(), "due_at": now_ms() if due_at_ms is None else due_at_ms,
+        }
 
     async def delete(self, uow: UnitOfWork, msg_id: str) -> int:
         return await uow.execute(self._delete, id=msg_id)
 
+    async def delete_many(self, uow: UnitOfWork, msg_ids: Sequence[str]) -> None:
+        await uow.execute_many(self._delete, [{"id": msg_id} for msg_id in msg_ids])
+
     async def make_due(self, uow: UnitOfWork, msg_id: str, due_at_ms: int | None = None) -> int:
         """Fire the message now, or re-arm it for another deadline."""
         return await uow.execute(self._make_due, id=msg_id, due_at=now_ms() if due_at_ms is None else due_at_ms)
+
+    async def make_due_many(self, uow: UnitOfWork, due: Sequence[tuple[str, int]]) -> None:
+        """Re-arm several messages, each (msg_id, due_at_ms)."""
+        await uow.execute_many(self._make_due, [{"id": msg_id, "due_at": at} for msg_id, at in due])
 
     async def set_due(self, uow: UnitOfWork, tag: str, key: str, due_at_ms: int) -> int:
         """Re-arm (or fire now) the message with this tag and key: a deadline moved."""
@@ -120,9 +135,8 @@ class Outbox:
         """This message (tag, key), if it is due."""
         return _messages(await db.fetchall(self._due_for, tag=tag, key=key, now=now_ms()))
     async def mark_sent(self, uow: UnitOfWork, msg_ids: list[str]) -> None:
-        now = now_ms()
-        for msg_id in msg_ids:  # one transaction, so one flush for them all
-            await uow.execute(self._sent, id=msg_id, now=now)
+        now = now_ms()  # one transaction, so one flush for them all
+        await uow.execute_many(self._sent, [{"id": msg_id, "now": now} for msg_id in msg_ids])
 
     async def prune(self, uow: UnitOfWork, retention_ms: int) -> int:
         """Remove the messages sent longer ago than the retention period."""

@@ -48,6 +48,10 @@ class Transition:
     sets: Mapping[str, int]
     stamps: tuple[str, ...] = ()
 
+    def allowed(self, statuses: Mapping[str, int]) -> bool:
+        """Whether an order with these statuses (a row's, by column) may take this transition."""
+        return all(statuses[field] == value for field, value in self.guard.items())
+
 
 ORDER, PAY, SHIPPING = "order_status", "pay_status", "shipping_status"
 CONFIRM = Transition({ORDER: OrderStatus.UNCONFIRMED}, {ORDER: OrderStatus.CONFIRMED}, ("confirm_time",))

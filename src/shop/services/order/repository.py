@@ -1,6 +1,7 @@
 """All of the order service's SQL, built once."""
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from shop.common.clock import epoch_ms, utcnow
 from shop.common.ids import MINUTE_ALIGN, MINUTE_IDS, first_id_at
 from shop.infra.db import AuditScope, Database, Query, Row, ScopedRows, UnitOfWork, bind
+from shop.infra.db.group_commit import GroupCommit
 from shop.infra.messaging import Message, Outbox
 from shop.services.order import domain
 from shop.services.order.contracts import Order, OrderLine, OrderQuery, OrderState
@@ -47,6 +49,12 @@ MARK_PAID = _guarded(domain.MARK_PAID)
 REFUND = _guarded(domain.REFUND)
 CANCEL_UNCONFIRMED = _guarded(domain.CANCEL_UNCONFIRMED)
 STATUS = Query(sa.select(o.order_status, o.pay_status).where(o.order_id == sa.bindparam("order_id")))
+SAGA_BATCH = 64  # the most orders a group commit of the saga carries (SagaStore)
+# A batch's orders' statuses, locked until its transaction ends (a batched confirm decides on them):
+# padded with -1, no order's id, so the statement is compiled once.
+LOCK_STATUSES = Query(sa.select(o.order_id, o.order_status, o.pay_status)
+                      .where(o.order_id.in_([sa.bindparam(f"k{n}") for n in range(SAGA_BATCH)]))
+                      .with_for_update())
 ALL = Query(sa.select(order))
 STATE_COLUMNS = tuple(f for f in OrderState.__slots__ if f != "items")
 OF_ORDERS = ScopedRows(sa.select(*(o[f] for f in STATE_COLUMNS)), o.order_id)
@@ -78,12 +86,14 @@ async def find(uow: UnitOfWork, order_id: int) -> Any:
     return await uow.fetchone(FIND, order_id=order_id)
 
 
-async def insert(uow: UnitOfWork, new: Order) -> None:
-    """The order's row and its lines."""
-    await uow.execute(INSERT, **{f: getattr(new, f) for f in ORDER_COLUMNS})
-    for n, line in enumerate(new.items):
-        await uow.execute(INSERT_ITEM, order_id=new.order_id, goods_id=line.goods_id, line_no=n,
-                          goods_number=line.goods_number, goods_price=line.goods_price)
+async def insert(uow: UnitOfWork, orders: Sequence[Order]) -> None:
+    """The orders' rows and their lines."""
+    await uow.execute_many(INSERT, [{f: getattr(new, f) for f in ORDER_COLUMNS} for new in orders])
+    await uow.execute_many(INSERT_ITEM, [
+        {"order_id": new.order_id, "goods_id": line.goods_id, "line_no": n, "goods_number": line.goods_number,
+         "goods_price": line.goods_price}
+        for new in orders for n, line in enumerate(new.items)
+    ])
 
 
 async def lines_of(uow: UnitOfWork, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
@@ -119,14 +129,6 @@ async def states_of(uow: UnitOfWork, rows: Sequence[Row], scope: AuditScope) -> 
             for r in rows}
 
 
-async def confirm(uow: UnitOfWork, order_id: int, at: Any) -> bool:
-    return await uow.execute(CONFIRM, order_id=order_id, at=at) == 1
-
-
-async def confirm_paid(uow: UnitOfWork, order_id: int, at: Any) -> bool:
-    return await uow.execute(CONFIRM_PAID, order_id=order_id, at=at) == 1
-
-
 async def cancel_unpaid(uow: UnitOfWork, order_id: int, at: datetime | None = None) -> bool:
     return await uow.execute(CANCEL_UNPAID, order_id=order_id, at=at or utcnow()) == 1
 
@@ -147,38 +149,67 @@ async def status(uow: UnitOfWork, order_id: int) -> Any:
     return await uow.fetchone(STATUS, order_id=order_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Confirming:
+    order_id: int
+    msg_id: str  # its armed cancel's
+    paid: bool
+    at: datetime
+    rearm_at_ms: int
+
+
 class SagaStore:
     """The saga's three transactions on the order's own database, each local and atomic
     (ARCHITECTURE.md point 5). The saga (handlers.confirm_order) calls only these, so it reads as
-    the saga, and its unit tests run on a fake of this class."""
+    the saga, and its unit tests run on a fake of this class.
+
+    Saving a pre-order and confirming one are group commits (infra/db/group_commit.py): the orders
+    placed at the same time share those transactions, each order's statements as they were.
+    Measured: a round trip to PostgreSQL costs the order process about as much CPU as the statement
+    costs the server, and an order made nine. Both are safe to write for a caller that went away:
+    a pre-order is cancelled at its deadline (its process might as well have died), and a confirm
+    is what the steps already done asked for (its reply lost, as a network can lose it)."""
 
     def __init__(self, db: Database, outbox: Outbox) -> None:
         self.db = db
         self.outbox = outbox
+        self._pre_orders = GroupCommit(self._save_pre_orders, SAGA_BATCH)
+        self._confirms = GroupCommit(self._confirm_all, SAGA_BATCH)
 
     async def save_pre_order(self, order: Order, cancel: Message, due_at_ms: int) -> None:
         """The pre-order (status 0) with its cancel armed for the deadline."""
+        await self._pre_orders((order, self.outbox.stamped(cancel), due_at_ms))
+
+    async def _save_pre_orders(self, batch: list[tuple[Order, Message, int]]) -> list[None]:
         async with self.db.unit_of_work() as uow:
-            await insert(uow, order)
-            await self.outbox.add(uow, cancel, due_at_ms=due_at_ms)
+            await insert(uow, [order for order, _, _ in batch])
+            await self.outbox.add_many(uow, [(cancel, due_at_ms) for _, cancel, due_at_ms in batch])
             await uow.commit()
+        return [None] * len(batch)
 
     async def confirm(self, order: Order, cancel: Message, *, paid: bool, at: datetime, rearm_at_ms: int) -> bool:
         """0 -> 1 by compare-and-set; False if the deadline's cancel got there first. The armed
         cancel goes with it (paid: nothing left to time out), or is re-armed for the payment
         timeout: it leaves only if the order is still unpaid then (guard_cancel), driven by no
         scan of orders."""
+        return await self._confirms(_Confirming(order.order_id, cancel.msg_id, paid, at, rearm_at_ms))
+
+    async def _confirm_all(self, batch: list[_Confirming]) -> list[bool]:
+        """One transaction: the batch's orders locked and read, and each one its transition allows
+        confirmed, by the same compare-and-set (it holds under the lock)."""
         async with self.db.unit_of_work() as uow:
-            if paid:
-                confirmed = await confirm_paid(uow, order.order_id, at)
-                if confirmed:
-                    await self.outbox.delete(uow, cancel.msg_id)
-            else:
-                confirmed = await confirm(uow, order.order_id, at)
-                if confirmed:
-                    await self.outbox.make_due(uow, cancel.msg_id, rearm_at_ms)
+            ids = [c.order_id for c in batch] + [-1] * (SAGA_BATCH - len(batch))
+            rows = await uow.fetchall(LOCK_STATUSES, **{f"k{n}": order_id for n, order_id in enumerate(ids)})
+            statuses = {r["order_id"]: r for r in rows}
+            won = [c for c in batch if c.order_id in statuses
+                   and (domain.CONFIRM_PAID if c.paid else domain.CONFIRM).allowed(statuses[c.order_id])]
+            await uow.execute_many(CONFIRM_PAID, [{"order_id": c.order_id, "at": c.at} for c in won if c.paid])
+            await uow.execute_many(CONFIRM, [{"order_id": c.order_id, "at": c.at} for c in won if not c.paid])
+            await self.outbox.delete_many(uow, [c.msg_id for c in won if c.paid])
+            await self.outbox.make_due_many(uow, [(c.msg_id, c.rearm_at_ms) for c in won if not c.paid])
             await uow.commit()
-        return confirmed
+        confirmed = {c.order_id for c in won}
+        return [c.order_id in confirmed for c in batch]
 
     async def fail(self, order_id: int, cancel: Message) -> None:
         """0 -> 2 and the cancel due now, in one transaction."""
