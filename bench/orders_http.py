@@ -53,6 +53,7 @@ PRICE = Decimal("200.00")  # over 100: no shipping fee
 STOCK = 1_000_000_000
 BALANCE = "1000000.00"
 PASSWORD = "bench-password"
+COUPON_PRICE = "1.00"
 
 
 def free_port() -> int:
@@ -197,9 +198,25 @@ async def set_up(c: httpx.AsyncClient, admin: dict[str, str], n_users: int,
     return goods_id, users
 
 
-def order_body(user_id: str, goods_id: str) -> dict[str, Any]:
-    return {"userId": user_id, "goodsId": goods_id, "goodsNumber": 1, "goodsPrice": str(PRICE),
+def order_body(user_id: str, goods_id: str, coupon_id: str | None = None) -> dict[str, Any]:
+    body = {"userId": user_id, "goodsId": goods_id, "goodsNumber": 1, "goodsPrice": str(PRICE),
             "shippingFee": "0.00", "orderAmount": str(PRICE), "moneyPaid": "1.00", "address": "bench"}
+    return body if coupon_id is None else {**body, "couponId": coupon_id}
+
+
+async def add_coupons(c: httpx.AsyncClient, admin: dict[str, str], users: list[tuple[str, dict]],
+                      per_user: int) -> list[list[str]]:
+    """`per_user` fresh coupons (price COUPON_PRICE) for each user: for orders that each use one, as
+    the issue measures the distributed shop (its SQL limit uses a coupon per order too)."""
+    async def coupon(uid: str) -> str:
+        r = await c.post("/admin/coupons", headers=admin, json={"userId": uid, "couponPrice": COUPON_PRICE})
+        return str(data(r)["couponId"])
+
+    out: list[list[str]] = [[] for _ in users]
+    for _ in range(per_user):
+        for u, made in enumerate(await asyncio.gather(*(coupon(uid) for uid, _ in users))):
+            out[u].append(made)
+    return out
 
 
 async def load(clients: list[httpx.AsyncClient], goods_id: str, users: list[tuple[str, dict]], concurrency: int,
@@ -263,10 +280,17 @@ end
 """
 
 
-def wrk_lua(goods_id: str, users: list[tuple[str, dict]]) -> str:
-    """The Lua script that makes wrk cycle through the users' orders (WRK_LUA)."""
-    bodies = ", ".join("[[" + json.dumps(order_body(uid, goods_id)) + "]]" for uid, _ in users)
-    tokens = ", ".join('"' + auth["Authorization"].split()[1] + '"' for _, auth in users)
+def wrk_lua(goods_id: str, users: list[tuple[str, dict]], coupons: list[list[str]] | None = None) -> str:
+    """The Lua script that makes wrk cycle through the users' orders (WRK_LUA); with `coupons` (each
+    user's, add_coupons), each order uses the next one of its user's, the users taking turns: a
+    coupon is used once only as long as the run places fewer orders than there are coupons."""
+    if coupons is None:
+        orders = [(uid, auth, None) for uid, auth in users]
+    else:
+        orders = [(uid, auth, mine[k]) for k in range(min(map(len, coupons)))
+                  for (uid, auth), mine in zip(users, coupons, strict=True)]
+    bodies = ", ".join("[[" + json.dumps(order_body(uid, goods_id, coupon)) + "]]" for uid, _, coupon in orders)
+    tokens = ", ".join('"' + auth["Authorization"].split()[1] + '"' for _, auth, _ in orders)
     return WRK_LUA % (bodies, tokens)
 
 
@@ -309,8 +333,9 @@ def wrk_result(out: str, seconds: float) -> dict[str, Any]:
             "p50": ms("50%"), "p99": ms("99%")}
 
 
-def run_wrk(url: str, goods_id: str, users: list[tuple[str, dict]], concurrency: int, seconds: float) -> dict[str, Any]:
-    return wrk_result(wrk(url, wrk_lua(goods_id, users), concurrency, seconds), seconds)
+def run_wrk(url: str, goods_id: str, users: list[tuple[str, dict]], concurrency: int, seconds: float,
+            coupons: list[list[str]] | None = None) -> dict[str, Any]:
+    return wrk_result(wrk(url, wrk_lua(goods_id, users, coupons), concurrency, seconds), seconds)
 
 
 async def quiet_audit(c: httpx.AsyncClient, admin: dict[str, str], timeout_s: float = 30.0) -> dict[str, Any]:

@@ -51,7 +51,7 @@ async def test_the_overview_counts_each_minute_by_outcome(shop):
     async with shop.runtime.dbs["order"].unit_of_work() as uow:
         for r in rows:
             ended = {k: r.pop(k, None) for k in ("cancel_time", "refund_time")}
-            await repo.insert(uow, Order(**r))
+            await repo.insert(uow, [Order(**r)])
             await uow.execute(ENDED, oid=r["order_id"], **ended)
         await uow.commit()
     o = await shop.orders.overview(10)
