@@ -117,7 +117,8 @@ async def test_order_steps_succeed_and_repeat_idempotently(net: Participants) ->
 
     for _ in range(2):  # the second call is a repeat: it finds the first one's ledger row
         await net.goods.reduce_stock(ReduceStock(order_id, [StockLine(goods_id, 2)]))
-        await net.coupons.use_coupon(UseCoupon(coupon_id, user_id, order_id))
+        # The coupon's price crosses exactly, on the first use and on the repeat (the order's pricing).
+        assert await net.coupons.use_coupon(UseCoupon(coupon_id, user_id, order_id)) == Decimal("5.00")
         await net.users.change_money(ChangeMoney(user_id, order_id, Decimal("25.50"), MoneyLogType.PAID))
 
     assert (await net.goods.find_goods(goods_id)).goods_number == 3

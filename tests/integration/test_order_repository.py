@@ -17,14 +17,15 @@ pytestmark = pytest.mark.all_backends
 
 # The repository's function for each of the domain's transitions, as the handlers call it.
 APPLY = [
-    (domain.CONFIRM, lambda uow, oid, at: _applied(uow.execute(repo.CONFIRM, order_id=oid, at=at))),
-    (domain.CONFIRM_PAID, lambda uow, oid, at: _applied(uow.execute(repo.CONFIRM_PAID, order_id=oid, at=at))),
+    (domain.CONFIRM, lambda uow, oid, at: _applied(uow.execute(repo.CONFIRM, order_id=oid, at=at, **PRICED))),
+    (domain.CONFIRM_PAID, lambda uow, oid, at: _applied(uow.execute(repo.CONFIRM_PAID, order_id=oid, at=at, **PRICED))),
     (domain.CANCEL_UNCONFIRMED, lambda uow, oid, at: repo.cancel_unconfirmed(uow, oid, at)),
     (domain.CANCEL_UNPAID, lambda uow, oid, at: repo.cancel_unpaid(uow, oid, at)),
     (domain.MARK_PAID, lambda uow, oid, at: repo.mark_paid(uow, oid, at)),
     (domain.REFUND, lambda uow, oid, at: repo.refund(uow, oid, at)),
 ]
 STATES = list(product(OrderStatus, PayStatus, ShippingStatus))
+PRICED = {"coupon_paid": D("0.00"), "pay_amount": D("20.00")}  # a confirm writes the pricing too (as _row's)
 
 
 async def _applied(changed: Awaitable[int]) -> bool:

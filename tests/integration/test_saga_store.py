@@ -74,7 +74,8 @@ async def test_orders_placed_together_share_transactions_and_keep_their_own_outc
         cancel = cancels[o.order_id].msg_id
         if o in beaten:
             assert row["order_status"] == OrderStatus.CANCELLED and row["confirm_time"] is None
-            assert (await due_at(shop, cancel) or 0) <= now_ms()  # fired, not re-armed
+            # Fired, not re-armed (the shop's relay may since have taken it, sent it, or leased it).
+            assert await due_at(shop, cancel) != rearm
         elif n % 2 == 0:  # nothing left to pay: paid at confirmation, its cancel gone
             assert (row["order_status"], row["pay_status"]) == (OrderStatus.CONFIRMED, PayStatus.PAID)
             assert await due_at(shop, cancel) is None

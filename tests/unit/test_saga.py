@@ -16,7 +16,6 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.messaging import Message
-from shop.services.coupon.contracts import Coupon
 from shop.services.goods.contracts import Goods, StockLine
 from shop.services.order.contracts import TAG_CANCEL, Order, OrderCancelled, OrderLine, PlaceOrder
 from shop.services.order.domain import OrderStatus, PayStatus, shipping_fee
@@ -26,6 +25,7 @@ from shop.services.user.contracts import User
 D = Decimal
 USER, GOODS, COUPON = 1, 2, 3
 PRICE = D("5000.00")
+COUPON_PRICE = D("100.00")
 STEPS = ("reduce_stock", "use_coupon", "pay_from_balance")
 
 
@@ -44,13 +44,12 @@ class FakeParticipants:
     taken: dict[int, dict[str, Any]] = field(default_factory=dict)  # order -> what each step took
 
     async def find_user(self, user_id: int) -> User:
+        if user_id != USER:
+            raise ShopError(ShopCode.SHOP_USER_NO_EXIST)
         return User(user_id, "u", None, 0, self.balance, datetime(2026, 1, 1))
 
     async def find_goods(self, goods_id: int) -> Goods:
         return Goods(goods_id, "iphone7", self.stock, PRICE, None, datetime(2026, 1, 1))
-
-    async def find_coupon(self, coupon_id: int) -> Coupon:
-        return Coupon(coupon_id, D("100.00"), USER, None, int(self.coupon_used), None)
 
     def _step(self, name: str, order: Order) -> dict[str, Any]:
         self.ran.append(name)
@@ -66,11 +65,16 @@ class FakeParticipants:
         step["stock"] = taken
         self.stock -= taken
 
-    async def use_coupon(self, order: Order) -> None:
+    async def use_coupon(self, order: Order) -> Decimal | None:
+        """The coupon service's step is the coupon's check: the caller's own, unused; its price."""
         taken = self._step("use_coupon", order)
-        if order.coupon_id is not None:
-            taken["coupon"] = True
-            self.coupon_used = True
+        if order.coupon_id is None:
+            return None
+        if self.coupon_used or order.user_id != USER:
+            raise ShopError(ShopCode.SHOP_COUPON_INVALID)
+        taken["coupon"] = True
+        self.coupon_used = True
+        return COUPON_PRICE
 
     async def pay_from_balance(self, order: Order) -> None:
         taken = self._step("pay_from_balance", order)
@@ -262,3 +266,41 @@ async def test_a_participants_refusal_keeps_what_it_said_beside_the_order_id():
         await saga.handlers.confirm_order(place())
     order_id = next(iter(saga.store.orders))
     assert e.value.data == {**said, "orderId": str(order_id)}
+
+
+async def test_the_coupon_steps_price_completes_the_pricing_that_the_confirm_writes():
+    saga = Saga()
+    order = await saga.handlers.confirm_order(place(money="100.00"))
+    amount = PRICE + shipping_fee(PRICE)
+    assert (order.coupon_paid, order.pay_amount) == (COUPON_PRICE, amount - COUPON_PRICE - D("100.00"))
+    stored = saga.store.orders[order.order_id]
+    assert (stored.coupon_paid, stored.pay_amount) == (order.coupon_paid, order.pay_amount)
+
+
+async def test_a_used_coupon_is_refused_by_its_step_and_everything_taken_comes_back():
+    saga = Saga(coupon_used=True)
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    assert e.value.code == ShopCode.SHOP_COUPON_INVALID
+    assert saga.participants.ran == ["reduce_stock", "use_coupon"]  # the balance untouched
+    assert saga.store.orders[int(e.value.data["orderId"])].order_status == OrderStatus.CANCELLED
+    assert saga.state() == (10, D("100.00"), True)  # the stock back; the coupon still the other order's
+
+
+async def test_coupon_and_balance_above_the_amount_are_refused_once_the_coupons_price_is_known():
+    saga = Saga(balance=D("6000.00"))
+    amount = PRICE + shipping_fee(PRICE)
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place(money=str(amount - COUPON_PRICE + D("0.01"))))
+    assert e.value.code == ShopCode.SHOP_PAY_AMOUNT_INVALID and "orderId" in e.value.data
+    assert saga.participants.ran == ["reduce_stock", "use_coupon"]
+    assert saga.state() == (10, D("6000.00"), False)  # stock and coupon given back
+
+
+async def test_a_coupon_refusal_for_a_user_that_does_not_exist_says_so_as_the_original_would():
+    saga = Saga()
+    bad = replace(place(), user_id=USER + 1)  # its coupon is not this user's either
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(bad)
+    assert e.value.code == ShopCode.SHOP_USER_NO_EXIST and "orderId" in e.value.data
+    assert saga.state() == (10, D("100.00"), False)

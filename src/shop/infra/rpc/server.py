@@ -89,22 +89,22 @@ def _rpc(service: Service, m: Method, impl: object, callers: frozenset[str] | No
             served()
         started = span.start(rpc_caller(context.invocation_metadata())) if span is not None else None
         error: BaseException | None = None
+        refusal: ShopError | None = None
         try:
             result = await getattr(impl, m.name)(*m.call.arguments(request))
             return m.call.reply(result)
         except ShopError as exc:
-            error = exc
-            await context.abort(status_for(exc.code), exc.message, trailing_metadata=error_metadata(exc))
+            error = refusal = exc
         except asyncio.CancelledError as exc:
             error = exc
             raise  # the caller's deadline passed or it went away: nobody is waiting for a reply
         except Exception as exc:  # the boundary: only codes cross it, as through LocalClient
-            error = shop_error = as_shop_error(exc, where)
-            await context.abort(status_for(shop_error.code), shop_error.message,
-                                trailing_metadata=error_metadata(shop_error))
+            error = refusal = as_shop_error(exc, where)
         finally:
-            if started is not None:
+            if started is not None:  # ended before the caller can hear of the call's end
                 CallSpan.end(started, error)
+        assert refusal is not None  # every other way out returned or raised
+        await context.abort(status_for(refusal.code), refusal.message, trailing_metadata=error_metadata(refusal))
 
     rpc.__name__ = m.rpc
     return rpc

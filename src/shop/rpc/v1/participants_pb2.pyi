@@ -204,5 +204,7 @@ class UseCouponRequest(_message.Message):
     def __init__(self, coupon_id: _Optional[int] = ..., user_id: _Optional[int] = ..., order_id: _Optional[int] = ...) -> None: ...
 
 class UseCouponReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("coupon_price",)
+    COUPON_PRICE_FIELD_NUMBER: _ClassVar[int]
+    coupon_price: str
+    def __init__(self, coupon_price: _Optional[str] = ...) -> None: ...

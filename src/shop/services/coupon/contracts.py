@@ -52,8 +52,9 @@ class CouponService(Protocol):
 
     async def create_coupon(self, cmd: CreateCoupon) -> int: ...
 
-    async def use_coupon(self, cmd: UseCoupon) -> None:
-        """Idempotent per order; refused once the order's cancellation has been recorded."""
+    async def use_coupon(self, cmd: UseCoupon) -> Decimal:
+        """Idempotent per order; refused once the order's cancellation has been recorded. Returns
+        the coupon's price: the order reads the coupon nowhere else (this step is its check)."""
         ...
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> CouponFacts:

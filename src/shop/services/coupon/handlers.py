@@ -1,4 +1,5 @@
 """The coupon service: using a coupon for an order, releasing it when the order is cancelled."""
+from decimal import Decimal
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
@@ -43,11 +44,13 @@ class CouponHandlers:
             await uow.commit()
         return coupon_id
 
-    async def use_coupon(self, cmd: UseCoupon) -> None:
+    async def use_coupon(self, cmd: UseCoupon) -> Decimal:
         async with self.db.unit_of_work() as uow:
             use = lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow())  # noqa: E731
             await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1, use, repo.REFUSAL)
+            row = await repo.find(uow, cmd.coupon_id)  # taken (now or by a repeat): it exists
             await uow.commit()
+        return Decimal(row["coupon_price"])
 
     async def on_order_cancel(self, uow: UnitOfWork, msg: Message) -> None:
         ev = OrderCancelled.from_message(msg)

@@ -1,11 +1,12 @@
 """The order service: placing an order across the goods, coupon and user services.
 
 The saga, as ARCHITECTURE.md point 5 has it:
-1. validate (reads from the participants, in the original's order);
+1. validate what needs no participant (the cart, the amounts at the client's prices);
 2. save the pre-order (status 0) with its armed cancel message, due at now + the deadline;
 3. reduce stock, use the coupon, pay from the balance: each a local transaction over there,
-   keyed by the order id;
-4. confirm: 0 -> 1 and delete the armed message, in one transaction.
+   keyed by the order id, and each the original's check of its part (the coupon's step answers
+   its price, which completes the pricing);
+4. confirm: 0 -> 1 with the pricing and delete the armed message, in one transaction.
 A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves it to come due
 at the deadline. Either way the cancel message reaches every participant, whose compensation
 undoes what it did for this order, or records that it did nothing.
@@ -13,6 +14,7 @@ undoes what it did for this order, or records that it did nothing.
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from decimal import Decimal
 
 from shop.common.clock import from_epoch_ms, now_ms, utcnow
 from shop.common.codes import ShopCode
@@ -56,6 +58,10 @@ Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that mess
 
 
 INBOX = Inbox(inbox)
+# The refusals the original makes after checking that the user exists (the coupon's and the
+# pricing's, which now come from the coupon's step, after the goods' step): a missing user is
+# refused as that first.
+AFTER_THE_USER = {ShopCode.SHOP_COUPON_NO_EXIST, ShopCode.SHOP_COUPON_INVALID, ShopCode.SHOP_PAY_AMOUNT_INVALID}
 
 
 class OrderHandlers:
@@ -94,22 +100,26 @@ class OrderHandlers:
         ORDER_ID.set(str(order.order_id))  # this request's log lines are about this order from here on
         cancel = OrderCancelled.of(order).to_message()
         await self.store.save_pre_order(order, cancel, due_at_ms=now_ms() + int(self.cancel_after_s * 1000))
-        paid = pricing.pay_amount == 0  # coupon and balance paid it all
         try:
             await self.participants.reduce_stock(order)
-            await self.participants.use_coupon(order)
+            coupon_price = await self.participants.use_coupon(order)
+            if coupon_price is not None:
+                order = self._priced(order, coupon_price)
             await self.participants.pay_from_balance(order)
+            paid = order.pay_amount == 0  # coupon and balance paid it all
             confirm_time = utcnow()
             rearm_at_ms = now_ms() + int(self.pay_timeout_s * 1000)
             if not await self.store.confirm(order, cancel, paid=paid, at=confirm_time, rearm_at_ms=rearm_at_ms):
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
-            # A step's refusal (no stock, a wrong price, a short balance) is the client's order
-            # rejected, as a refusal before the pre-order is; anything else is a failure.
+            # A step's refusal (no stock, a wrong price, a used coupon, a short balance) is the
+            # client's order rejected, as a refusal before the pre-order is; anything else is a failure.
             refused = isinstance(exc, ShopError) and exc.http_status < 500
             metrics.order_placed("rejected" if refused else "failed")
             await self._fail(order.order_id, cancel)
+            if refused and isinstance(exc, ShopError) and exc.code in AFTER_THE_USER:
+                exc = await self._missing_user(cmd.user_id) or exc
             error = as_shop_error(exc, "order placement")  # its log line carries the order (ORDER_ID)
             # Kept with the order's id: what a participant's refusal said (the goods and its stock left).
             raise error.with_data({"orderId": str(order.order_id)}) from None
@@ -121,33 +131,46 @@ class OrderHandlers:
 
     async def _check(self, cmd: PlaceOrder) -> domain.Pricing:
         """What can be checked without the participants: the cart's shape and the amounts at the
-        client's prices; the coupon is read (its price is the pay amount's). The goods (their
-        prices and stock) and the balance are checked by the steps themselves, which refuse with
-        the original's codes: reading them first cost a call per line and one for the user."""
+        client's prices, the coupon counted as nothing yet (it only lowers what is left to pay). The
+        goods (their prices and stock), the coupon and the balance are checked by the steps
+        themselves, which refuse with the original's codes: reading them first cost a call each."""
         domain.check_lines([(line.goods_id, line.goods_number) for line in cmd.items])
         try:
             goods_amount = domain.cart_amount([(i.goods_id, i.goods_number, i.goods_price) for i in cmd.items])
             fee, order_amount = domain.check_amounts(goods_amount, client_shipping_fee=cmd.shipping_fee,
                                                      client_order_amount=cmd.order_amount)
-            coupon = await self.participants.find_coupon(cmd.coupon_id) if cmd.coupon_id is not None else None
-            return domain.check_payment(
-                user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount, fee=fee,
-                money_paid=cmd.money_paid, coupon_price=coupon.coupon_price if coupon else None,
-                coupon_user_id=coupon.user_id if coupon else None,
-                coupon_used=bool(coupon.is_used) if coupon else False,
-            )
+            return domain.check_payment(user_id=cmd.user_id, order_amount=order_amount, goods_amount=goods_amount,
+                                        fee=fee, money_paid=cmd.money_paid)
         except ShopError as refused:
             # The original checks the user and the goods before all of these: an order wrong twice
             # over is refused for them. Only a refused order pays for reading them.
             raise await self._earlier_refusal(cmd) or refused from None
 
+    @staticmethod
+    def _priced(order: Order, coupon_price: Decimal) -> Order:
+        """The pre-order with its coupon's price counted, as the coupon's step answered it (the step
+        took only the caller's own unused coupon); refused if coupon and balance pay more than the
+        order amount."""
+        p = domain.check_payment(user_id=order.user_id, order_amount=order.order_amount,
+                                 goods_amount=order.goods_amount, fee=order.shipping_fee,
+                                 money_paid=order.money_paid, coupon_price=coupon_price,
+                                 coupon_user_id=order.user_id)
+        return replace(order, coupon_paid=p.coupon_paid, pay_amount=p.pay_amount)
+
+    async def _missing_user(self, user_id: int) -> ShopError | None:
+        """SHOP_USER_NO_EXIST if the user does not exist (the original checks it first)."""
+        try:
+            await self.participants.find_user(user_id)
+        except ShopError as missing:  # a user service away says nothing: the refusal stands
+            return missing if missing.code is ShopCode.SHOP_USER_NO_EXIST else None
+        return None
+
     async def _earlier_refusal(self, cmd: PlaceOrder) -> ShopError | None:
         """What the original would have refused first: a user that does not exist, then the first
         line, in the client's order, whose goods the step would refuse now."""
-        try:
-            await self.participants.find_user(cmd.user_id)
-        except ShopError as missing:  # a user service away says nothing: the refusal stands
-            return missing if missing.code is ShopCode.SHOP_USER_NO_EXIST else None
+        missing = await self._missing_user(cmd.user_id)
+        if missing is not None:
+            return missing
 
         async def find(goods_id: int) -> Goods | None:
             try:

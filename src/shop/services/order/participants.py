@@ -2,11 +2,13 @@
 
 Each step is keyed by the order id on the other side (a repeat is a no-op that returns the first
 result; a step arriving after the order's cancellation was recorded is refused), and a step the
-order takes nothing from is skipped. The reads are the original's validation, before anything is
-taken."""
+order takes nothing from is skipped. The steps are the original's checks (of the goods, the coupon
+and the balance); the reads serve only to say why an order was refused, as the original would."""
 from __future__ import annotations
 
-from shop.services.coupon.contracts import Coupon, CouponService, UseCoupon
+from decimal import Decimal
+
+from shop.services.coupon.contracts import CouponService, UseCoupon
 from shop.services.goods.contracts import Goods, GoodsService, ReduceStock, StockLine
 from shop.services.order.contracts import Order
 from shop.services.user.contracts import ChangeMoney, MoneyLogType, User, UserService
@@ -34,16 +36,15 @@ class Participants:
     async def find_goods(self, goods_id: int) -> Goods:
         return await self.goods.find_goods(goods_id)
 
-    async def find_coupon(self, coupon_id: int) -> Coupon:
-        return await self.coupons.find_coupon(coupon_id)
-
     async def reduce_stock(self, order: Order) -> None:
         await self.goods.reduce_stock(
             ReduceStock(order.order_id, [StockLine(i.goods_id, i.goods_number, i.goods_price) for i in order.items]))
 
-    async def use_coupon(self, order: Order) -> None:
-        if order.coupon_id is not None:
-            await self.coupons.use_coupon(UseCoupon(order.coupon_id, order.user_id, order.order_id))
+    async def use_coupon(self, order: Order) -> Decimal | None:
+        """The coupon's price, once taken for the order; None without a coupon."""
+        if order.coupon_id is None:
+            return None
+        return await self.coupons.use_coupon(UseCoupon(order.coupon_id, order.user_id, order.order_id))
 
     async def pay_from_balance(self, order: Order) -> None:
         if order.money_paid > 0:

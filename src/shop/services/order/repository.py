@@ -32,18 +32,23 @@ ITEMS = ScopedRows(_LINES, i.order_id)
 ITEMS_OF_ORDER = Query(_LINES.where(i.order_id == sa.bindparam("order_id")))
 
 
-def _guarded(t: domain.Transition) -> Query:
+def _guarded(t: domain.Transition, *given: str) -> Query:
     """A transition as one compare-and-set on the row: it changes the row only while the guard holds,
-    so confirm and cancel can never both win, and a repeat changes nothing."""
+    so confirm and cancel can never both win, and a repeat changes nothing. `given`: columns the
+    transition writes from its parameters too."""
     return Query(
         sa.update(order)
         .where(o.order_id == sa.bindparam("order_id"), *(o[f] == int(v) for f, v in t.guard.items()))
-        .values({**{f: int(v) for f, v in t.sets.items()}, **{f: sa.bindparam("at") for f in t.stamps}})
+        .values({**{f: int(v) for f, v in t.sets.items()}, **{f: sa.bindparam("at") for f in t.stamps},
+                 **{f: sa.bindparam(f) for f in given}})
     )
 
 
-CONFIRM = _guarded(domain.CONFIRM)
-CONFIRM_PAID = _guarded(domain.CONFIRM_PAID)
+# A confirm writes the pricing too: the pre-order counted its coupon as nothing, the coupon's step
+# answered its price (handlers.confirm_order).
+PRICING = ("coupon_paid", "pay_amount")
+CONFIRM = _guarded(domain.CONFIRM, *PRICING)
+CONFIRM_PAID = _guarded(domain.CONFIRM_PAID, *PRICING)
 CANCEL_UNPAID = _guarded(domain.CANCEL_UNPAID)
 MARK_PAID = _guarded(domain.MARK_PAID)
 REFUND = _guarded(domain.REFUND)
@@ -151,11 +156,20 @@ async def status(uow: UnitOfWork, order_id: int) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Confirming:
-    order_id: int
+    order: Order  # priced
     msg_id: str  # its armed cancel's
     paid: bool
     at: datetime
     rearm_at_ms: int
+
+    @property
+    def order_id(self) -> int:
+        return self.order.order_id
+
+    def confirmed(self) -> dict[str, Any]:
+        """The confirm's parameters (CONFIRM, CONFIRM_PAID)."""
+        return {"order_id": self.order.order_id, "at": self.at, "coupon_paid": self.order.coupon_paid,
+                "pay_amount": self.order.pay_amount}
 
 
 class SagaStore:
@@ -188,11 +202,12 @@ class SagaStore:
         return [None] * len(batch)
 
     async def confirm(self, order: Order, cancel: Message, *, paid: bool, at: datetime, rearm_at_ms: int) -> bool:
-        """0 -> 1 by compare-and-set; False if the deadline's cancel got there first. The armed
+        """0 -> 1 by compare-and-set, with the order's pricing (`order` as the steps priced it);
+        False if the deadline's cancel got there first. The armed
         cancel goes with it (paid: nothing left to time out), or is re-armed for the payment
         timeout: it leaves only if the order is still unpaid then (guard_cancel), driven by no
         scan of orders."""
-        return await self._confirms(_Confirming(order.order_id, cancel.msg_id, paid, at, rearm_at_ms))
+        return await self._confirms(_Confirming(order, cancel.msg_id, paid, at, rearm_at_ms))
 
     async def _confirm_all(self, batch: list[_Confirming]) -> list[bool]:
         """One transaction: the batch's orders locked and read, and each one its transition allows
@@ -203,8 +218,8 @@ class SagaStore:
             statuses = {r["order_id"]: r for r in rows}
             won = [c for c in batch if c.order_id in statuses
                    and (domain.CONFIRM_PAID if c.paid else domain.CONFIRM).allowed(statuses[c.order_id])]
-            await uow.execute_many(CONFIRM_PAID, [{"order_id": c.order_id, "at": c.at} for c in won if c.paid])
-            await uow.execute_many(CONFIRM, [{"order_id": c.order_id, "at": c.at} for c in won if not c.paid])
+            await uow.execute_many(CONFIRM_PAID, [c.confirmed() for c in won if c.paid])
+            await uow.execute_many(CONFIRM, [c.confirmed() for c in won if not c.paid])
             await self.outbox.delete_many(uow, [c.msg_id for c in won if c.paid])
             await self.outbox.make_due_many(uow, [(c.msg_id, c.rearm_at_ms) for c in won if not c.paid])
             await uow.commit()
