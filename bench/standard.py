@@ -13,7 +13,8 @@ is a ratio to, measured in the same run on the same machine (issue 13):
   distributed).
 
 The limits come from bench/limits (limit_pg.sh, limit_sqlite.py). The orders are bench/orders_http.py's
-(one unit each, moneyPaid 1.00, no coupon; 64 users cycled by wrk's Lua script); the flash sale is
+(one unit each, moneyPaid 1.00, a fresh coupon each as the issue and limit_pg.sh's SQL have it;
+64 users cycled by wrk's Lua script); the flash sale is
 bench/flash_sale.py's; the notification and compensation rows run bench/notify.py and
 bench/compensation.py with --json (their own defaults: 2,500 notifications at 500/s; 600 orders
 at 40/s). Every shop is started fresh and stopped, and
@@ -44,6 +45,7 @@ sys.path.insert(0, str(HERE))
 from orders_http import (  # noqa: E402 - the sibling scripts, found from any working directory
     ClusterServer,
     Server,
+    add_coupons,
     quiet_audit,
     run_wrk,
     session_cpu_s,
@@ -83,14 +85,18 @@ def healthz(url: str, seconds: float = 5.0) -> float:
     return (r["ok"] + r["errors"].get("non-2xx", 0)) / seconds
 
 
-async def orders(url: str, admin_token: str, seconds: float, session: int) -> dict[str, Any]:
-    """wrk -c64 orders for `seconds` (after a 2 s warm-up), the processes' CPU per order, the audit."""
+async def orders(url: str, admin_token: str, seconds: float, session: int, most_per_s: int) -> dict[str, Any]:
+    """wrk -c64 orders for `seconds` (after a 2 s warm-up), each with a fresh coupon as the issue
+    measures (enough for `most_per_s` orders/s; past that, a repeated coupon is refused and counted
+    as an error), the processes' CPU per order, the audit."""
     admin = {"Authorization": f"Bearer {admin_token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         goods_id, users = await set_up(c, admin, 64)
-        await asyncio.to_thread(run_wrk, url, goods_id, users, 64, 2.0)
+        warm = await add_coupons(c, admin, users, -(-most_per_s * 2 // 64))
+        used = await add_coupons(c, admin, users, -(-most_per_s * int(seconds + 1) // 64))
+        await asyncio.to_thread(run_wrk, url, goods_id, users, 64, 2.0, warm)
         before = session_cpu_s(session) or 0.0
-        r = await asyncio.to_thread(run_wrk, url, goods_id, users, 64, seconds)
+        r = await asyncio.to_thread(run_wrk, url, goods_id, users, 64, seconds, used)
         after = session_cpu_s(session) or 0.0
         placed = r["ok"] + sum(r["errors"].values())
         r["cpu_ms"] = (after - before) * 1000 / placed if placed else float("nan")
@@ -118,7 +124,7 @@ def embedded(seconds: float, sqlite_limit: float) -> float:
     try:
         hz = healthz(server.url)
         assert server.proc is not None
-        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid))
+        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid, 2_500))
     finally:
         server.stop()
     server.cleanup()
@@ -133,7 +139,7 @@ def distributed(seconds: float, pg_limit: float) -> None:
     server.start()
     try:
         assert server.proc is not None
-        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid))
+        r = asyncio.run(orders(server.url, server.admin_token, seconds, server.proc.pid, 700))
     finally:
         server.stop()
     server.cleanup()
