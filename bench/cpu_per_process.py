@@ -9,13 +9,25 @@ theirs on the machine (postgres backends opened during the run are not counted: 
 on a quiet machine.
 
     .venv/bin/python bench/cpu_per_process.py [--seconds 10] [--scale order=2,goods=2] [--embedded] [--env K=V]
-        [--coupons N]
+        [--coupons N] [--profile DIR]
+
+--profile DIR also records every shop process with py-spy (100 samples a second; --nonblocking: the
+process is not paused, so it costs the process little) over the measured run, writes each one's
+collapsed stacks to DIR/ROLE-PID.txt (flamegraph.pl and speedscope read them), and prints where each
+role's CPU goes: the share of its samples by the code they were in (the innermost frame's library,
+or the shop's module) and its busiest functions. Code with no Python frame of its own is charged to
+the innermost Python frame: "the loop" is the event loop's own C code and what it calls without a
+Python frame (uvloop, gRPC's Cython coroutines, asyncpg's protocol). py-spy --native would name
+those, but it pauses the process for each sample and counts the idle threads' waits as work.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -56,7 +68,59 @@ def by_role(session: int) -> dict[str, list[int]]:
     return out
 
 
-async def measure(server: Server, seconds: float, coupons: int) -> None:
+PY_SPY = Path(sys.executable).with_name("py-spy")
+FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+Profile = tuple[str, Path, subprocess.Popen[bytes]]  # a role, its collapsed stacks' file, py-spy
+
+
+def start_profiles(roles: dict[str, list[int]], seconds: float, out: Path) -> list[Profile]:
+    """py-spy on every shop process (not PostgreSQL's or RabbitMQ's) for the run's length."""
+    out.mkdir(parents=True, exist_ok=True)
+    started = []
+    for role, pids in roles.items():
+        for pid in pids if role not in ("postgres", "rabbitmq") else ():
+            f = out / f"{role.split()[0]}-{pid}.txt"
+            started.append((role, f, subprocess.Popen(
+                [str(PY_SPY), "record", "--nonblocking", "-r", "100", "-d", str(int(seconds)), "-f", "raw",
+                 "-p", str(pid), "-o", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    return started
+
+
+def where(file: str) -> str:
+    """The code a frame is in: a library (the folder under site-packages), the shop's module, or the
+    standard library's module."""
+    if "site-packages/" in file:
+        return file.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/shop/" in file:
+        return "shop/" + file.rsplit("/shop/", 1)[1].removesuffix(".py")
+    parts = file.split("/")
+    return (parts[-2] + "/" if len(parts) > 1 and parts[-2] not in ("lib", "python3.11") else "") + parts[-1]
+
+
+def profile_report(profiles: list[Profile], out: Path) -> None:
+    by_role: dict[str, tuple[Counter[str], Counter[str]]] = {}
+    for role, f, proc in profiles:
+        proc.wait(timeout=60)
+        places, functions = by_role.setdefault(role, (Counter(), Counter()))
+        for line in f.read_text().splitlines() if f.exists() else ():
+            stack, _, n = line.rpartition(" ")
+            m = FRAME.match(stack.rsplit(";", 1)[-1])
+            if m is None or not n.isdigit():
+                continue
+            place = "the loop" if m["fn"] == "Runner.run" else where(m["file"])
+            places[place] += int(n)
+            functions[f"{m['fn']} ({place})"] += int(n)
+    print(f"py-spy, share of each role's samples (collapsed stacks in {out}):")
+    for role, (places, functions) in sorted(by_role.items()):
+        total = sum(places.values()) or 1
+        print(f"  {role}: {total} samples")
+        print("    by code:  " + ", ".join(f"{k} {v * 100 / total:.0f}%" for k, v in places.most_common(10)))
+        print("    functions: " + ", ".join(f"{k} {v * 100 / total:.1f}%" for k, v in functions.most_common(8)))
+
+
+async def measure(server: Server, seconds: float, coupons: int, profile: Path | None = None) -> None:
     admin = {"Authorization": f"Bearer {server.admin_token}"}
     assert server.proc is not None
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
@@ -67,6 +131,7 @@ async def measure(server: Server, seconds: float, coupons: int) -> None:
         await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, 3.0, warm)
         roles = by_role(server.proc.pid)
         before = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        profiles = start_profiles(roles, seconds, profile) if profile else []
         r = await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, seconds, used)
         after = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
         audit = await quiet_audit(c, admin)
@@ -79,6 +144,8 @@ async def measure(server: Server, seconds: float, coupons: int) -> None:
         total += ms
         print(f"  {role:<24} {ms:6.2f}  ({len(roles[role])} process{'es' if len(roles[role]) > 1 else ''})")
     print(f"  {'all':<24} {total:6.2f}")
+    if profile:
+        profile_report(profiles, profile)
 
 
 def main() -> None:
@@ -91,6 +158,7 @@ def main() -> None:
     p.add_argument("--coupons", type=int, default=0, metavar="N",
                    help="each order uses a fresh coupon, as the issue measures: N per user for the run (64 "
                         "users; 100 covers 640 orders/s over 10 s), and 3/10 as many for the warm-up")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every shop process over the run (see above)")
     args = p.parse_args()
     if any("=" not in e for e in args.env):
         p.error("--env takes NAME=VALUE")
@@ -98,7 +166,7 @@ def main() -> None:
     server = Server(pin=False, extra_env=env) if args.embedded else ClusterServer("postgresql", env, args.scale)
     server.start()
     try:
-        asyncio.run(measure(server, args.seconds, args.coupons))
+        asyncio.run(measure(server, args.seconds, args.coupons, args.profile))
     finally:
         server.stop()
     server.cleanup()

@@ -238,3 +238,112 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
     assert facts.ledger[g] == 1000 and all(facts.held(o) == {} for o in orders)
     assert applied and refused, (applied, refused)  # both interleavings happened
     assert waited, "no compensation arrived while its step's row was uncommitted: nothing raced"
+
+
+# A step in one statement (Ledger.take_at_once), where the database writes at once (PostgreSQL).
+
+PRICE = D("10.00")  # goods()'s
+
+
+async def at_once(db, goods_id, order_id, n, price=PRICE):
+    return await STOCK.take_at_once(db, goods_repo.TAKE_AT_ONCE, goods_id, order_id, n,
+                                    goods_id=goods_id, n=n, price=price)
+
+
+@pytest.mark.all_backends
+async def test_a_step_at_once_is_taken_in_one_statement_on_postgresql_only(shop):
+    db, g, order = shop.runtime.dbs["goods"], await goods(shop, 10), new_id()
+    row = await at_once(db, g, order, 3)
+    if shop.runtime.dbs["goods"].dialect != "postgresql":  # not at once: nothing written, the caller's take decides
+        assert (row, await stock(shop, g), await rows(db, order)) == (None, 10, {})
+        return
+    assert row["goods_id"] == g
+    assert (await stock(shop, g), await rows(db, order)) == (7, {(g, REDUCE): 3})
+    assert await compensate(db, g, order) == 3
+    assert (await stock(shop, g), await rows(db, order)) == (10, {(g, REDUCE): 3, (g, RESTORE): 3})
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_step_at_once_that_is_refused_repeated_or_late_writes_nothing(shop):
+    """Each leaves the database as it was and answers None; the step's transaction (take) then tells why."""
+    db, g = shop.runtime.dbs["goods"], await goods(shop, 10)
+    too_many, wrong_price, repeated, late = new_id(), new_id(), new_id(), new_id()
+
+    assert await at_once(db, g, too_many, 11) is None
+    assert await at_once(db, g, wrong_price, 1, price=D("9.99")) is None
+    assert await at_once(db, new_id(), new_id(), 1) is None  # no such goods
+    assert (await stock(shop, g), await rows(db, too_many), await rows(db, wrong_price)) == (10, {}, {})
+
+    assert await at_once(db, g, repeated, 2) is not None
+    assert await at_once(db, g, repeated, 2) is None  # its update undone with the broken key
+    assert await at_once(db, g, repeated, 5) is None
+    assert (await stock(shop, g), await rows(db, repeated)) == (8, {(g, REDUCE): 2})
+    assert await step(db, g, repeated, 2) == Taken(2, repeated=True)
+
+    assert await compensate(db, g, late) == 0  # the barrier first
+    assert await at_once(db, g, late, 3) is None
+    assert (await stock(shop, g), await rows(db, late)) == (8, {(g, REDUCE): 0, (g, RESTORE): 0})
+    with pytest.raises(ShopError) as e:
+        await step(db, g, late, 3)
+    assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_step_at_once_racing_its_compensation_waits_on_the_key_and_never_hangs(shop):
+    """Each order's compensation holds its rows uncommitted a moment; its step, in one statement,
+    starts while they are (every other order, for sure), or at once while the compensation starts
+    at a moment of its own. Either the step was
+    taken and the compensation gave it back, or the step wrote nothing and its transaction is
+    refused as late: stock whole, no order holding any."""
+    g, loop = await goods(shop, 1000), asyncio.get_running_loop()
+    db = type(shop.runtime.dbs["goods"])(shop.runtime.dbs["goods"].url, pool_size=2 * PAIRS)
+    await db.connect()
+    await open_all(db, 2 * PAIRS)
+    orders = {new_id(): random.randint(1, 3) for _ in range(PAIRS)}
+    holding = {o: asyncio.Event() for o in orders}
+    held: dict[int, tuple[float, float]] = {}  # order -> when its compensation's rows were written, committed
+    spans: dict[int, tuple[float, float]] = {}
+
+    async def slow_compensation(k, o):
+        if k % 2:  # mostly after its step, now and then before it or while it runs
+            await asyncio.sleep(random.uniform(0, 0.03))
+        async with db.unit_of_work() as uow:
+            given = await STOCK.give_back(uow, g, o, lambda n: goods_repo.give_back(uow, g, n))
+            written = loop.time()
+            holding[o].set()
+            await asyncio.sleep(random.uniform(0.005, 0.02))
+            await uow.commit()
+        held[o] = (written, loop.time())
+        return given
+
+    async def step_at_once(k, o, n):
+        if not k % 2:
+            await holding[o].wait()
+        start = loop.time()
+        row = await at_once(db, g, o, n)
+        spans[o] = (start, loop.time())
+        return row
+
+    try:
+        results = await asyncio.gather(*(step_at_once(k, o, n) for k, (o, n) in enumerate(orders.items())),
+                                       *(slow_compensation(k, o) for k, o in enumerate(orders)))
+    finally:
+        await db.close()
+
+    took, late, waited = 0, 0, 0
+    for (o, n), row, gave in zip(orders.items(), results[:PAIRS], results[PAIRS:], strict=True):
+        ledger = await rows(shop.runtime.dbs["goods"], o)
+        if row is not None:
+            assert (gave, ledger) == (n, {(g, REDUCE): n, (g, RESTORE): n}), o
+            took += 1
+        else:
+            assert (gave, ledger) == (0, {(g, REDUCE): 0, (g, RESTORE): 0}), o
+            with pytest.raises(ShopError) as e:
+                await step(shop.runtime.dbs["goods"], g, o, n)
+            assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
+            late += 1
+            # Began while the compensation's rows were uncommitted: it waited on the key, then broke it.
+            waited += held[o][0] < spans[o][0] < held[o][1]
+    assert await stock(shop, g) == 1000
+    assert took and late, (took, late)  # both interleavings happened
+    assert waited, "no step ran while its compensation's rows were uncommitted: nothing raced"

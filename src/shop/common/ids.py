@@ -4,6 +4,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from shop.common.errors import invalid
+
 TWEPOCH = 1288834974657
 WORKER_BITS = 5
 DATACENTER_BITS = 5
@@ -66,8 +68,6 @@ def parse_id(value: object, field: str = "id") -> int:
     (JSON clients above 2^53 must use strings), from 1 to 2^63 - 1. Nothing else: no sign, no
     spaces, no other script's digits (str.isdigit takes "１２" and "²"), so an id has one spelling
     and every one that passes fits the databases' BIGINT."""
-    from shop.common.errors import invalid
-
     if isinstance(value, bool):
         raise invalid(f"{field} must be an id")
     if isinstance(value, int):

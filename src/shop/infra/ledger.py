@@ -36,7 +36,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import AuditScope, Query, Row, ScopedRows, UnitOfWork, insert_ignore
+from shop.infra.db import AuditScope, Database, Query, Row, ScopedRows, UnitOfWork, insert_ignore
 from shop.infra.types import Timestamp
 
 Amount = int | Decimal
@@ -156,6 +156,7 @@ class Ledger:
 
     def __init__(self, table: sa.Table, kinds: LedgerKinds) -> None:
         self.columns = columns = table.info["ledger"]
+        self._table = table
         self.kinds = kinds
         self._service = columns.entity.removesuffix("_id")  # goods_id -> goods: the metrics' label
         c = table.c
@@ -234,6 +235,47 @@ class Ledger:
                 raise ShopError(refusal.missing, data=named)
             raise ShopError(refusal.refused, data={**named, _camel(refusal.report): row[refusal.report]})
         return Taken(amount, repeated=False)
+
+    def at_once(self, change: Query, answer: sa.ColumnElement[Any], *more: sa.ColumnElement[Any]) -> Query:
+        """The step as one statement (take_at_once), for a database that writes at once: `change`,
+        the service's conditional update, and the take row written from the row it changed,
+
+            WITH changed AS (UPDATE entity ... RETURNING answer),
+                 recorded AS (INSERT INTO ledger SELECT :entity, :order, take, :amount, :at FROM changed)
+            SELECT answer FROM changed, recorded
+
+        The update comes first here and the ledger row second (take writes the row first), and
+        the ledger's key still decides: a repeated step, or one whose compensation came first,
+        breaks the key (after waiting for the other's commit, as in take) and the whole statement
+        is undone, its update with it. A refused update changes no row, so no take row is written."""
+        col, table = self.columns, self._table
+        update = change.statement("postgresql")
+        assert isinstance(update, sa.Update), "a step's change is an UPDATE"
+        changed = update.returning(answer, *more).cte("changed")
+        types = {name: table.c[name].type for name in (col.entity, col.order, col.amount, col.time)}
+        recorded = (
+            sa.insert(table)
+            .from_select([col.entity, col.order, col.kind, col.amount, col.time], sa.select(
+                sa.bindparam("entity", type_=types[col.entity]), sa.bindparam("order", type_=types[col.order]),
+                sa.literal(self.kinds.take, sa.Integer), sa.bindparam("amount", type_=types[col.amount]),
+                sa.bindparam("at", type_=types[col.time])).select_from(changed))
+            .returning(table.c[col.order])
+            .cte("recorded")
+        )
+        return Query(sa.select(*changed.c).select_from(changed).join(recorded, sa.true()))
+
+    async def take_at_once(self, db: Database, step: Query, entity_id: int, order_id: int, amount: Amount, /,
+                           **params: Any) -> Row | None:
+        """The order's step on one entity in one round trip, where the database writes at once
+        (`step`, from at_once; `params`, its update's): the row it answers if the step was taken now.
+        None when it was not: not that database, refused, repeated, or late (its compensation came
+        first); the caller then runs the step in a transaction of its own (take), which tells which.
+        A refused step thus costs two tries, a taken one a single statement instead of four."""
+        if not db.writes_at_once:
+            return None
+        if amount <= 0:
+            raise invalid("a step takes a positive amount")
+        return await db.write_once(step, entity=entity_id, order=order_id, amount=amount, at=utcnow(), **params)
 
     async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:
         """Undo what the order's step took, once; if it took nothing, make sure it never will.

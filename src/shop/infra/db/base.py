@@ -57,8 +57,7 @@ class Query:
             return self._compiled[dialect]
         except KeyError:
             pass
-        stmt = self._build(dialect) if callable(self._build) else self._build
-        c = stmt.compile(dialect=_DIALECTS[dialect])
+        c = self.statement(dialect).compile(dialect=_DIALECTS[dialect])
         assert isinstance(c, SQLCompiler)  # a statement, not DDL
         names = c.positiontup or []
         # Literal values in a statement (`.values(is_used=1)`) become bound parameters too:
@@ -68,6 +67,9 @@ class Query:
         )
         self._compiled[dialect] = (str(c), params)
         return self._compiled[dialect]
+
+    def statement(self, dialect: str) -> sa.sql.ClauseElement:
+        return self._build(dialect) if callable(self._build) else self._build
 
     def args(self, dialect: str, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         sql, spec = self.compiled(dialect)
@@ -183,6 +185,16 @@ class Database:
     async def fetchall(self, q: Query, **params: Any) -> Sequence[Row]:
         async with self.unit_of_work(readonly=True) as uow:
             return await uow.fetchall(q, **params)
+
+    # Whether write_once() runs here: a statement that both changes rows and writes others from
+    # them (a data-modifying WITH) is PostgreSQL's; SQLite's and MariaDB's writes stay transactions.
+    writes_at_once = False
+
+    async def write_once(self, q: Query, **params: Any) -> Row | None:
+        """One writing statement, in a transaction of its own (one round trip): the first row it
+        returns. None, and nothing written, if it broke a unique key or was chosen as a deadlock's
+        victim: the caller then does the work the slow way, in a unit of work, and learns why."""
+        raise NotImplementedError
 
     async def connect(self) -> None:
         pass

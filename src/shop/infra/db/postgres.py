@@ -45,6 +45,18 @@ class PostgresDatabase(PooledDatabase):
     def unit_of_work(self, readonly: bool = False) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self, readonly)
 
+    writes_at_once = True
+
+    async def write_once(self, q: Query, **params: Any) -> Row | None:
+        import asyncpg
+
+        sql, args = q.args("postgresql", params)
+        async with self.pool.acquire() as conn:
+            try:
+                return await conn.fetchrow(sql, *args)  # outside a transaction: the statement is one
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+                return None
+
 
 class PostgresUnitOfWork(UnitOfWork):
     dialect = "postgresql"

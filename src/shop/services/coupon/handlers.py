@@ -45,8 +45,14 @@ class CouponHandlers:
         return coupon_id
 
     async def use_coupon(self, cmd: UseCoupon) -> Decimal:
+        at = utcnow()
+        used = await repo.LEDGER.take_at_once(self.db, repo.USE_AT_ONCE, cmd.coupon_id, cmd.order_id, 1,
+                                              coupon_id=cmd.coupon_id, user_id=cmd.user_id, order_id=cmd.order_id,
+                                              used_time=at)
+        if used is not None:
+            return Decimal(used["coupon_price"])
         async with self.db.unit_of_work() as uow:
-            use = lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, utcnow())  # noqa: E731
+            use = lambda: repo.take(uow, cmd.coupon_id, cmd.user_id, cmd.order_id, at)  # noqa: E731
             await repo.LEDGER.take(uow, cmd.coupon_id, cmd.order_id, 1, use, repo.REFUSAL)
             row = await repo.find(uow, cmd.coupon_id)  # taken (now or by a repeat): it exists
             await uow.commit()

@@ -31,6 +31,7 @@ USED_BY = ScopedRows(sa.select(coupon), coupon.c.order_id)  # the coupons a scop
 # A use takes the coupon (amount 1) for one order; a release gives it back.
 LEDGER = Ledger(coupon_log, LedgerKinds(take=USE, give_back=RELEASE))
 REFUSAL = Refusal(FIND, ShopCode.SHOP_COUPON_NO_EXIST, ShopCode.SHOP_COUPON_INVALID)
+USE_AT_ONCE = LEDGER.at_once(TAKE, c.coupon_price)  # a use in one statement, answering the coupon's price
 
 
 async def find(uow: UnitOfWork, coupon_id: int) -> Any:

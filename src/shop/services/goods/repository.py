@@ -32,6 +32,7 @@ ALL_GOODS = Query(sa.select(goods))
 STOCK = ScopedRows(sa.select(g.goods_id, g.goods_number), g.goods_id)  # a recount's goods, by id
 
 LEDGER = Ledger(goods_number_log, LedgerKinds(put_in=STOCK_IN, take=REDUCE, give_back=RESTORE, adjust=ADJUST))
+TAKE_AT_ONCE = LEDGER.at_once(TAKE_AT_PRICE, g.goods_id)  # an order of one goods: its step in one statement
 # The refusal says what is left (and names the goods): the order's front door remembers a sold-out goods.
 REFUSAL = Refusal(FIND, ShopCode.SHOP_GOODS_NO_EXIST, ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH, report="goods_number")
 

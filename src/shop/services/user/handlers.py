@@ -117,6 +117,9 @@ class UserHandlers:
     async def change_money(self, cmd: ChangeMoney) -> None:
         if cmd.money <= 0:
             raise ShopError(ShopCode.SHOP_MONEY_PAID_LESS_ZERO)
+        if cmd.log_type == MoneyLogType.PAID and await repo.LEDGER.take_at_once(
+                self.db, repo.PAY_AT_ONCE, cmd.user_id, cmd.order_id, cmd.money, user_id=cmd.user_id, n=cmd.money):
+            return
         async with self.db.unit_of_work() as uow:
             if cmd.log_type == MoneyLogType.PAID:
                 await self._pay(uow, cmd)

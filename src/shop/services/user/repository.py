@@ -28,6 +28,7 @@ LEDGER = Ledger(
     user_money_log, LedgerKinds(put_in=MoneyLogType.DEPOSIT, take=MoneyLogType.PAID, give_back=MoneyLogType.REFUND),
 )
 REFUSAL = Refusal(FIND, ShopCode.SHOP_USER_NO_EXIST, ShopCode.SHOP_MONEY_PAID_INVALID)
+PAY_AT_ONCE = LEDGER.at_once(TAKE, u.user_id)  # a payment's step in one statement
 
 
 # A login attempt: counted in the name's window, or the first of a new one when the window has
