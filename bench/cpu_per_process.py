@@ -29,6 +29,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -99,7 +100,7 @@ def where(file: str) -> str:
     return (parts[-2] + "/" if len(parts) > 1 and parts[-2] not in ("lib", "python3.11") else "") + parts[-1]
 
 
-def profile_report(profiles: list[Profile], out: Path) -> None:
+def profile_report(profiles: list[Profile], out: Path, to: TextIO = sys.stdout) -> None:
     by_role: dict[str, tuple[Counter[str], Counter[str]]] = {}
     for role, f, proc in profiles:
         proc.wait(timeout=60)
@@ -112,12 +113,13 @@ def profile_report(profiles: list[Profile], out: Path) -> None:
             place = "the loop" if m["fn"] == "Runner.run" else where(m["file"])
             places[place] += int(n)
             functions[f"{m['fn']} ({place})"] += int(n)
-    print(f"py-spy, share of each role's samples (collapsed stacks in {out}):")
+    print(f"py-spy, share of each role's samples (collapsed stacks in {out}):", file=to)
     for role, (places, functions) in sorted(by_role.items()):
         total = sum(places.values()) or 1
-        print(f"  {role}: {total} samples")
-        print("    by code:  " + ", ".join(f"{k} {v * 100 / total:.0f}%" for k, v in places.most_common(10)))
-        print("    functions: " + ", ".join(f"{k} {v * 100 / total:.1f}%" for k, v in functions.most_common(8)))
+        print(f"  {role}: {total} samples", file=to)
+        print("    by code:  " + ", ".join(f"{k} {v * 100 / total:.0f}%" for k, v in places.most_common(10)), file=to)
+        print("    functions: " + ", ".join(f"{k} {v * 100 / total:.1f}%" for k, v in functions.most_common(8)),
+              file=to)
 
 
 async def measure(server: Server, seconds: float, coupons: int, profile: Path | None = None) -> None:

@@ -14,10 +14,13 @@ with pre-encoded requests, why not wrk or httpx is said there). It reports
 - the fan-out: from each notification's send to the last of the order's `order.paid`, the user's
   `user.points_added` and the log's `log.recorded` (GET /admin/orders/{id}/timeline after the run,
   the shop's own clocks, same machine, millisecond timestamps) p50/p99/max (limit 1 s p99);
-- the server's CPU per notification (every process of the shop; its fan-out included);
+- the server's CPU per notification (every process of the shop; its fan-out included), and with
+  --per-process each process's, PostgreSQL's and RabbitMQ's (bench/cpu_per_process.py's roles),
+  with --profile DIR also where each shop process's goes (py-spy, as cpu_per_process.py --profile);
 - the audit after the shop is quiet, and that every order is paid exactly once.
 
     .venv/bin/python bench/notify.py [--mode embedded|cluster|both] [--rate 500] [--count 2500] [--json]
+        [--per-process] [--profile DIR]
 """
 from __future__ import annotations
 
@@ -36,8 +39,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openloop  # noqa: E402 - the sibling scripts, found from any working directory
+from cpu_per_process import by_role, profile_report, start_profiles  # noqa: E402
 from orders_http import (  # noqa: E402
     add_shop_args,
+    cpu_seconds,
     data,
     order_body,
     quiet_audit,
@@ -130,9 +135,18 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict[s
         print(f"   set-up: {len(pays)} orders with a payment, signed ({time.monotonic() - t:.0f}s)",
               file=sys.stderr, flush=True)
         sid = server.proc.pid if server.proc is not None else None
+        roles = by_role(sid) if sid is not None and (args.per_process or args.profile) else {}
+        before = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        profiles = start_profiles(roles, len(reqs) / args.rate, args.profile) if args.profile else []
         cpu0 = session_cpu_s(sid)
         answers, lag = asyncio.run(openloop.run(server.url, reqs, args.rate))
         cpu1 = session_cpu_s(sid)
+        after = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        for role in sorted(roles):
+            print(f"   {role:<24} {(after[role] - before[role]) * 1000 / len(reqs):6.2f} ms CPU per notification",
+                  file=sys.stderr, flush=True)
+        if profiles:
+            profile_report(profiles, args.profile, sys.stderr)
         times, incomplete, report = asyncio.run(fan_out(server.url, admin, pays, answers))
     finally:
         server.stop()
@@ -161,6 +175,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=2500, help="notifications, one per order (default 2500: 5 s at 500/s)")
     p.add_argument("--users", type=int, default=32, help="users placing the orders (default 32)")
     p.add_argument("--json", action="store_true", help="print one JSON dict per mode instead of the summary")
+    p.add_argument("--per-process", action="store_true", help="each process's CPU per notification (stderr)")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every shop process over the sends (stderr)")
     args = p.parse_args()
     modes, env = shop_modes(p, args)
     good = True
