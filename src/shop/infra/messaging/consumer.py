@@ -2,6 +2,8 @@
 group that declaration becomes when it is wired, and one delivery's handling."""
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +15,8 @@ import sqlalchemy as sa
 from shop.common.clock import utcnow
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import Database, Query, Row, ScopedRows, UnitOfWork, bind, insert_ignore
+from shop.infra.db import Database, PooledDatabase, Query, Row, ScopedRows, UnitOfWork, bind, insert_ignore
+from shop.infra.db.group_commit import GroupCommit
 from shop.infra.failures import is_unavailable
 from shop.infra.faults import Faults
 from shop.infra.logs import about_order
@@ -152,6 +155,45 @@ class Subscription:
     # handler wrote (the order's OrderPaid, on the payment's) leaves now, not at the relay's next
     # poll (up to 0.25 s later, most of a notification's fan-out when the shop is not busy).
     committed: Callable[[], None] | None = None
+    # On a database server, the deliveries being handled at the same time share one transaction (a
+    # group commit, as the saga's writes are): one BEGIN and COMMIT, and one flush, for all of them
+    # (handle_together). Not on SQLite, whose transactions cost no round trips and whose flushes are
+    # shared already (infra/db/durable.py): there a group commit only made each batch wait for the
+    # last one's flush (measured: the embedded fan-out's p99 doubled at 241/s and 500/s).
+    together: GroupCommit[tuple[Message, contextvars.Context | None], Exception | None] | None = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        batched = isinstance(self.db, PooledDatabase)
+        object.__setattr__(self, "together", GroupCommit(self.handle_together, most=32) if batched else None)
+
+    async def handle_together(self, deliveries: list[tuple[Message, contextvars.Context | None]],
+                              ) -> list[Exception | None]:
+        """Deliveries in one transaction, each claimed in the inbox and handled in the context it
+        came in (its order in the log lines, its trace on the messages its handler writes; None:
+        the current one). What each failed of, or None. If the transaction fails, each is handled
+        again in one of its own, so that a delivery that fails, fails alone, and is retried or
+        parked as before."""
+        loop, handled = asyncio.get_running_loop(), False
+        try:
+            async with self.db.unit_of_work() as uow:
+                for msg, context in deliveries:
+                    handle = self._handle(uow, msg)
+                    handled |= await (handle if context is None else loop.create_task(handle, context=context))
+                await uow.commit()
+        except Exception as exc:  # noqa: BLE001 - told to the delivery it belongs to
+            if len(deliveries) == 1:
+                return [exc]
+            return [(await self.handle_together([d]))[0] for d in deliveries]
+        if handled and self.committed is not None:
+            self.committed()
+        return [None] * len(deliveries)
+
+    async def _handle(self, uow: UnitOfWork, msg: Message) -> bool:
+        if await self.inbox.claim(uow, self.group, msg):
+            await self.handlers[msg.tag](uow, msg)
+            return True
+        return False  # a duplicate: the first delivery's work is committed, or is in this transaction
 
 
 async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Tracing = Tracing.OFF) -> None:
@@ -162,13 +204,12 @@ async def consume(sub: Subscription, msg: Message, faults: Faults, tracing: Trac
         before = sub.before.get(msg.tag)
         if before is not None:
             await before(msg)
-        async with sub.db.unit_of_work() as uow:
-            if await sub.inbox.claim(uow, sub.group, msg):
-                await sub.handlers[msg.tag](uow, msg)
-                await uow.commit()
-                if sub.committed is not None:
-                    sub.committed()
-            # else a duplicate: the first delivery's work is already committed
+        if sub.together is not None:
+            failure = await sub.together((msg, contextvars.copy_context()))
+        else:
+            [failure] = await sub.handle_together([(msg, None)])
+        if failure is not None:
+            raise failure
     metrics.delivered(sub.group, "handled")
 
 
