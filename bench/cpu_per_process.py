@@ -69,6 +69,11 @@ def by_role(session: int) -> dict[str, list[int]]:
     return out
 
 
+def role_cpu(roles: dict[str, list[int]]) -> dict[str, float]:
+    """Each role's CPU seconds so far, over its processes."""
+    return {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+
+
 PY_SPY = Path(sys.executable).with_name("py-spy")
 FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -132,10 +137,10 @@ async def measure(server: Server, seconds: float, coupons: int, profile: Path | 
         used = await add_coupons(c, admin, users, coupons) if coupons else None
         await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, 3.0, warm)
         roles = by_role(server.proc.pid)
-        before = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        before = role_cpu(roles)
         profiles = start_profiles(roles, seconds, profile) if profile else []
         r = await asyncio.to_thread(run_wrk, server.url, goods_id, users, 64, seconds, used)
-        after = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        after = role_cpu(roles)
         audit = await quiet_audit(c, admin)
     n = r["ok"] + sum(r["errors"].values())
     print(f"{r['rate']:.0f} orders/s, p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, errors {r['errors'] or 0}, "

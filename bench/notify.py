@@ -39,10 +39,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openloop  # noqa: E402 - the sibling scripts, found from any working directory
-from cpu_per_process import by_role, profile_report, start_profiles  # noqa: E402
+from cpu_per_process import by_role, profile_report, role_cpu, start_profiles  # noqa: E402
 from orders_http import (  # noqa: E402
     add_shop_args,
-    cpu_seconds,
     data,
     order_body,
     quiet_audit,
@@ -136,12 +135,12 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict[s
               file=sys.stderr, flush=True)
         sid = server.proc.pid if server.proc is not None else None
         roles = by_role(sid) if sid is not None and (args.per_process or args.profile) else {}
-        before = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        before = role_cpu(roles)
         profiles = start_profiles(roles, len(reqs) / args.rate, args.profile) if args.profile else []
         cpu0 = session_cpu_s(sid)
         answers, lag = asyncio.run(openloop.run(server.url, reqs, args.rate))
         cpu1 = session_cpu_s(sid)
-        after = {r: sum(cpu_seconds(p) or 0.0 for p in ps) for r, ps in roles.items()}
+        after = role_cpu(roles)
         for role in sorted(roles):
             print(f"   {role:<24} {(after[role] - before[role]) * 1000 / len(reqs):6.2f} ms CPU per notification",
                   file=sys.stderr, flush=True)

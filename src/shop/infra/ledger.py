@@ -146,6 +146,11 @@ def ledger_table(
     return table
 
 
+def _positive(amount: Amount) -> None:
+    if amount <= 0:
+        raise invalid("a step takes a positive amount")  # an empty take row is the barrier
+
+
 def _camel(column: str) -> str:
     head, *rest = column.split("_")
     return head + "".join(w.title() for w in rest)
@@ -218,8 +223,7 @@ class Ledger:
         """The order's step on one entity, in the caller's transaction. When `change` changes
         nothing, the refusal's ShopError: the caller leaves without commit, which takes the ledger
         row back with everything else the transaction wrote."""
-        if amount <= 0:
-            raise invalid("a step takes a positive amount")  # an empty take row is the barrier
+        _positive(amount)
         if not await self._record(uow, entity_id, order_id, self.kinds.take, amount, utcnow()):
             first = await self._recorded(uow, entity_id, order_id, self.kinds.take)
             if not first:
@@ -273,8 +277,7 @@ class Ledger:
         A refused step thus costs two tries, a taken one a single statement instead of four."""
         if not db.writes_at_once:
             return None
-        if amount <= 0:
-            raise invalid("a step takes a positive amount")
+        _positive(amount)  # before the statement: its update would add what a negative step "takes"
         return await db.write_once(step, entity=entity_id, order=order_id, amount=amount, at=utcnow(), **params)
 
     async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:

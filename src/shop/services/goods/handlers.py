@@ -79,10 +79,12 @@ class GoodsHandlers:
         without commit, which takes back every line taken before it. The order read no goods
         first, so this step is the original's check: a refusal names the first line, in the
         client's order, that fails it (the lines are taken in lock order)."""
-        if len(cmd.lines) == 1 and (line := cmd.lines[0]).goods_price is not None and await repo.LEDGER.take_at_once(
-                self.db, repo.TAKE_AT_ONCE, line.goods_id, cmd.order_id, line.goods_number,
-                goods_id=line.goods_id, n=line.goods_number, price=line.goods_price):
-            return
+        if len(cmd.lines) == 1 and cmd.lines[0].goods_price is not None:  # an order of one goods, priced
+            line = cmd.lines[0]
+            if await repo.LEDGER.take_at_once(self.db, repo.TAKE_AT_ONCE, line.goods_id, cmd.order_id,
+                                              line.goods_number, goods_id=line.goods_id, n=line.goods_number,
+                                              price=line.goods_price):
+                return
         try:
             async with self.db.unit_of_work() as uow:
                 for line in in_lock_order(cmd.lines):
