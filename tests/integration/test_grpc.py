@@ -361,3 +361,169 @@ async def test_a_bug_is_a_500_and_a_dependency_down_a_503_across_the_wire(caplog
     # The database gone: unavailable, and retried once (reduce_stock is keyed by the order).
     assert down.value.http_status == 503 and "goods.reduce_stock is unavailable" in down.value.message
     assert broken.calls == {"find_goods": 1, "reduce_stock": 2}
+
+
+# Calls sent together (infra/rpc/batch.py): a client with `in_flight` calls out sends the calls made
+# meanwhile in one gRPC call, each handled and answered as if it had come alone.
+
+
+class Counting:
+    """A participant's handlers that count the batches and lone calls reaching the server."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.running = 0
+        self.most_at_once = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def counted(*args: Any) -> Any:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            try:
+                await asyncio.sleep(0.01)  # long enough for the others to arrive beside it
+                return await method(*args)
+            finally:
+                self.running -= 1
+        return counted
+
+
+async def test_calls_made_while_one_is_out_go_together_and_are_answered_alone(net: Participants) -> None:
+    goods_id = await net.goods.create_goods(CreateGoods("batched", 10, Decimal("3.00")))
+    other_id = await net.goods.create_goods(CreateGoods("other", 1, Decimal("5.00")))
+    counting = Counting(net.handlers["goods"])
+    server = await serve([(goods_rpc.SERVICE, counting)], "127.0.0.1", 0, tls=net.tls("test-server"))
+    try:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=net.tls("order"),
+                              in_flight=1) as goods:
+            order = 2**60
+            calls = [
+                *(goods.reduce_stock(ReduceStock(order + i, [StockLine(goods_id, 1, Decimal("3.00"))]))
+                  for i in range(8)),
+                goods.reduce_stock(ReduceStock(order, [StockLine(goods_id, 1, Decimal("3.00"))])),  # a repeat
+                goods.reduce_stock(ReduceStock(order + 20, [StockLine(other_id, 2)])),  # more than there is
+                goods.reduce_stock(ReduceStock(order + 21, [StockLine(goods_id, 1, Decimal("2.99"))])),  # wrong price
+                goods.reduce_stock(ReduceStock(order + 22, [StockLine(12345, 1)])),  # no such goods
+                goods.find_goods(other_id),
+                goods.find_goods(12345),
+            ]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            # The first went alone; the others waited for it and went in one gRPC call.
+            assert goods.batches_sent == 1 and counting.most_at_once == len(calls) - 1
+    finally:
+        await server.stop(None)
+
+    assert results[:9] == [None] * 9
+    assert isinstance(results[9], ShopError) and results[9].code is ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
+    assert results[9].data == {"goodsId": str(other_id), "goodsNumber": 1}  # a refusal's data crosses too
+    assert isinstance(results[10], ShopError) and results[10].code is ShopCode.SHOP_GOODS_PRICE_INVALID
+    assert isinstance(results[11], ShopError) and results[11].code is ShopCode.SHOP_GOODS_NO_EXIST
+    assert results[12] == await net.handlers["goods"].find_goods(other_id)
+    assert isinstance(results[13], ShopError) and results[13].code is ShopCode.SHOP_GOODS_NO_EXIST
+    # Eight orders took one each; the repeat found the first one's row; the refusals took nothing.
+    assert (await net.goods.find_goods(goods_id)).goods_number == 2
+    assert (await net.goods.find_goods(other_id)).goods_number == 1
+
+
+async def three_behind_one(goods: GrpcClient, then: Any = None) -> list[Any]:
+    """A lone call out (not safe to repeat) and, while it is, three calls that go together: a read
+    and a step (both safe to repeat) and another create. Flaky refuses them all."""
+    first = asyncio.ensure_future(goods.create_goods(CreateGoods("x", 1, Decimal("1.00"))))
+    await asyncio.sleep(0)
+    if then is not None:
+        then()
+    results = await asyncio.gather(goods.find_goods(2), goods.reduce_stock(ReduceStock(1, [StockLine(1, 1)])),
+                                   goods.create_goods(CreateGoods("y", 1, Decimal("1.00"))), return_exceptions=True)
+    with pytest.raises(ServiceUnavailable, match="the database is away"):
+        await first
+    assert goods.batches_sent >= 1
+    return results
+
+
+async def test_calls_refused_in_a_batch_are_retried_as_alone(tls: TlsFor) -> None:
+    """The handler's own ServiceUnavailable: the retry-safe calls go once more, the others fail."""
+    flaky = Flaky()
+    server = await serve([(goods_rpc.SERVICE, Counting(flaky))], "127.0.0.1", 0, tls=tls("test-server"))
+    try:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=tls("order"),
+                              in_flight=1) as goods:
+            results = await three_behind_one(goods)
+    finally:
+        await server.stop(None)
+    assert all(isinstance(r, ServiceUnavailable) and "the database is away" in r.message for r in results), results
+    assert flaky.calls == {"find_goods": 2, "reduce_stock": 2, "create_goods": 2}
+
+
+async def test_a_batch_that_cannot_arrive_is_sent_again_where_safe(tls: TlsFor) -> None:
+    """The provider it went to is gone: it is marked failed, and each call goes once more to the
+    next provider, as alone (a call that never left may go again even if not safe to repeat)."""
+    flaky = Flaky()
+    live = await serve([(goods_rpc.SERVICE, Counting(flaky))], "127.0.0.1", 0, tls=tls("test-server"))
+
+    class TwoProviders:  # the registry's live list: a provider that is gone, picked when asked to
+        def __init__(self) -> None:
+            self.up, self.dead = f"127.0.0.1:{live.port}", f"127.0.0.1:{free_port()}"
+            self.dead_next = False
+            self.failed: list[str] = []
+
+        async def pick(self) -> str:
+            return self.dead if self.dead_next and self.dead not in self.failed else self.up
+
+        def mark_failed(self, address: str) -> None:
+            self.failed.append(address)
+
+        def live(self) -> None:
+            return None
+
+    target = TwoProviders()
+    try:
+        async with GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"), in_flight=1) as goods:
+            # One call out to the live provider; the calls made meanwhile go together to the dead one.
+            results = await three_behind_one(goods, then=lambda: setattr(target, "dead_next", True))
+    finally:
+        await live.stop(None)
+    assert target.failed == [target.dead] * 3  # each call of the batch marked it
+    assert all(isinstance(r, ServiceUnavailable) and "the database is away" in r.message for r in results), results
+    # Each reached the live provider once: the batch never connected, and the retry spends the one
+    # retry (so the handler's ServiceUnavailable is not tried a third time).
+    assert flaky.calls == {"find_goods": 1, "reduce_stock": 1, "create_goods": 2}
+
+
+async def test_a_call_that_waited_past_its_deadline_is_not_sent(net: Participants) -> None:
+    goods_id = await net.goods.create_goods(CreateGoods("late", 5, Decimal("1.00")))
+    server = await serve([(goods_rpc.SERVICE, Slow(net.handlers["goods"], 0.5))], "127.0.0.1", 0,
+                         tls=net.tls("test-server"))
+    try:
+        async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=0.3,
+                              tls=net.tls("order"), in_flight=1) as goods:
+            slow = asyncio.ensure_future(goods.find_goods(goods_id))  # holds the one call out past 0.3 s
+            await asyncio.sleep(0)
+            with pytest.raises(ServiceUnavailable, match="timed out"):
+                await goods.reduce_stock(ReduceStock(7, [StockLine(goods_id, 1)]))
+            with pytest.raises(ServiceUnavailable, match="timed out"):
+                await slow
+            await asyncio.sleep(0.3)
+    finally:
+        await server.stop(None)
+    assert (await net.goods.find_goods(goods_id)).goods_number == 5  # the step that waited never went
+
+
+async def test_a_batch_with_a_call_not_for_the_callers_role_is_refused_whole(net: Participants) -> None:
+    user_id = await net.users.create_user(CreateUser("grace", "pw", Decimal("50.00")))
+    server = await serve([(user_rpc.SERVICE, Counting(net.handlers["user"]))], "127.0.0.1", 0,
+                         tls=net.tls("test-server"))
+    try:
+        async with GrpcClient(user_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=net.tls("web"),
+                              in_flight=1) as web:
+            first = asyncio.ensure_future(web.find_user(user_id))
+            await asyncio.sleep(0)
+            results = await asyncio.gather(
+                web.find_user(user_id), web.change_money(ChangeMoney(user_id, 9, Decimal("1.00"), MoneyLogType.PAID)),
+                return_exceptions=True)
+            assert (await first).user_id == user_id
+            assert web.batches_sent == 1
+    finally:
+        await server.stop(None)
+    assert all(isinstance(r, ServiceUnavailable) and "PERMISSION_DENIED" in r.message for r in results), results
+    assert (await net.users.find_user(user_id)).user_money == Decimal("50.00")

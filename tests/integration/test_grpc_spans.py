@@ -4,6 +4,7 @@ metadata, named and attributed as OpenTelemetry's gRPC instrumentation names the
 both sides; each side a process of its own (its own tracer provider), over a real grpc.aio server."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -109,3 +110,32 @@ async def test_a_caller_without_tracing_gets_a_server_span_of_its_own_trace(wire
     server = only(wire.callee, FIND)
     assert server.parent is None
     assert wire.caller.get_finished_spans() == ()
+
+
+async def test_calls_sent_together_keep_each_its_own_trace(wire: Wire) -> None:
+    """A batch (infra/rpc/batch.py) carries each call's traceparent: every server span continues
+    its own caller's client span, a refusal is an error on its own spans only."""
+    batching = GrpcClient(goods_rpc.SERVICE, wire.goods.target, 3.0, tls=wire.goods.tls,
+                          tracing=wire.caller_tracing, in_flight=1)
+    try:
+        async def order(n: int) -> object:
+            with wire.caller_tracing.tracer.start_as_current_span(f"order {n}"):
+                return await batching.find_goods(wire.goods_id + (n == 3))  # the fourth is refused
+
+        results = await asyncio.gather(*(order(n) for n in range(5)), return_exceptions=True)
+        assert batching.batches_sent == 1  # the first went alone, the four others together
+    finally:
+        await batching.close()
+    assert isinstance(results[3], ShopError) and all(getattr(r, "goods_name", None) == "pen"
+                                                     for i, r in enumerate(results) if i != 3)
+    outers = {s.context.trace_id: s for s in wire.caller.get_finished_spans() if s.name.startswith("order ")}
+    clients = [s for s in wire.caller.get_finished_spans() if s.name == FIND]
+    servers = {s.context.trace_id: s for s in wire.callee.get_finished_spans() if s.name == FIND}
+    assert len(outers) == len(clients) == len(servers) == 5  # five traces, one of each span in each
+    for client in clients:
+        outer, server = outers[client.context.trace_id], servers[client.context.trace_id]
+        assert client.parent is not None and client.parent.span_id == outer.context.span_id
+        assert server.parent is not None and server.parent.span_id == client.context.span_id
+        refused = outer.name == "order 3"
+        for span in (client, server):
+            assert span.status.status_code == (StatusCode.ERROR if refused else StatusCode.UNSET), outer.name

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     admission_active_least: int = Field(default=8, ge=1)
     order_pay_timeout_s: float = 1800.0
     rpc_deadline_s: float = 5.0
+    # How many gRPC calls a process has out to one service before the calls it makes meanwhile go
+    # together, several in one gRPC call (infra/rpc/batch.py). 0: every call alone.
+    rpc_in_flight: int = Field(default=2, ge=0)
     message_max_attempts: int = 5
     message_retention_days: float = Field(default=7.0, gt=0)  # sent messages kept for the timelines
     message_backoff_ms: int = 200

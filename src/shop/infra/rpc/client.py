@@ -9,22 +9,27 @@ provider, the deadline, and the retry policy.
   order's state (a repeat after a lost reply would be refused): never retried, unless the channel
   could not connect at all (the request never left; a provider that crashed and is still registered).
   A retry spends what is left of the same deadline, so a caller never waits longer than it asked.
+- While `in_flight` calls are out to the service, the calls made meanwhile go out together, several
+  in one gRPC call (batch.py); each is retried, refused or answered as it would have been alone.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import grpc
 
-from shop.common.errors import ServiceUnavailable
+from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra import metrics
-from shop.infra.rpc.errors import error_from_rpc, has_code, never_connected
-from shop.infra.rpc.server import Service
+from shop.infra.rpc.batch import Batcher
+from shop.infra.rpc.errors import error_from_result, error_from_rpc, has_code, never_connected, status_for
+from shop.infra.rpc.server import BATCH_PATH, Method, Service
 from shop.infra.tls import Tls, open_channel, server_name
 from shop.infra.tracing import CallSpan, Tracing, rpc_metadata
+from shop.rpc.v1 import batch_pb2
 
 log = logging.getLogger("shop.rpc.grpc")
 
@@ -58,6 +63,35 @@ class Fixed:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Out:
+    """One call on its way out: alone, or in a batch."""
+    method: Method
+    request: Any
+    metadata: tuple[tuple[str, str], ...] | None
+    deadline: float  # on the loop's clock
+
+
+class _Failed(Exception):
+    """A call that failed, alone or in a batch, and what _call needs to decide what that means."""
+
+    def __init__(self, error: ShopError, address: str, unavailable: bool, *, answered: bool, never_sent: bool) -> None:
+        self.error = error  # what the caller gets if the call is not retried
+        self.address = address  # the provider it went to
+        self.unavailable = unavailable  # status UNAVAILABLE: worth a retry, if the call is safe to repeat
+        self.answered = answered  # a handler answered (with a code): the provider is up
+        self.never_sent = never_sent  # the request never left this process
+
+    @classmethod
+    def of(cls, exc: grpc.aio.AioRpcError, address: str, where: str) -> _Failed:
+        return cls(error_from_rpc(exc, where), address, exc.code() == grpc.StatusCode.UNAVAILABLE,
+                   answered=has_code(exc), never_sent=never_connected(exc))
+
+
+def _traceparent(metadata: tuple[tuple[str, str], ...] | None) -> str:
+    return next((v for k, v in metadata or () if k == "traceparent"), "")
+
+
 class GrpcClient:
     """A client of one service, with the methods of its interface (its Protocol: callers hold it as
     that type; bootstrap does). `target` is "host:port", or a Target that picks a provider per call
@@ -75,7 +109,7 @@ class GrpcClient:
 
     def __init__(
         self, service: Service, target: str | Target, deadline_s: float = 5.0, *, tls: Tls | None,
-        channel: grpc.aio.Channel | None = None, tracing: Tracing = Tracing.OFF,
+        channel: grpc.aio.Channel | None = None, tracing: Tracing = Tracing.OFF, in_flight: int | None = 2,
     ) -> None:
         self.service = service
         # Mutual TLS: this process's certificate, and only a server certified as this service is
@@ -86,13 +120,17 @@ class GrpcClient:
             raise ValueError("deadline_s must be positive: every call has a deadline")
         self.target: Target = Fixed(target) if isinstance(target, str) else target
         self.deadline_s = deadline_s
-        self._stubs: dict[str, Any] = {}
+        # Per address: the service's stub, and BatchService.Call's (batch.py).
+        self._stubs: dict[str, tuple[Any, Any]] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closing: set[asyncio.Task[None]] = set()  # channels being closed after their calls
         if channel is not None:
             assert isinstance(target, str), "a channel goes with a fixed address"
             self._channels[target] = channel
-            self._stubs[target] = self.service.stub(channel)
+            self._stubs[target] = self._stubs_of(channel)
+        # At most `in_flight` gRPC calls out at a time; the calls made meanwhile go out together
+        # (batch.py). None: every call alone, however many are out.
+        self._batcher: Batcher[_Out, Any] = Batcher(self._alone, self._together, in_flight=in_flight)
 
     async def __aenter__(self) -> Self:
         return self
@@ -101,20 +139,26 @@ class GrpcClient:
         await self.close()
 
     async def close(self) -> None:
+        await self._batcher.close()
         channels, self._channels, self._stubs = self._channels, {}, {}
         for ch in channels.values():
             await ch.close()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def _stub(self, address: str) -> Any:
-        stub = self._stubs.get(address)
-        if stub is None:
+    def _stubs_of(self, channel: grpc.aio.Channel) -> tuple[Any, Any]:
+        return self.service.stub(channel), channel.unary_unary(
+            BATCH_PATH, request_serializer=batch_pb2.Batch.SerializeToString,
+            response_deserializer=batch_pb2.BatchResults.FromString)
+
+    def _stub(self, address: str) -> tuple[Any, Any]:
+        stubs = self._stubs.get(address)
+        if stubs is None:
             self._prune()
             channel = open_channel(address, self.tls, server_name(self.service.name))
             self._channels[address] = channel
-            stub = self._stubs[address] = self.service.stub(channel)
-        return stub
+            stubs = self._stubs[address] = self._stubs_of(channel)
+        return stubs
 
     def _prune(self) -> None:
         """Close the channels to addresses the target no longer lists. Done only when a new
@@ -132,6 +176,11 @@ class GrpcClient:
             task.add_done_callback(self._closing.discard)
 
     @property
+    def batches_sent(self) -> int:
+        """The gRPC calls that carried several calls (batch.py), so far."""
+        return self._batcher.batches
+
+    @property
     def open_addresses(self) -> list[str]:
         """The addresses this client holds a channel to, sorted."""
         return sorted(self._channels)
@@ -141,29 +190,68 @@ class GrpcClient:
         where = f"{self.service.name}.{name}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
-        timeout = self.deadline_s
         attempt = 1
         while True:
-            address = await self.target.pick()
             try:
-                return await getattr(self._stub(address), m.rpc)(request, timeout=timeout, metadata=metadata)
-            except grpc.aio.AioRpcError as exc:
-                error = error_from_rpc(exc, where)
-                unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and not has_code(exc)
-                if unreachable:
-                    self.target.mark_failed(address)
-                # The request never left this process: even a call not safe to repeat may go elsewhere.
-                never_sent = never_connected(exc)
-                timeout = deadline - loop.time()
-                if (m.retry or never_sent) and attempt == 1 and exc.code() == grpc.StatusCode.UNAVAILABLE \
-                        and timeout > _MIN_RETRY_BUDGET_S:
-                    log.info("%s unavailable at %s (%s), retrying once", where, address, exc.details())
+                return await self._batcher(_Out(m, request, metadata, deadline))
+            except _Failed as failed:
+                if failed.unavailable and not failed.answered:
+                    self.target.mark_failed(failed.address)
+                # never_sent: the request never left this process, so even a call not safe to
+                # repeat may go elsewhere.
+                if (m.retry or failed.never_sent) and attempt == 1 and failed.unavailable \
+                        and deadline - loop.time() > _MIN_RETRY_BUDGET_S:
+                    log.info("%s unavailable at %s (%s), retrying once", where, failed.address, failed.error.message)
                     attempt += 1
                     continue
-                raise error from None
-            except grpc.RpcError as exc:  # not an AioRpcError: the channel itself failed
-                self.target.mark_failed(address)
-                raise ServiceUnavailable(f"{where} failed: {exc!r}") from None
+                raise failed.error from None
+
+    async def _alone(self, out: _Out) -> Any:
+        """One call in a gRPC call of its own."""
+        address = await self.target.pick()
+        stub, _ = self._stub(address)
+        try:
+            return await getattr(stub, out.method.rpc)(
+                out.request, timeout=out.deadline - asyncio.get_running_loop().time(), metadata=out.metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise _Failed.of(exc, address, f"{self.service.name}.{out.method.name}") from None
+        except grpc.RpcError as exc:  # not an AioRpcError: the channel itself failed
+            self.target.mark_failed(address)
+            raise ServiceUnavailable(f"{self.service.name}.{out.method.name} failed: {exc!r}") from None
+
+    async def _together(self, outs: list[_Out]) -> list[Any]:
+        """Several calls in one (batch.py): each answered with its reply or its own refusal. A call
+        whose deadline passed while it waited is not sent."""
+        now = asyncio.get_running_loop().time()
+        results: list[Any] = [None] * len(outs)
+        sent = []
+        for i, out in enumerate(outs):
+            if out.deadline - now <= 0:
+                results[i] = ServiceUnavailable(f"{self.service.name}.{out.method.name} timed out")
+            else:
+                sent.append(i)
+        if not sent:
+            return results
+        batch = batch_pb2.Batch(items=[batch_pb2.BatchItem(
+            method=outs[i].method.path, request=outs[i].request.SerializeToString(),
+            traceparent=_traceparent(outs[i].metadata)) for i in sent])
+        address = await self.target.pick()
+        _, call = self._stub(address)
+        try:
+            answered = await call(batch, timeout=min(outs[i].deadline for i in sent) - now)
+        except grpc.aio.AioRpcError as exc:
+            raise _Failed.of(exc, address, self.service.name) from None
+        except grpc.RpcError as exc:
+            self.target.mark_failed(address)
+            raise ServiceUnavailable(f"{self.service.name} failed: {exc!r}") from None
+        for i, result in zip(sent, answered.results, strict=True):
+            if result.code:  # refused as it would have been alone: retried as that would have been
+                error = error_from_result(result)
+                results[i] = _Failed(error, address, status_for(error.code) == grpc.StatusCode.UNAVAILABLE,
+                                     answered=True, never_sent=False)
+            else:
+                results[i] = outs[i].method.call.reply_cls.FromString(result.reply)
+        return results
 
     def __getattr__(self, name: str) -> Any:
         """A method of the service's interface, bound once: `await client.find_user(user_id)`."""

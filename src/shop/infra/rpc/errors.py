@@ -82,6 +82,19 @@ def error_metadata(exc: ShopError) -> tuple[tuple[str, str], ...]:
     return md if data is None else (*md, (MD_DATA, data))
 
 
+def error_result(exc: ShopError) -> dict[str, Any]:
+    """A ShopError as one item of a batch answers it (proto/shop/v1/batch.proto's BatchResult):
+    the fields a lone call's trailing metadata carries."""
+    return {"code": exc.code.name, "message": exc.message, "http_status": exc.http_status,
+            "data": _data_out(exc.data) or ""}
+
+
+def error_from_result(result: Any) -> ShopError:
+    """The ShopError a batch's item was refused with (error_result's fields)."""
+    return from_wire(result.code, result.message, http_status=result.http_status or None,
+                     data=_data_in(result.data or None))
+
+
 def error_from_rpc(exc: grpc.aio.AioRpcError, where: str) -> ShopError:
     """The ShopError a failed call stands for: the server's own, or ServiceUnavailable."""
     md = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
