@@ -347,3 +347,36 @@ async def test_a_step_at_once_racing_its_compensation_waits_on_the_key_and_never
     assert await stock(shop, g) == 1000
     assert took and late, (took, late)  # both interleavings happened
     assert waited, "no step ran while its compensation's rows were uncommitted: nothing raced"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_steps_asked_for_at_once_share_a_statement_and_are_each_taken_or_not_alone(shop):
+    """Database.write_at_once: the steps asked for while one is written go together, the first on
+    each goods in one statement, a second on a goods beside it; each is taken, or not (refused,
+    repeated), as alone."""
+    db = shop.runtime.dbs["goods"]
+    g = [await goods(shop, 10) for _ in range(5)]
+    repeated = new_id()
+    assert await at_once(db, g[0], repeated, 1) is not None
+    o = [new_id() for _ in range(6)]
+    asks = [
+        (g[4], o[5], 1, PRICE),
+        (g[0], o[0], 2, PRICE),
+        (g[1], o[1], 3, PRICE),
+        (g[2], o[2], 11, PRICE),  # more than there is
+        (g[3], o[3], 1, D("9.99")),  # not its price
+        (g[0], repeated, 1, PRICE),  # taken before: left out
+        (g[1], o[4], 4, PRICE),  # a second step on g[1]: in a statement of its own
+    ]
+    batch = db._at_once[goods_repo.TAKE_AT_ONCE]
+    before = batch.batches
+    results = await asyncio.gather(*(at_once(db, *ask) for ask in asks))
+    assert batch.batches - before == 1  # one write: a statement for the first on each goods, and two beside it
+    assert [r is not None for r in results] == [True, True, True, False, False, False, True]
+    assert [await stock(shop, x) for x in g] == [7, 3, 10, 10, 9]
+    assert [await rows(db, order) for order in o] == [
+        {(g[0], REDUCE): 2}, {(g[1], REDUCE): 3}, {}, {}, {(g[1], REDUCE): 4}, {(g[4], REDUCE): 1}]
+    assert await rows(db, repeated) == {(g[0], REDUCE): 1}
+    # The slow way tells each why: the repeat finds its first step, the refusals are refused.
+    assert await step(db, g[0], repeated, 1) == Taken(1, repeated=True)
+    assert await step(db, g[2], o[2], 11) is None

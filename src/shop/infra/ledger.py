@@ -30,13 +30,16 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from shop.common.clock import utcnow
 from shop.common.codes import ShopCode
 from shop.common.errors import ShopError, invalid
 from shop.common.timeline import TimelineEvent
 from shop.infra import metrics
-from shop.infra.db import AuditScope, Database, Query, Row, ScopedRows, UnitOfWork, insert_ignore
+from shop.infra.db import AtOnce, AuditScope, Database, Query, Row, ScopedRows, UnitOfWork, insert_ignore
 from shop.infra.types import Timestamp
 
 Amount = int | Decimal
@@ -240,7 +243,7 @@ class Ledger:
             raise ShopError(refusal.refused, data={**named, _camel(refusal.report): row[refusal.report]})
         return Taken(amount, repeated=False)
 
-    def at_once(self, change: Query, answer: sa.ColumnElement[Any], *more: sa.ColumnElement[Any]) -> Query:
+    def at_once(self, change: Query, answer: sa.ColumnElement[Any], *more: sa.ColumnElement[Any]) -> AtOnce:
         """The step as one statement (take_at_once), for a database that writes at once: `change`,
         the service's conditional update, and the take row written from the row it changed,
 
@@ -251,7 +254,13 @@ class Ledger:
         The update comes first here and the ledger row second (take writes the row first), and
         the ledger's key still decides: a repeated step, or one whose compensation came first,
         breaks the key (after waiting for the other's commit, as in take) and the whole statement
-        is undone, its update with it. A refused update changes no row, so no take row is written."""
+        is undone, its update with it. A refused update changes no row, so no take row is written.
+
+        Several steps go the same way in one statement (`many`): each of the step's parameters an
+        array, unnested into one row per step; a step whose take row is there already is left out
+        (a repeat, a late step: the slow way tells which); the update joins the rest, and each row
+        it changed answers with its step's place. Two steps on one entity in one statement: the
+        update changes the row once, for one of them, and the other goes the slow way."""
         col, table = self.columns, self._table
         update = change.statement("postgresql")
         assert isinstance(update, sa.Update), "a step's change is an UPDATE"
@@ -266,19 +275,61 @@ class Ledger:
             .returning(table.c[col.order])
             .cte("recorded")
         )
-        return Query(sa.select(*changed.c).select_from(changed).join(recorded, sa.true()))
+        one = Query(sa.select(*changed.c).select_from(changed).join(recorded, sa.true()))
+        many, params = self._at_once_many(update, answer, *more)
+        return AtOnce(one, many, params)
 
-    async def take_at_once(self, db: Database, step: Query, entity_id: int, order_id: int, amount: Amount, /,
+    def _at_once_many(self, update: sa.Update, *answers: sa.ColumnElement[Any]) -> tuple[Query, tuple[str, ...]]:
+        col, c = self.columns, self._table.c
+        # The update's own parameters (a literal of its SET is not one), typed as their columns.
+        own: dict[str, sa.types.TypeEngine[Any]] = {}
+
+        def typed(bind: BindParameter[Any]) -> None:
+            if bind.required and bind.key not in own:
+                t = bind.type
+                own[bind.key] = update.table.c[bind.key].type if isinstance(t, sa.types.NullType) else t
+
+        visitors.traverse(update, {}, {"bindparam": typed})
+        each = {"entity": c[col.entity].type, "order": c[col.order].type, "amount": c[col.amount].type,
+                "at": c[col.time].type, **own, "at_once_n": sa.Integer()}
+        steps = sa.select(*(sa.func.unnest(sa.bindparam(f"{name}_each", type_=ARRAY(t))).label(name)
+                            for name, t in each.items())).cte("steps")
+        fresh = sa.select(steps).where(~sa.exists().where(
+            c[col.entity] == steps.c.entity, c[col.order] == steps.c.order, c[col.kind] == self.kinds.take,
+        )).cte("fresh")
+        def from_fresh(element: Any, **kw: Any) -> Any:
+            return fresh.c[element.key] if isinstance(element, BindParameter) and element.key in own else None
+
+        opts: dict[str, Any] = {}
+        joined = visitors.replacement_traverse(update, opts, from_fresh)
+        assert isinstance(joined, sa.Update)
+        changed = joined.returning(*answers, *(fresh.c[name] for name in ("at_once_n", "entity", "order", "amount",
+                                                                           "at"))).cte("changed")
+        recorded = (
+            sa.insert(self._table)
+            .from_select([col.entity, col.order, col.kind, col.amount, col.time], sa.select(
+                changed.c.entity, changed.c.order, sa.literal(self.kinds.take, sa.Integer), changed.c.amount,
+                changed.c.at))
+            .returning(c[col.entity], c[col.order])
+            .cte("recorded")
+        )
+        answered = [changed.c[a.name] for a in answers if isinstance(a, sa.ColumnClause)]
+        many = sa.select(*answered, changed.c.at_once_n).select_from(changed).join(recorded, sa.and_(
+            recorded.c[col.entity] == changed.c.entity, recorded.c[col.order] == changed.c.order))
+        return Query(many), tuple(name for name in each if name != "at_once_n")
+
+    async def take_at_once(self, db: Database, step: AtOnce, entity_id: int, order_id: int, amount: Amount, /,
                            **params: Any) -> Row | None:
         """The order's step on one entity in one round trip, where the database writes at once
         (`step`, from at_once; `params`, its update's): the row it answers if the step was taken now.
         None when it was not: not that database, refused, repeated, or late (its compensation came
         first); the caller then runs the step in a transaction of its own (take), which tells which.
-        A refused step thus costs two tries, a taken one a single statement instead of four."""
+        A refused step thus costs two tries, a taken one a single statement instead of four, or a
+        share of one when several are asked for at once (Database.write_at_once)."""
         if not db.writes_at_once:
             return None
         _positive(amount)  # before the statement: its update would add what a negative step "takes"
-        return await db.write_once(step, entity=entity_id, order=order_id, amount=amount, at=utcnow(), **params)
+        return await db.write_at_once(step, entity=entity_id, order=order_id, amount=amount, at=utcnow(), **params)
 
     async def give_back(self, uow: UnitOfWork, entity_id: int, order_id: int, undo: Undo) -> Amount:
         """Undo what the order's step took, once; if it took nothing, make sure it never will.

@@ -1,5 +1,6 @@
 """Databases: the ports (base), one adapter per engine, and opening them by URL (servers)."""
 from shop.infra.db.base import (
+    AtOnce,
     Database,
     PooledDatabase,
     Query,
@@ -18,7 +19,7 @@ from shop.infra.db.servers import drop_databases, ensure_databases, open_databas
 from shop.infra.db.sqlite import SqliteDatabase
 
 __all__ = [
-    "EVERYTHING", "AuditScope", "Database", "ScopedRows",
+    "EVERYTHING", "AtOnce", "AuditScope", "Database", "ScopedRows",
     "MysqlDatabase", "PooledDatabase", "PostgresDatabase", "Query", "Row", "SqliteDatabase",
     "UnitOfWork", "as_record", "bind", "drop_databases", "ensure_databases", "find_one", "insert_ignore",
     "open_database", "upsert", "weak_durability",

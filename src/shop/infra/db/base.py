@@ -84,6 +84,16 @@ class Query:
         return sql, tuple(out)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class AtOnce:
+    """A step written in one statement (infra/ledger.py at_once): `one` takes one step; `many`
+    several, each parameter of `params` given as an array of the steps' values and each taken
+    step's row answered with its place in them (`at_once_n`)."""
+    one: Query
+    many: Query
+    params: tuple[str, ...]
+
+
 def insert_ignore(table: sa.Table, **values: Any) -> Query:
     """INSERT that does nothing if a unique key is taken; rowcount says which happened.
 
@@ -186,14 +196,16 @@ class Database:
         async with self.unit_of_work(readonly=True) as uow:
             return await uow.fetchall(q, **params)
 
-    # Whether write_once() runs here: a statement that both changes rows and writes others from
+    # Whether write_at_once() runs here: a statement that both changes rows and writes others from
     # them (a data-modifying WITH) is PostgreSQL's; SQLite's and MariaDB's writes stay transactions.
     writes_at_once = False
 
-    async def write_once(self, q: Query, **params: Any) -> Row | None:
-        """One writing statement, in a transaction of its own (one round trip): the first row it
-        returns. None, and nothing written, if it broke a unique key or was chosen as a deadlock's
-        victim: the caller then does the work the slow way, in a unit of work, and learns why."""
+    async def write_at_once(self, step: AtOnce, **params: Any) -> Row | None:
+        """One step (infra/ledger.py at_once) in a statement of its own, autocommitted: the row it
+        returns, or None, and nothing written, if it changed nothing, broke a unique key or was
+        chosen as a deadlock's victim: the caller then does the work the slow way, in a unit of
+        work, and learns why. The steps asked for while one is being written go together in one
+        statement (`step.many`)."""
         raise NotImplementedError
 
     async def connect(self) -> None:

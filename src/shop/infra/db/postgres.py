@@ -1,12 +1,16 @@
 """PostgreSQL through asyncpg."""
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from shop.infra.db.base import PooledDatabase, Query, Row, UnitOfWork, roll_back
+from shop.infra.db.base import AtOnce, PooledDatabase, Query, Row, UnitOfWork, roll_back
+from shop.infra.db.group_commit import GroupCommit
 
 
 def server_args(url: str) -> dict[str, Any]:
@@ -29,6 +33,10 @@ async def _end_transaction(conn: Any) -> None:
 class PostgresDatabase(PooledDatabase):
     dialect = "postgresql"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at_once: dict[AtOnce, GroupCommit[dict[str, Any], Row | None]] = {}
+
     async def connect(self) -> None:
         import asyncpg
 
@@ -47,15 +55,53 @@ class PostgresDatabase(PooledDatabase):
 
     writes_at_once = True
 
-    async def write_once(self, q: Query, **params: Any) -> Row | None:
+    async def write_at_once(self, step: AtOnce, **params: Any) -> Row | None:
+        batch = self._at_once.get(step)
+        if batch is None:
+            # Group commit (group_commit.py): the first step alone, those asked for meanwhile (a
+            # batch of calls handled at once, infra/rpc/batch.py) in one statement: one round trip
+            # and one commit for all of them.
+            batch = self._at_once[step] = GroupCommit(partial(self._write_steps, step), most=64)
+        return await batch(params)
+
+    async def _write_steps(self, step: AtOnce, items: list[dict[str, Any]]) -> list[Row | None]:
+        """The first step on each entity in one statement; a second step on an entity (a hot goods,
+        one user's orders at once) in one of its own beside it, as if alone: the statement would
+        change the entity's row for one of them only, and the others would go the slow way."""
+        firsts: dict[Any, int] = {}
+        for n, item in enumerate(items):
+            firsts.setdefault(item["entity"], n)
+        together = list(firsts.values())
+        alone = sorted(set(range(len(items))) - set(together))
+        if len(together) == 1:
+            alone, together = [together[0], *alone], []
+        written = await asyncio.gather(self._write_many(step, [items[n] for n in together]),
+                                       *(self._write_many(step, [items[n]]) for n in alone))
+        taken: list[Row | None] = [None] * len(items)
+        for n, row in zip([*together, *alone], itertools.chain.from_iterable(written), strict=True):
+            taken[n] = row
+        return taken
+
+    async def _write_many(self, step: AtOnce, items: list[dict[str, Any]]) -> list[Row | None]:
+        if len(items) <= 1:
+            rows: list[Row | None] = [*(await self._fetch_at_once(step.one, items[0]))] if items else []
+            return rows[:1] or [None] * len(items)
+        args = {f"{p}_each": [i[p] for i in items] for p in step.params}
+        args["at_once_n_each"] = list(range(len(items)))
+        taken: list[Row | None] = [None] * len(items)
+        for row in await self._fetch_at_once(step.many, args):
+            taken[row["at_once_n"]] = row
+        return taken
+
+    async def _fetch_at_once(self, q: Query, params: dict[str, Any]) -> Sequence[Row]:
         import asyncpg
 
         sql, args = q.args("postgresql", params)
         async with self.pool.acquire() as conn:
             try:
-                return await conn.fetchrow(sql, *args)  # outside a transaction: the statement is one
+                return await conn.fetch(sql, *args)  # outside a transaction: the statement is one
             except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
-                return None
+                return []  # nothing written: each step goes the slow way
 
 
 class PostgresUnitOfWork(UnitOfWork):
