@@ -198,7 +198,8 @@ class _Wiring:
                 assert self.registry is not None, f"{service} does not run here and there is no registry"
                 rpc = PARTS[service].rpc
                 c = GrpcClient(rpc, Discovered(self.registry, rpc.full_name), self.s.rpc_deadline_s * factor,
-                               tls=self.tls, tracing=self.tracing, in_flight=self.s.rpc_in_flight or None)
+                               tls=self.tls, tracing=self.tracing, in_flight=self.s.rpc_in_flight or None,
+                               hold_s=self.s.rpc_hold_ms / 1000)
                 self.remote.append(c)
                 self._clients[key] = c
         return self._clients[key]

@@ -396,7 +396,7 @@ async def test_calls_made_while_one_is_out_go_together_and_are_answered_alone(ne
     server = await serve([(goods_rpc.SERVICE, counting)], "127.0.0.1", 0, tls=net.tls("test-server"))
     try:
         async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=net.tls("order"),
-                              in_flight=1) as goods:
+                              in_flight=1, hold_s=60) as goods:
             order = 2**60
             calls = [
                 *(goods.reduce_stock(ReduceStock(order + i, [StockLine(goods_id, 1, Decimal("3.00"))]))
@@ -447,7 +447,7 @@ async def test_calls_refused_in_a_batch_are_retried_as_alone(tls: TlsFor) -> Non
     server = await serve([(goods_rpc.SERVICE, Counting(flaky))], "127.0.0.1", 0, tls=tls("test-server"))
     try:
         async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=tls("order"),
-                              in_flight=1) as goods:
+                              in_flight=1, hold_s=60) as goods:
             results = await three_behind_one(goods)
     finally:
         await server.stop(None)
@@ -478,7 +478,7 @@ async def test_a_batch_that_cannot_arrive_is_sent_again_where_safe(tls: TlsFor) 
 
     target = TwoProviders()
     try:
-        async with GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"), in_flight=1) as goods:
+        async with GrpcClient(goods_rpc.SERVICE, target, DEADLINE_S, tls=tls("order"), in_flight=1, hold_s=60) as goods:
             # One call out to the live provider; the calls made meanwhile go together to the dead one.
             results = await three_behind_one(goods, then=lambda: setattr(target, "dead_next", True))
     finally:
@@ -496,7 +496,7 @@ async def test_a_call_that_waited_past_its_deadline_is_not_sent(net: Participant
                          tls=net.tls("test-server"))
     try:
         async with GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", deadline_s=0.3,
-                              tls=net.tls("order"), in_flight=1) as goods:
+                              tls=net.tls("order"), in_flight=1, hold_s=60) as goods:
             slow = asyncio.ensure_future(goods.find_goods(goods_id))  # holds the one call out past 0.3 s
             await asyncio.sleep(0)
             with pytest.raises(ServiceUnavailable, match="timed out"):
@@ -515,7 +515,7 @@ async def test_a_batch_with_a_call_not_for_the_callers_role_is_refused_whole(net
                          tls=net.tls("test-server"))
     try:
         async with GrpcClient(user_rpc.SERVICE, f"127.0.0.1:{server.port}", DEADLINE_S, tls=net.tls("web"),
-                              in_flight=1) as web:
+                              in_flight=1, hold_s=60) as web:
             first = asyncio.ensure_future(web.find_user(user_id))
             await asyncio.sleep(0)
             results = await asyncio.gather(

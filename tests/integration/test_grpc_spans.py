@@ -116,7 +116,7 @@ async def test_calls_sent_together_keep_each_its_own_trace(wire: Wire) -> None:
     """A batch (infra/rpc/batch.py) carries each call's traceparent: every server span continues
     its own caller's client span, a refusal is an error on its own spans only."""
     batching = GrpcClient(goods_rpc.SERVICE, wire.goods.target, 3.0, tls=wire.goods.tls,
-                          tracing=wire.caller_tracing, in_flight=1)
+                          tracing=wire.caller_tracing, in_flight=1, hold_s=60)
     try:
         async def order(n: int) -> object:
             with wire.caller_tracing.tracer.start_as_current_span(f"order {n}"):

@@ -1,7 +1,8 @@
 """Batcher (infra/rpc/batch.py): calls go alone and at once while fewer than `in_flight` are out;
 the calls made meanwhile go together (at most `most` a batch, never more than `in_flight` out), each
-caller gets its own result or its own exception, a failed batch fails exactly its callers, and a
-caller cancelled while its call waits takes it back."""
+caller gets its own result or its own exception, a failed batch fails exactly its callers, a
+caller cancelled while its call waits takes it back, and a call out longer than `hold_s` keeps
+nobody waiting."""
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +50,7 @@ async def settle() -> None:
 
 async def test_calls_go_alone_until_in_flight_are_out_then_together() -> None:
     wire = Wire()
-    batcher = Batcher(wire.alone, wire.together, in_flight=2, most=3)
+    batcher = Batcher(wire.alone, wire.together, in_flight=2, most=3, hold_s=60)
     calls = [asyncio.create_task(batcher(i)) for i in range(1, 10)]
     await settle()
     assert wire.sent == [[1], [2]]  # at once, not held back to gather others
@@ -62,7 +63,7 @@ async def test_calls_go_alone_until_in_flight_are_out_then_together() -> None:
 
 async def test_each_caller_gets_its_own_refusal_and_a_failed_batch_fails_its_callers_only() -> None:
     wire = Wire()
-    batcher = Batcher(wire.alone, wire.together, in_flight=1, most=3)
+    batcher = Batcher(wire.alone, wire.together, in_flight=1, most=3, hold_s=60)
     calls = [asyncio.create_task(batcher(i)) for i in (1, 2, -3, 4, 99, 6)]
     await settle()
     wire.release.set()
@@ -75,7 +76,7 @@ async def test_each_caller_gets_its_own_refusal_and_a_failed_batch_fails_its_cal
 
 async def test_a_call_cancelled_while_it_waits_is_not_sent() -> None:
     wire = Wire()
-    batcher = Batcher(wire.alone, wire.together, in_flight=1)
+    batcher = Batcher(wire.alone, wire.together, in_flight=1, hold_s=60)
     calls = [asyncio.create_task(batcher(i)) for i in (1, 2, 3)]
     await settle()
     calls[1].cancel()
@@ -88,7 +89,7 @@ async def test_a_call_cancelled_while_it_waits_is_not_sent() -> None:
 
 async def test_closing_cancels_what_waits_and_what_is_out() -> None:
     wire = Wire()
-    batcher = Batcher(wire.alone, wire.together, in_flight=1)
+    batcher = Batcher(wire.alone, wire.together, in_flight=1, hold_s=60)
     first = asyncio.create_task(batcher(1))
     await settle()
     waiting = [asyncio.create_task(batcher(i)) for i in (2, 3)]
@@ -106,3 +107,28 @@ def test_at_least_one_call_out_and_one_a_batch() -> None:
     for in_flight, most in ((0, 1), (1, 0)):
         with pytest.raises(ValueError):
             Batcher(Wire().alone, Wire().together, in_flight=in_flight, most=most)
+
+
+async def test_a_call_out_longer_than_hold_s_keeps_nobody_waiting() -> None:
+    """A payment's call that waits for its notification, itself a call through the same client:
+    were the first to hold its place until it ended, neither would ever end."""
+    notified = asyncio.Event()
+
+    async def alone(item: str) -> str:
+        if item == "pay":
+            await notified.wait()
+        else:
+            notified.set()
+        return item
+
+    async def together(items: list[str]) -> list[str | BaseException]:
+        raise AssertionError("nothing waits long enough to go together")
+
+    batcher = Batcher(alone, together, in_flight=1, hold_s=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    pay = asyncio.create_task(batcher("pay"))
+    await settle()
+    assert await asyncio.wait_for(batcher("notify"), 2) == "notify"
+    assert await pay == "pay"
+    assert 0.05 <= loop.time() - started < 1.0  # the notification waited out the hold, no more

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # How many gRPC calls a process has out to one service before the calls it makes meanwhile go
     # together, several in one gRPC call (infra/rpc/batch.py). 0: every call alone.
     rpc_in_flight: int = Field(default=2, ge=0)
+    # ... counting a call for this long at most: a longer one (a slow read, a hung provider, a call
+    # whose answer waits for another call of ours) keeps nobody waiting past it.
+    rpc_hold_ms: float = Field(default=20.0, gt=0)
     message_max_attempts: int = 5
     message_retention_days: float = Field(default=7.0, gt=0)  # sent messages kept for the timelines
     message_backoff_ms: int = 200

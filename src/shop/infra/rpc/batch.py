@@ -14,6 +14,10 @@ infra/db/group_commit.py's idea with two differences that matter for calls: seve
 (a participant serves calls concurrently, and a registry's providers share the load), and a caller
 that stops waiting before its call left takes it back.
 
+A call holds its place among the `in_flight` for HOLD_S at most: one that takes longer (a slow read,
+a provider that hangs, a payment whose answer waits for its notification, itself a call through
+the same client) keeps nobody waiting longer than that.
+
 What a batch shares: its transport. A batch that fails to arrive (the provider down, the deadline
 passed) fails each of its calls as a lone call would have failed, and each caller decides alone
 whether to retry (client.py). A refusal is one item's: the others are answered as usual.
@@ -27,6 +31,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+# How long a call out keeps the calls made after it waiting, at most (Batcher._hold).
+HOLD_S = 0.02
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -38,13 +45,14 @@ class Batcher(Generic[T, R]):
 
     def __init__(self, alone: Callable[[T], Awaitable[R]],
                  together: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
-                 *, in_flight: int | None = 2, most: int = 32) -> None:
+                 *, in_flight: int | None = 2, most: int = 32, hold_s: float = HOLD_S) -> None:
         if (in_flight is not None and in_flight < 1) or most < 1:
             raise ValueError("in_flight and most must be at least 1 (in_flight None: no limit)")
         self.alone = alone
         self.together = together
         self.in_flight = in_flight or sys.maxsize  # None: every call alone
         self.most = most
+        self.hold_s = hold_s
         self._out = 0
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._sending: set[asyncio.Task[None]] = set()
@@ -52,12 +60,11 @@ class Batcher(Generic[T, R]):
 
     async def __call__(self, item: T) -> R:
         if self._out < self.in_flight and not self._waiting:
-            self._out += 1
+            release = self._hold()
             try:
                 return await self.alone(item)
             finally:
-                self._out -= 1
-                self._send_waiting()
+                release()
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
         # A caller cancelled while its item waits takes it back: its future is done, and a batch
@@ -73,13 +80,32 @@ class Batcher(Generic[T, R]):
                     batch.append((item, done))
             if not batch:
                 continue
-            self._out += 1
+            release = self._hold()
             # In a context of its own: a batch is no caller's (its log lines, its spans).
-            task = asyncio.get_running_loop().create_task(self._send(batch), context=contextvars.Context())
+            task = asyncio.get_running_loop().create_task(self._send(batch, release), context=contextvars.Context())
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    def _hold(self) -> Callable[[], None]:
+        """Count a call out until it ends, or for hold_s at most: a call that takes longer (a slow
+        read, a provider that hangs, or one whose answer waits for a call of ours that waits here:
+        a payment waiting for its notification) stops keeping the others waiting. Returns what ends
+        the hold; calling it twice is harmless."""
+        self._out += 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                timer.cancel()
+                self._out -= 1
+                self._send_waiting()
+
+        timer = asyncio.get_running_loop().call_later(self.hold_s, release)
+        return release
+
+    async def _send(self, batch: list[tuple[T, asyncio.Future[R]]], release: Callable[[], None]) -> None:
         try:
             if len(batch) == 1:
                 results: Sequence[R | BaseException] = [await self.alone(batch[0][0])]
@@ -93,8 +119,7 @@ class Batcher(Generic[T, R]):
                 done.cancel()
             raise
         finally:
-            self._out -= 1
-            self._send_waiting()
+            release()
         for (_, done), result in zip(batch, results, strict=True):
             if done.done():
                 continue

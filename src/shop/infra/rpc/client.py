@@ -24,7 +24,7 @@ import grpc
 
 from shop.common.errors import ServiceUnavailable, ShopError
 from shop.infra import metrics
-from shop.infra.rpc.batch import Batcher
+from shop.infra.rpc.batch import HOLD_S, Batcher
 from shop.infra.rpc.errors import error_from_result, error_from_rpc, has_code, never_connected, status_for
 from shop.infra.rpc.server import BATCH_PATH, Method, Service
 from shop.infra.tls import Tls, open_channel, server_name
@@ -110,6 +110,7 @@ class GrpcClient:
     def __init__(
         self, service: Service, target: str | Target, deadline_s: float = 5.0, *, tls: Tls | None,
         channel: grpc.aio.Channel | None = None, tracing: Tracing = Tracing.OFF, in_flight: int | None = 2,
+        hold_s: float = HOLD_S,
     ) -> None:
         self.service = service
         # Mutual TLS: this process's certificate, and only a server certified as this service is
@@ -130,7 +131,7 @@ class GrpcClient:
             self._stubs[target] = self._stubs_of(channel)
         # At most `in_flight` gRPC calls out at a time; the calls made meanwhile go out together
         # (batch.py). None: every call alone, however many are out.
-        self._batcher: Batcher[_Out, Any] = Batcher(self._alone, self._together, in_flight=in_flight)
+        self._batcher: Batcher[_Out, Any] = Batcher(self._alone, self._together, in_flight=in_flight, hold_s=hold_s)
 
     async def __aenter__(self) -> Self:
         return self
