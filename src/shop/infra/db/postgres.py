@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -71,21 +70,20 @@ class PostgresDatabase(PooledDatabase):
         firsts: dict[Any, int] = {}
         for n, item in enumerate(items):
             firsts.setdefault(item["entity"], n)
-        together = list(firsts.values())
-        alone = sorted(set(range(len(items))) - set(together))
-        if len(together) == 1:
-            alone, together = [together[0], *alone], []
-        written = await asyncio.gather(self._write_many(step, [items[n] for n in together]),
-                                       *(self._write_many(step, [items[n]]) for n in alone))
+        together = set(firsts.values())
+        groups = [sorted(together), *([n] for n in range(len(items)) if n not in together)]
+        written = await asyncio.gather(*(self._write_group(step, [items[n] for n in g]) for g in groups))
         taken: list[Row | None] = [None] * len(items)
-        for n, row in zip([*together, *alone], itertools.chain.from_iterable(written), strict=True):
-            taken[n] = row
+        for group, rows in zip(groups, written, strict=True):
+            for n, row in zip(group, rows, strict=True):
+                taken[n] = row
         return taken
 
-    async def _write_many(self, step: AtOnce, items: list[dict[str, Any]]) -> list[Row | None]:
-        if len(items) <= 1:
-            rows: list[Row | None] = [*(await self._fetch_at_once(step.one, items[0]))] if items else []
-            return rows[:1] or [None] * len(items)
+    async def _write_group(self, step: AtOnce, items: list[dict[str, Any]]) -> list[Row | None]:
+        """Steps on distinct entities in one statement: `one` for a single step, `many` for more."""
+        if len(items) == 1:
+            rows = await self._fetch_at_once(step.one, items[0])
+            return [rows[0] if rows else None]
         args = {f"{p}_each": [i[p] for i in items] for p in step.params}
         args["at_once_n_each"] = list(range(len(items)))
         taken: list[Row | None] = [None] * len(items)

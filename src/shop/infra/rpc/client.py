@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
@@ -211,14 +211,18 @@ class GrpcClient:
         """One call in a gRPC call of its own."""
         address = await self.target.pick()
         stub, _ = self._stub(address)
+        return await self._sent(address, f"{self.service.name}.{out.method.name}", getattr(stub, out.method.rpc)(
+            out.request, timeout=out.deadline - asyncio.get_running_loop().time(), metadata=out.metadata))
+
+    async def _sent(self, address: str, where: str, call: Awaitable[Any]) -> Any:
+        """A gRPC call's answer, or how it failed: _Failed for _call to judge, or the channel broken."""
         try:
-            return await getattr(stub, out.method.rpc)(
-                out.request, timeout=out.deadline - asyncio.get_running_loop().time(), metadata=out.metadata)
+            return await call
         except grpc.aio.AioRpcError as exc:
-            raise _Failed.of(exc, address, f"{self.service.name}.{out.method.name}") from None
+            raise _Failed.of(exc, address, where) from None
         except grpc.RpcError as exc:  # not an AioRpcError: the channel itself failed
             self.target.mark_failed(address)
-            raise ServiceUnavailable(f"{self.service.name}.{out.method.name} failed: {exc!r}") from None
+            raise ServiceUnavailable(f"{where} failed: {exc!r}") from None
 
     async def _together(self, outs: list[_Out]) -> list[Any]:
         """Several calls in one (batch.py): each answered with its reply or its own refusal. A call
@@ -238,13 +242,8 @@ class GrpcClient:
             traceparent=_traceparent(outs[i].metadata)) for i in sent])
         address = await self.target.pick()
         _, call = self._stub(address)
-        try:
-            answered = await call(batch, timeout=min(outs[i].deadline for i in sent) - now)
-        except grpc.aio.AioRpcError as exc:
-            raise _Failed.of(exc, address, self.service.name) from None
-        except grpc.RpcError as exc:
-            self.target.mark_failed(address)
-            raise ServiceUnavailable(f"{self.service.name} failed: {exc!r}") from None
+        answered = await self._sent(address, self.service.name,
+                                    call(batch, timeout=min(outs[i].deadline for i in sent) - now))
         for i, result in zip(sent, answered.results, strict=True):
             if result.code:  # refused as it would have been alone: retried as that would have been
                 error = error_from_result(result)
