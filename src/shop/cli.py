@@ -48,6 +48,7 @@ def run(
     from shop.app import create_app
     from shop.bootstrap import bootstrap
     from shop.demo import load_demo, usage
+    from shop.runtime import freeze_the_lasting
 
     _logging("shop")
     base = f"http://{host}:{port}"
@@ -65,11 +66,13 @@ def run(
     else:
         _say(settings, "admin token: (from SHOP_ADMIN_TOKEN)")
 
-    async def demo_data() -> None:
-        ids = await load_demo(shop)
-        _say(settings, usage(base, ids, generated))
+    async def started() -> None:
+        ids = await load_demo(shop) if demo else None
+        freeze_the_lasting()
+        if ids is not None:  # once nothing but listening is left to do: the commands are pasted at once
+            _say(settings, usage(base, ids, generated))
 
-    app_ = create_app(shop, on_started=demo_data if demo else None)
+    app_ = create_app(shop, on_started=started)
     _say(settings, f"shop serving on {base} (data in {settings.data_dir.resolve()})")
 
     _uvicorn(app_, host, port)
@@ -155,8 +158,12 @@ def serve(
         raise typer.Exit(2) from None
     if role in WEB_ROLES:
         from shop.app import create_app
+        from shop.runtime import freeze_the_lasting
 
-        _uvicorn(create_app(shop), host, port)
+        async def started() -> None:
+            freeze_the_lasting()
+
+        _uvicorn(create_app(shop, on_started=started), host, port)
         return
     assert role in SERVICES
     if _has("uvloop"):
@@ -173,12 +180,15 @@ async def _serve_until_signalled(shop: Shop) -> None:
     """Run a service process until SIGTERM or SIGINT, then stop cleanly: leave the registry first,
     then finish the calls in flight, then stop relaying and consuming (unacknowledged deliveries
     go back to their queues)."""
+    from shop.runtime import freeze_the_lasting
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await shop.start()  # inside: a start that fails half-way still leaves the registry at once
+        freeze_the_lasting()
         await stop.wait()
     finally:
         await shop.stop()

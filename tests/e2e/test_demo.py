@@ -58,6 +58,9 @@ def test_the_printed_demo_commands_work(tmp_path: Path) -> None:
                 time.sleep(0.2)
                 audit = c.get("/admin/audit", headers=admin).json()["data"]
             assert audit["consistent"], audit
+            # It froze what it built at its start out of Python's full collections (runtime.freeze_the_lasting).
+            frozen = re.search(r"^shop_gc_frozen_objects (\S+)$", c.get("/metrics").text, re.M)
+            assert frozen and float(frozen.group(1)) > 50_000, frozen
             user = c.get(f"/admin/users/{order['userId']}", headers=admin).json()["data"]
             assert (user["userMoney"], user["userScore"]) == ("900.00", 4800)
     finally:

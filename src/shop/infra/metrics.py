@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -60,9 +61,13 @@ ADMISSION_RUNNING = Gauge("shop_admission_in_progress", "Requests under admissio
 ADMISSION_QUEUED = Gauge("shop_admission_queued", "Requests waiting in the front door's admission queue")
 ADMISSION_LIMIT = Gauge("shop_admission_limit", "Requests under admission control that may be in progress now "
                         "(it adapts to how long they take)")
+GC_FROZEN = Gauge("shop_gc_frozen_objects", "Objects this process froze out of Python's collections once it had "
+                  "started (runtime.freeze_the_lasting; 0 in the sandbox and in a shop started inside another "
+                  "program)")
+GC_FROZEN.set_function(gc.get_freeze_count)
 _SERIES = (ORDERS, SOLD_OUT, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD,
            NOTIFY_ACK, RPC, SERVED, AUDIT_CONSISTENT, ADMISSION_REFUSED, ADMISSION_WAIT, ADMISSION_RUNNING,
-           ADMISSION_QUEUED, ADMISSION_LIMIT)
+           ADMISSION_QUEUED, ADMISSION_LIMIT, GC_FROZEN)
 _on = True
 
 
