@@ -168,6 +168,8 @@ async def test_embedded_without_an_exporter_no_span_is_recorded_but_the_trace_id
     # trace id, the same in the consumer's lines as in the request's.
     tracing = process_tracing(True, "all", env={})
     assert tracing.on
+    # Nor is a span minted for a call inside the process: the callee runs in its caller's context.
+    assert tracing.local_call("goods", "shop.v1.GoodsService", "ReduceStock") is None
     shop = bootstrap(make_settings(tmp_path), tracing=tracing)
     await shop.start()
     try:

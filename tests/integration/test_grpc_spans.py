@@ -139,3 +139,35 @@ async def test_calls_sent_together_keep_each_its_own_trace(wire: Wire) -> None:
         refused = outer.name == "order 3"
         for span in (client, server):
             assert span.status.status_code == (StatusCode.ERROR if refused else StatusCode.UNSET), outer.name
+
+
+async def test_without_an_exporter_the_trace_still_goes_across(tmp_path: Path, tls: TlsFor) -> None:
+    """Two processes recording no span (no OTLP endpoint: Tracing.start with no processor): the callee
+    works in the caller's trace all the same, so its log lines and the messages it writes carry the
+    caller's trace id."""
+    from opentelemetry import trace
+
+    seen: list[int] = []
+
+    class Watching(GoodsHandlers):
+        async def find_goods(self, goods_id: int):  # type: ignore[no-untyped-def]
+            seen.append(trace.get_current_span().get_span_context().trace_id)
+            return await super().find_goods(goods_id)
+
+    db = await service_db("goods", tmp_path)
+    handlers = Watching(db, IdWorker(1, 1))
+    goods_id = await handlers.create_goods(CreateGoods("pen", 5, Decimal("1.00"), "a pen"))
+    callee_tracing, caller_tracing = Tracing.start("shop-goods", "goods"), Tracing.start("shop-order", "order")
+    assert not callee_tracing.recording and not caller_tracing.recording
+    server = await serve([(goods_rpc.SERVICE, handlers)], "127.0.0.1", 0, tls=tls("test-server"),
+                         tracing=callee_tracing)
+    client = GrpcClient(goods_rpc.SERVICE, f"127.0.0.1:{server.port}", 3.0, tls=tls("order"), tracing=caller_tracing)
+    try:
+        with caller_tracing.tracer.start_as_current_span("POST /order/confirm") as outer:
+            assert (await client.find_goods(goods_id)).goods_name == "pen"
+            assert trace.get_current_span() is outer  # the caller's context as it was
+    finally:
+        await client.close()
+        await server.stop(None)
+        await db.close()
+    assert seen == [outer.get_span_context().trace_id] and seen[0] != 0
