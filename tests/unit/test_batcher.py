@@ -132,3 +132,17 @@ async def test_a_call_out_longer_than_hold_s_keeps_nobody_waiting() -> None:
     assert await asyncio.wait_for(batcher("notify"), 2) == "notify"
     assert await pay == "pay"
     assert 0.05 <= loop.time() - started < 1.0  # the notification waited out the hold, no more
+
+
+async def test_with_no_limit_every_call_goes_alone_at_once() -> None:
+    """SHOP_RPC_IN_FLIGHT=0: however many are out, each call goes at once on its own, and a refusal
+    is still its caller's alone."""
+    wire = Wire()
+    batcher = Batcher(wire.alone, wire.together, in_flight=None)
+    calls = [asyncio.create_task(batcher(i)) for i in (1, 2, -3, 4)]
+    await settle()
+    assert wire.sent == [[1], [2], [-3], [4]] and wire.most_out == 4
+    wire.release.set()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert results[:2] == [10, 20] and isinstance(results[2], ValueError) and results[3] == 40
+    assert batcher.batches == 0

@@ -92,10 +92,11 @@ class Tracing:
 
     OFF: ClassVar[Tracing]
 
-    def __init__(self, provider: TracerProvider | None = None, service: str = "web", recording: bool = True) -> None:
+    def __init__(self, provider: TracerProvider | None = None, service: str = "web") -> None:
         self.provider = provider
         self.service = service  # shop.service of this process's HTTP requests
-        self.recording = recording  # False: no span is kept (no exporter), only the ids carried
+        # False: no span is kept (no exporter, or OTEL_TRACES_SAMPLER=always_off), only the ids carried.
+        self.recording = provider is not None and provider.sampler is not ALWAYS_OFF
         self.tracer: trace.Tracer = provider.get_tracer("shop") if provider is not None else trace.NoOpTracer()
 
     @property
@@ -119,7 +120,7 @@ class Tracing:
             attributes["service.instance.id"] = instance
         if not processors:
             provider = TracerProvider(resource=Resource.create(attributes), sampler=ALWAYS_OFF)
-            return cls(provider, service, recording=False)
+            return cls(provider, service)
         provider = TracerProvider(resource=Resource.create(attributes))
         for p in processors:
             provider.add_span_processor(p)

@@ -38,6 +38,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _held_by_nobody() -> None:
+    pass
+
+
 class Batcher(Generic[T, R]):
     """`await batcher(item)`: `alone(item)` at once while fewer than `in_flight` calls are out;
     otherwise the item waits and goes out with those waiting beside it, `together(items)`, which
@@ -90,7 +94,9 @@ class Batcher(Generic[T, R]):
         """Count a call out until it ends, or for hold_s at most: a call that takes longer (a slow
         read, a provider that hangs, or one whose answer waits for a call of ours that waits here:
         a payment waiting for its notification) stops keeping the others waiting. Returns what ends
-        the hold; calling it twice is harmless."""
+        the hold; calling it twice is harmless. With no limit nothing ever waits: nothing to count."""
+        if self.in_flight == sys.maxsize:
+            return _held_by_nobody
         self._out += 1
         held = True
 
