@@ -105,11 +105,13 @@ def _uvicorn(app_: object, host: str, port: int) -> None:
 
     # log_config None: uvicorn's lines go through this process's own handler (infra/logs.py), so
     # SHOP_LOG_FORMAT=json covers them; the access log only when asked for (SHOP_ACCESS_LOG=1).
-    access = Settings().access_log
+    settings = Settings()
+    access = settings.access_log
     # server_header False: no "server: uvicorn" banner telling a scanner what to try.
     uvicorn.run(app_, host=host, port=port, log_config=None, log_level="info" if access else "warning",  # type: ignore[arg-type]
                 access_log=access, loop="uvloop" if _has("uvloop") else "asyncio",
-                http="httptools" if _has("httptools") else "h11", server_header=False)
+                http="httptools" if _has("httptools") else "h11", server_header=False,
+                timeout_keep_alive=settings.http_keep_alive_s)
 
 
 def _logging(name: str) -> None:

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     faults: bool = False
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with service, orderId, traceId
     access_log: bool = False  # one line per HTTP request
+    # How long the front door keeps an idle client connection open. Longer than any client's or
+    # proxy's own idle limit (httpx and uvicorn both default to 5 s; load balancers to 60 s): at equal
+    # limits the server may close a connection just as the client sends on it, and that request is
+    # lost with no answer (seen as a ReadError in the infrastructure restart test).
+    http_keep_alive_s: int = Field(default=75, ge=1)
     # Metrics and traces: "off" to run without either (to measure what they cost). On, every trace
     # is sampled, and exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py).
     telemetry: Literal["on", "off"] = "on"
