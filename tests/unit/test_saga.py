@@ -97,6 +97,8 @@ class FakeStore:
     """The saga's transactions on the order's own database."""
 
     refuse_confirm: bool = False
+    confirm_lands_unanswered: bool = False  # the COMMIT lands, the connection breaks before its answer
+    fail_away: int = 0  # how many times fail() finds the database away before it works
     orders: dict[int, Order] = field(default_factory=dict)
     armed: dict[int, tuple[Message, int]] = field(default_factory=dict)  # order -> (cancel, due at)
     failed: list[int] = field(default_factory=list)
@@ -115,9 +117,14 @@ class FakeStore:
             del self.armed[order.order_id]
         else:
             self.armed[order.order_id] = (cancel, rearm_at_ms)
+        if self.confirm_lands_unanswered:
+            raise ConnectionResetError("the database went away")
         return True
 
     async def fail(self, order_id: int, cancel: Message) -> None:
+        if self.fail_away:
+            self.fail_away -= 1
+            raise ConnectionResetError("the database is restarting")
         self.failed.append(order_id)
         order = self.orders[order_id]
         self.orders[order_id] = Order(**{**{f: getattr(order, f) for f in Order.__slots__},
@@ -216,6 +223,50 @@ async def test_a_confirm_that_finds_the_order_cancelled_by_its_deadline_is_refus
     assert e.value.code == ShopCode.SHOP_ORDER_STATUS_INVALID
     assert saga.participants.ran == list(STEPS)
     assert saga.state() == (10, D("100.00"), False)
+
+
+@pytest.mark.parametrize("away", [0, 3])
+async def test_a_confirm_that_landed_unanswered_is_cancelled_as_its_client_is_told(away):
+    """The confirm's COMMIT landed but its answer was lost with the connection: the saga sees the
+    database away, answers 503, and cancels the order (trying again while its database is back
+    within the retry window), so the order does not stand confirmed until the payment timeout."""
+    saga = Saga()
+    saga.store.confirm_lands_unanswered, saga.store.fail_away = True, away
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    order_id = int(e.value.data["orderId"])
+    assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
+    assert saga.store.failed == [order_id] and saga.store.armed[order_id][1] == 0  # the cancel due now
+    assert saga.settled == [(TAG_CANCEL, str(order_id))]
+    assert saga.state() == (10, D("100.00"), False)
+
+
+async def test_a_cancel_the_database_is_away_for_too_long_is_left_to_its_armed_message(monkeypatch):
+    monkeypatch.setattr("shop.services.order.handlers.FAIL_RETRY_S", 0.2)
+    saga = Saga()
+    saga.store.confirm_lands_unanswered, saga.store.fail_away = True, 1000
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    order_id = int(e.value.data["orderId"])
+    assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
+    assert 1 < 1000 - saga.store.fail_away < 10  # tried again, with pauses, then gave up
+    assert saga.store.failed == [] and saga.settled == []
+    assert saga.store.armed[order_id][1] > 0  # its cancel still armed, for the payment timeout
+
+
+async def test_a_cancel_that_fails_for_a_bug_is_not_tried_again():
+    saga = Saga()
+    saga.store.confirm_lands_unanswered = True
+    calls: list[int] = []
+
+    async def broken(order_id: int, cancel: Message) -> None:
+        calls.append(order_id)
+        raise Boom("a bug in the cancel")
+
+    saga.store.fail = broken  # type: ignore[method-assign]
+    with pytest.raises(ShopError) as e:
+        await saga.handlers.confirm_order(place())
+    assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE and len(calls) == 1
 
 
 async def test_an_order_without_coupon_or_balance_skips_nothing_and_takes_only_stock():

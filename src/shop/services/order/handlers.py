@@ -11,7 +11,9 @@ A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves
 at the deadline. Either way the cancel message reaches every participant, whose compensation
 undoes what it did for this order, or records that it did nothing.
 """
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -24,7 +26,7 @@ from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork
 from shop.infra.db.scope import NO_LIMIT
-from shop.infra.failures import as_shop_error
+from shop.infra.failures import as_shop_error, is_unavailable
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.goods.contracts import Goods, StockLine, first_refused
@@ -58,6 +60,12 @@ Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that mess
 
 
 INBOX = Inbox(inbox)
+# How long a failed order's request keeps trying to cancel it while the order's own database is away
+# (a restart takes well under a second). Until it is cancelled the order may stand confirmed: a
+# confirm whose COMMIT landed as the connection broke looks failed here, yet re-armed the order's
+# cancel for the payment timeout (half an hour), while its client is told the order failed.
+FAIL_RETRY_S = 3.0
+
 # The refusals the original makes after checking that the user exists (the coupon's and the
 # pricing's, which now come from the coupon's step, after the goods' step): a missing user is
 # refused as that first.
@@ -197,12 +205,22 @@ class OrderHandlers:
         )
 
     async def _fail(self, order_id: int, cancel: Message) -> None:
-        """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone."""
-        try:
-            await self.store.fail(order_id, cancel)
-        except Exception:  # our own database failed: the armed message still comes due at the deadline
-            log.exception("could not cancel order %s now; its deadline will", order_id)
-            return
+        """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone.
+        The cancel due now also undoes an order whose confirm did land (its guard cancels a
+        confirmed, unpaid order), so what the client is told, failed, is what becomes true."""
+        give_up, pause = time.monotonic() + FAIL_RETRY_S, 0.05
+        while True:
+            try:
+                await self.store.fail(order_id, cancel)
+                break
+            except Exception as exc:
+                if not is_unavailable(exc) or time.monotonic() + pause > give_up:
+                    # The armed cancel still comes due: at the order's deadline, or at the payment
+                    # timeout if a confirm whose answer was lost re-armed it.
+                    log.exception("could not cancel order %s now; its armed cancel will", order_id)
+                    return
+            await asyncio.sleep(pause)  # our own database away: it is back within a second, as a rule
+            pause = min(2 * pause, 0.5)
         await self.settle(cancel.tag, cancel.key)
 
     # -- messages ------------------------------------------------------------------------------
