@@ -206,8 +206,10 @@ class OrderHandlers:
 
     async def _fail(self, order_id: int, cancel: Message) -> None:
         """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone.
-        The cancel due now also undoes an order whose confirm did land (its guard cancels a
-        confirmed, unpaid order), so what the client is told, failed, is what becomes true."""
+        The cancel due now also undoes an unpaid order whose confirm did land (its guard cancels a
+        confirmed, unpaid order), so the failure its client is told of becomes true. One that coupon
+        and balance paid in full at its confirm stands (its cancel went with the confirm): a 503
+        says the order may or may not have been placed, and carries its id to look it up."""
         give_up, pause = time.monotonic() + FAIL_RETRY_S, 0.05
         while True:
             try:
