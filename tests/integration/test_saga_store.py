@@ -51,6 +51,8 @@ async def test_orders_placed_together_share_transactions_and_keep_their_own_outc
     cancels = {o.order_id: OrderCancelled.of(o).to_message() for o in orders}
     deadline = now_ms() + 60_000
     await asyncio.gather(*(store.save_pre_order(o, cancels[o.order_id], deadline) for o in orders))
+    assert not await store.confirmed(orders[0].order_id)  # saved, not confirmed
+    assert not await store.confirmed(next(ids))  # no such order
     # Called together, they wait for the first write and go in one more: two transactions, not 40.
     assert store._pre_orders.batches <= 2
     for o in orders:
@@ -72,6 +74,8 @@ async def test_orders_placed_together_share_transactions_and_keep_their_own_outc
         async with shop.runtime.dbs["order"].unit_of_work(readonly=True) as uow:
             row = await repo.find(uow, o.order_id)
         cancel = cancels[o.order_id].msg_id
+        # What a confirm whose answer was lost is read back by (handlers.OrderHandlers._confirm).
+        assert await store.confirmed(o.order_id) == (o not in beaten)
         if o in beaten:
             assert row["order_status"] == OrderStatus.CANCELLED and row["confirm_time"] is None
             # Fired, not re-armed (the shop's relay may since have taken it, sent it, or leased it).

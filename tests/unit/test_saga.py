@@ -97,8 +97,8 @@ class FakeStore:
     """The saga's transactions on the order's own database."""
 
     refuse_confirm: bool = False
-    confirm_lands_unanswered: bool = False  # the COMMIT lands, the connection breaks before its answer
-    fail_away: int = 0  # how many times fail() finds the database away before it works
+    confirm_breaks: str | None = None  # "landed" or "lost": the database goes away under the confirm's COMMIT
+    away: int = 0  # how many more reads or writes after that find the database away
     orders: dict[int, Order] = field(default_factory=dict)
     armed: dict[int, tuple[Message, int]] = field(default_factory=dict)  # order -> (cancel, due at)
     failed: list[int] = field(default_factory=list)
@@ -110,6 +110,8 @@ class FakeStore:
     async def confirm(self, order: Order, cancel: Message, *, paid: bool, at: datetime, rearm_at_ms: int) -> bool:
         if self.refuse_confirm:
             return False
+        if self.confirm_breaks == "lost":
+            raise ConnectionResetError("the database went away before the COMMIT")
         status = {"order_status": int(OrderStatus.CONFIRMED),
                   "pay_status": int(PayStatus.PAID if paid else PayStatus.UNPAID)}
         self.orders[order.order_id] = Order(**{**{f: getattr(order, f) for f in Order.__slots__}, **status})
@@ -117,14 +119,21 @@ class FakeStore:
             del self.armed[order.order_id]
         else:
             self.armed[order.order_id] = (cancel, rearm_at_ms)
-        if self.confirm_lands_unanswered:
-            raise ConnectionResetError("the database went away")
+        if self.confirm_breaks == "landed":
+            raise ConnectionResetError("the database went away after the COMMIT, before its answer")
         return True
 
-    async def fail(self, order_id: int, cancel: Message) -> None:
-        if self.fail_away:
-            self.fail_away -= 1
+    def _still_away(self) -> None:
+        if self.away:
+            self.away -= 1
             raise ConnectionResetError("the database is restarting")
+
+    async def confirmed(self, order_id: int) -> bool:
+        self._still_away()
+        return self.orders[order_id].order_status == OrderStatus.CONFIRMED
+
+    async def fail(self, order_id: int, cancel: Message) -> None:
+        self._still_away()
         self.failed.append(order_id)
         order = self.orders[order_id]
         self.orders[order_id] = Order(**{**{f: getattr(order, f) for f in Order.__slots__},
@@ -226,12 +235,22 @@ async def test_a_confirm_that_finds_the_order_cancelled_by_its_deadline_is_refus
 
 
 @pytest.mark.parametrize("away", [0, 3])
-async def test_a_confirm_that_landed_unanswered_is_cancelled_as_its_client_is_told(away):
-    """The confirm's COMMIT landed but its answer was lost with the connection: the saga sees the
-    database away, answers 503, and cancels the order (trying again while its database is back
-    within the retry window), so the order does not stand confirmed until the payment timeout."""
+async def test_a_confirm_that_landed_unanswered_is_answered_as_placed(away):
+    """The database went away after the confirm's COMMIT landed, before its answer: once it answers
+    again (here after 0 or 3 more tries), the saga reads the order back and answers it placed."""
     saga = Saga()
-    saga.store.confirm_lands_unanswered, saga.store.fail_away = True, away
+    saga.store.confirm_breaks, saga.store.away = "landed", away
+    order = await saga.handlers.confirm_order(place())
+    assert order.order_status == OrderStatus.CONFIRMED and saga.store.away == 0
+    assert saga.store.failed == [] and saga.settled == []
+    assert saga.state() == (9, D("0.00"), True)  # everything it took, kept
+    assert saga.store.armed[order.order_id][1] > 0  # its cancel re-armed for the payment timeout
+
+
+@pytest.mark.parametrize("away", [0, 3])
+async def test_a_confirm_that_did_not_land_fails_and_is_cancelled_once_the_database_answers(away):
+    saga = Saga()
+    saga.store.confirm_breaks, saga.store.away = "lost", away
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
     order_id = int(e.value.data["orderId"])
@@ -241,22 +260,22 @@ async def test_a_confirm_that_landed_unanswered_is_cancelled_as_its_client_is_to
     assert saga.state() == (10, D("100.00"), False)
 
 
-async def test_a_cancel_the_database_is_away_for_too_long_is_left_to_its_armed_message(monkeypatch):
-    monkeypatch.setattr("shop.services.order.handlers.FAIL_RETRY_S", 0.2)
+async def test_with_the_database_away_too_long_the_order_is_left_to_its_armed_cancel(monkeypatch):
+    monkeypatch.setattr("shop.services.order.handlers.AWAY_S", 0.2)
     saga = Saga()
-    saga.store.confirm_lands_unanswered, saga.store.fail_away = True, 1000
+    saga.store.confirm_breaks, saga.store.away = "landed", 1000
     with pytest.raises(ShopError) as e:
         await saga.handlers.confirm_order(place())
     order_id = int(e.value.data["orderId"])
     assert e.value.code == ShopCode.SHOP_SERVICE_UNAVAILABLE
-    assert 1 < 1000 - saga.store.fail_away < 10  # tried again, with pauses, then gave up
+    assert 2 < 1000 - saga.store.away < 20  # read back, then cancel, each tried again with pauses
     assert saga.store.failed == [] and saga.settled == []
     assert saga.store.armed[order_id][1] > 0  # its cancel still armed, for the payment timeout
 
 
 async def test_a_cancel_that_fails_for_a_bug_is_not_tried_again():
     saga = Saga()
-    saga.store.confirm_lands_unanswered = True
+    saga.store.confirm_breaks = "lost"
     calls: list[int] = []
 
     async def broken(order_id: int, cancel: Message) -> None:

@@ -8,14 +8,19 @@ The drivers are recognised by their exceptions' module and class names, so that 
 none of them (a process loads only the drivers its databases use)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from shop.common.errors import InternalError, ServiceUnavailable, ShopError
 from shop.infra.faults import InjectedFault
 
 log = logging.getLogger("shop.failures")
+T = TypeVar("T")
 
 # SQLSTATE classes (PostgreSQL; asyncpg's exceptions carry `sqlstate`) of a server that cannot serve
 # now: 08 connection exception, 53 insufficient resources (too many connections, disk full), 57
@@ -106,3 +111,18 @@ def as_shop_error(exc: BaseException, where: str) -> ShopError:
         return ServiceUnavailable(f"{where} {what}")
     log.error("%s failed", where, exc_info=exc)
     return InternalError()
+
+
+async def while_unavailable(call: Callable[[], Awaitable[T]], within_s: float) -> T:
+    """`call()`, made again while it fails because its dependency is away, for up to `within_s`
+    (pauses from 50 ms doubling to 500 ms): for a request that must learn an outcome, or make one
+    true, before it answers. Its error as it is if it is not one of those, or once time is up."""
+    give_up, pause = time.monotonic() + within_s, 0.05
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_unavailable(exc) or time.monotonic() + pause > give_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, 0.5)

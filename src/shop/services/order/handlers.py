@@ -11,11 +11,10 @@ A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves
 at the deadline. Either way the cancel message reaches every participant, whose compensation
 undoes what it did for this order, or records that it did nothing.
 """
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from shop.common.clock import from_epoch_ms, now_ms, utcnow
@@ -26,7 +25,7 @@ from shop.common.timeline import TimelineEvent, from_times
 from shop.infra import metrics
 from shop.infra.db import EVERYTHING, AuditScope, Database, Row, UnitOfWork
 from shop.infra.db.scope import NO_LIMIT
-from shop.infra.failures import as_shop_error, is_unavailable
+from shop.infra.failures import as_shop_error, is_unavailable, while_unavailable
 from shop.infra.logs import ORDER_ID
 from shop.infra.messaging import Consumes, Inbox, Message, Outbox
 from shop.services.goods.contracts import Goods, StockLine, first_refused
@@ -60,11 +59,11 @@ Settle = Callable[[str, str], Awaitable[None]]  # (tag, key): wait for that mess
 
 
 INBOX = Inbox(inbox)
-# How long a failed order's request keeps trying to cancel it while the order's own database is away
-# (a restart takes well under a second). Until it is cancelled the order may stand confirmed: a
-# confirm whose COMMIT landed as the connection broke looks failed here, yet re-armed the order's
-# cancel for the payment timeout (half an hour), while its client is told the order failed.
-FAIL_RETRY_S = 3.0
+# How long an order's request waits for its own database to answer again (a restart takes well under
+# a second) when the database went away under its confirm, whose COMMIT may have landed with its
+# answer lost: to read back what the confirm did, and to cancel an order that is not confirmed.
+# Without it, a confirm that landed was answered 503 and its order stood confirmed.
+AWAY_S = 3.0
 
 # The refusals the original makes after checking that the user exists (the coupon's and the
 # pricing's, which now come from the coupon's step, after the goods' step): a missing user is
@@ -117,7 +116,7 @@ class OrderHandlers:
             paid = order.pay_amount == 0  # coupon and balance paid it all
             confirm_time = utcnow()
             rearm_at_ms = now_ms() + int(self.pay_timeout_s * 1000)
-            if not await self.store.confirm(order, cancel, paid=paid, at=confirm_time, rearm_at_ms=rearm_at_ms):
+            if not await self._confirm(order, cancel, paid=paid, at=confirm_time, rearm_at_ms=rearm_at_ms):
                 # The deadline passed first and the relay cancelled the order: its cancel is out.
                 raise ShopError(ShopCode.SHOP_ORDER_STATUS_INVALID, "the order was cancelled before it was confirmed")
         except Exception as exc:
@@ -204,25 +203,39 @@ class OrderHandlers:
             money_paid=p.money_paid, pay_amount=p.pay_amount, add_time=utcnow(), items=list(cmd.items),
         )
 
+    async def _confirm(self, order: Order, cancel: Message, *, paid: bool, at: datetime, rearm_at_ms: int) -> bool:
+        """The confirm (False: the deadline's cancel got there first). If the database went away
+        under it, its COMMIT may have landed with the answer lost: what it did is read back once
+        the database answers again, so that an order placed is answered as placed, and one that
+        is not goes on to fail (and is cancelled)."""
+        try:
+            return await self.store.confirm(order, cancel, paid=paid, at=at, rearm_at_ms=rearm_at_ms)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            lost = exc
+        try:
+            landed = await while_unavailable(lambda: self.store.confirmed(order.order_id), AWAY_S)
+        except Exception as still:
+            if not is_unavailable(still):
+                raise
+            landed = False  # still away: the order is failed, as far as it can be (_fail)
+        if landed:
+            log.warning("order %s: the confirm's answer was lost with the database; it landed", order.order_id)
+            return True
+        raise lost
+
     async def _fail(self, order_id: int, cancel: Message) -> None:
         """0 -> 2 and the cancel due now, in one transaction; then wait a little for it to be undone.
-        The cancel due now also undoes an unpaid order whose confirm did land (its guard cancels a
-        confirmed, unpaid order), so the failure its client is told of becomes true. One that coupon
-        and balance paid in full at its confirm stands (its cancel went with the confirm): a 503
-        says the order may or may not have been placed, and carries its id to look it up."""
-        give_up, pause = time.monotonic() + FAIL_RETRY_S, 0.05
-        while True:
-            try:
-                await self.store.fail(order_id, cancel)
-                break
-            except Exception as exc:
-                if not is_unavailable(exc) or time.monotonic() + pause > give_up:
-                    # The armed cancel still comes due: at the order's deadline, or at the payment
-                    # timeout if a confirm whose answer was lost re-armed it.
-                    log.exception("could not cancel order %s now; its armed cancel will", order_id)
-                    return
-            await asyncio.sleep(pause)  # our own database away: it is back within a second, as a rule
-            pause = min(2 * pause, 0.5)
+        Tried again while the order's database is away: the armed cancel would come due only at the
+        deadline, or, after a confirm whose answer was lost and whose read-back found the database
+        still away, at the payment timeout it re-armed (the cancel due now undoes a confirmed,
+        unpaid order too: its guard)."""
+        try:
+            await while_unavailable(lambda: self.store.fail(order_id, cancel), AWAY_S)
+        except Exception:  # the armed cancel still comes due, as above
+            log.exception("could not cancel order %s now; its armed cancel will", order_id)
+            return
         await self.settle(cancel.tag, cancel.key)
 
     # -- messages ------------------------------------------------------------------------------

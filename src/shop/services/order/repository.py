@@ -226,6 +226,12 @@ class SagaStore:
         confirmed = {c.order_id for c in won}
         return [c.order_id in confirmed for c in batch]
 
+    async def confirmed(self, order_id: int) -> bool:
+        """Whether the order stands confirmed: what a confirm whose answer was lost did."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = await status(uow, order_id)
+        return row is not None and row["order_status"] == domain.OrderStatus.CONFIRMED
+
     async def fail(self, order_id: int, cancel: Message) -> None:
         """0 -> 2 and the cancel due now, in one transaction."""
         async with self.db.unit_of_work() as uow:
