@@ -8,8 +8,9 @@ The saga, as ARCHITECTURE.md point 5 has it:
    its price, which completes the pricing);
 4. confirm: 0 -> 1 with the pricing and delete the armed message, in one transaction.
 A failure at any step moves 0 -> 2 and makes the message due now; a crash leaves it to come due
-at the deadline. A confirm whose answer was lost with the database is read back first (_confirm). Either way the cancel message reaches every participant, whose compensation
-undoes what it did for this order, or records that it did nothing.
+at the deadline. Either way the cancel message reaches every participant, whose compensation
+undoes what it did for this order, or records that it did nothing. A confirm whose answer was lost
+with the database is read back first (_confirm): it may have landed.
 """
 import logging
 from collections.abc import Awaitable, Callable
