@@ -182,6 +182,7 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
     written: dict[int, float] = {}
     orders = {new_id(): random.randint(1, 3) for _ in range(PAIRS)}
     row_written = {o: asyncio.Event() for o in orders}
+    undone = {o: asyncio.Event() for o in orders}
 
     async def timed(name, order_id, work, jitter=0.02):
         await asyncio.sleep(random.uniform(0, jitter))  # each starts at its own moment, in either order
@@ -205,16 +206,24 @@ async def test_a_step_racing_its_compensation_never_loses_stock_nor_takes_for_a_
             await uow.commit()
             return taken
 
+    async def step_of(k, o, n):
+        if k % 4 == 1:  # after its compensation, for sure: on a busy machine (CI's parallel workers)
+            await undone[o].wait()  # the random moments alone once never had a compensation first
+        return await timed("step", o, slow_step(o, n))
+
     async def undo(k, o):
-        if k % 2:  # at its own moment: before the step, or after it, or in between
-            return await timed("undo", o, compensate(db, g, o))
-        # While the step's row is uncommitted, for sure: on a busy machine (CI's parallel workers)
-        # the random moments alone once never met that window.
-        await row_written[o].wait()
-        return await timed("undo", o, compensate(db, g, o), jitter=0)
+        try:
+            if k % 2:  # at its own moment: before the step, or after it, or in between
+                return await timed("undo", o, compensate(db, g, o))
+            # While the step's row is uncommitted, for sure: the random moments alone once never
+            # met that window either.
+            await row_written[o].wait()
+            return await timed("undo", o, compensate(db, g, o), jitter=0)
+        finally:
+            undone[o].set()
 
     try:
-        results = await asyncio.gather(*(timed("step", o, slow_step(o, n)) for o, n in orders.items()),
+        results = await asyncio.gather(*(step_of(k, o, n) for k, (o, n) in enumerate(orders.items())),
                                        *(undo(k, o) for k, o in enumerate(orders)))
     finally:
         await db.close()
