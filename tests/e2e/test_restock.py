@@ -3,6 +3,7 @@ units, and the audit (the quick one and a recount, which sums the goods' ledger)
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -81,3 +82,29 @@ async def test_a_restock_answers_as_the_contract_says_and_its_units_sell(api: Ap
     recount = await until(recounted, 60.0, every_s=0.2)
     assert recount is not None, "no recount finished"
     assert recount["state"] == "done" and [v for v in recount["violations"] if goods_id in v] == [], recount
+
+
+async def test_an_idempotency_key_makes_a_restock_once(api: Api) -> None:
+    goods_id = await api.create_goods("30.00", 1)
+    keyed = {**api.admin, "Idempotency-Key": str(uuid.uuid4())}
+    for _ in range(2):  # the second: a retry whose answer was lost
+        r = await restock(api, goods_id, {"delta": 3}, keyed)
+        assert (r.status_code, r.json()["data"]) == (200, {"goodsId": goods_id, "goodsNumber": 4}), r.text
+    assert await number(api, goods_id) == 4
+    refused(await restock(api, goods_id, {"delta": 2}, keyed), 422, "SHOP_REQUEST_PARAMETER_VALID")
+    for bad in (b"", b"a b", b"\xc3\xa9", b"x" * 256):  # 1-255 visible ASCII characters
+        r = await restock(api, goods_id, {"delta": 1}, {**api.admin, "Idempotency-Key": bad})  # type: ignore[dict-item]
+        refused(r, 422, "SHOP_REQUEST_PARAMETER_VALID")
+        assert "Idempotency-Key" in r.json()["message"], r.text
+    assert await number(api, goods_id) == 4  # nothing refused changed it
+    other = await api.create_goods("30.00", 1)  # a key names a change of one goods
+    assert (await restock(api, other, {"delta": 3}, keyed)).json()["data"] == {"goodsId": other, "goodsNumber": 4}
+    assert await quiet_api(api) == {"consistent": True, "violations": [], "pending": 0}
+
+
+async def test_the_document_names_the_idempotency_key_header(api: Api) -> None:
+    op = (await api.c.get("/openapi.json")).json()["paths"]["/admin/goods/{goods_id}/stock"]["post"]
+    (header,) = [p for p in op["parameters"] if p["in"] == "header"]
+    assert (header["name"], header.get("required", False)) == ("Idempotency-Key", False)
+    schema = next(s for s in header["schema"]["anyOf"] if s.get("type") == "string")
+    assert (schema["minLength"], schema["maxLength"], schema["pattern"]) == (1, 255, r"^[\x21-\x7e]+$")

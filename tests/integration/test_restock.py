@@ -12,6 +12,7 @@ from shop.common.codes import ShopCode
 from shop.common.errors import ShopError
 from shop.common.ids import IdWorker
 from shop.infra.db import Query
+from shop.infra.ledger import adjustment_key
 from shop.services.goods import repository as goods_repo
 from shop.services.goods.contracts import MAX_STOCK, ReduceStock, Restock, StockLine
 from shop.services.goods.handlers import GoodsHandlers
@@ -85,6 +86,87 @@ async def test_a_refused_restock_changes_nothing(shop):
     assert await shop.goods.restock(Restock(g, -2)) == 0
     assert await shop.goods.restock(Restock(g, MAX_STOCK)) == MAX_STOCK
     assert await sums(shop, g) == (MAX_STOCK, MAX_STOCK)
+
+
+@pytest.mark.all_backends
+async def test_a_keyed_restock_is_made_once_and_a_repeat_answers_the_stock_as_it_is(shop):
+    g = (await world(shop, stock=10, coupon=None)).goods_id
+    other = (await world(shop, stock=1, coupon=None)).goods_id
+    assert await shop.goods.restock(Restock(g, 5, "k-1")) == 15
+    assert await shop.goods.restock(Restock(g, 5, "k-1")) == 15  # a retry whose answer was lost
+    assert await shop.goods.restock(Restock(g, -4)) == 11
+    assert await shop.goods.restock(Restock(g, 5, "k-1")) == 11  # still once: the stock as it is now
+    assert await refused(shop.goods.restock(Restock(g, 6, "k-1"))) == ShopCode.SHOP_REQUEST_PARAMETER_VALID
+    assert await refused(shop.goods.restock(Restock(g, -5, "k-1"))) == ShopCode.SHOP_REQUEST_PARAMETER_VALID
+    assert await shop.goods.restock(Restock(g, 5, "k-2")) == 16  # another key, another change
+    assert await shop.goods.restock(Restock(other, 5, "k-1")) == 6  # a key names a change of one goods
+    rows = await ledger(shop, g)
+    assert [(o, a) for o, kind, a in rows if kind == ADJUST and o < 0] == sorted(
+        [(adjustment_key("k-1"), 5), (adjustment_key("k-2"), 5)])
+    assert len([o for o, kind, _ in rows if kind == ADJUST]) == 3
+    assert await sums(shop, g) == (16, 16) and await sums(shop, other) == (6, 6)
+    full = (await shop.operator.full_audit()).json()
+    assert full == {"consistent": True, "violations": [], "pending": 0}, full
+
+
+@pytest.mark.all_backends
+async def test_a_refused_keyed_restock_leaves_its_key_unused(shop):
+    g = (await world(shop, stock=3, coupon=None)).goods_id
+    before = await ledger(shop, g)
+    assert await refused(shop.goods.restock(Restock(g, -5, "take-5"))) == ShopCode.SHOP_GOODS_NUM_NOT_ENOUGH
+    assert await refused(shop.goods.restock(Restock(g, MAX_STOCK, "add-max"))) == ShopCode.SHOP_REQUEST_PARAMETER_VALID
+    assert (await stock(shop, g), await ledger(shop, g)) == (3, before)
+    assert await shop.goods.restock(Restock(g, 4)) == 7
+    assert await shop.goods.restock(Restock(g, -5, "take-5")) == 2  # now it can be made, under its key
+    assert await shop.goods.restock(Restock(g, -5, "take-5")) == 2
+    assert await sums(shop, g) == (2, 2)
+
+
+REPEATS = 6  # one keyed restock sent this many times at once
+HOLD_KEY_S = 0.2  # how long the first keeps its change uncommitted once every repeat has started
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+async def test_a_keyed_restock_sent_several_times_at_once_is_made_once(shop, monkeypatch):
+    """The repeats' ledger rows meet the first's on the key's unique index: each waits for the first's
+    commit, then finds its row and changes nothing. Only one reaches the stock's update (a restock
+    that updated first and recorded after would add the delta once per repeat), and every repeat's
+    answer came only after the first's commit (they raced: none could go first)."""
+    base = shop.runtime.dbs["goods"]
+    db = type(base)(base.url, pool_size=REPEATS)
+    await db.connect()
+    await open_all(db, REPEATS)
+    handlers = GoodsHandlers(db, IdWorker(30, 30))
+    g = (await world(shop, stock=10, coupon=None)).goods_id
+    loop = asyncio.get_running_loop()
+    started, updates, released = asyncio.Event(), [], [0.0]
+    real_adjust = goods_repo.adjust
+
+    async def adjust(uow, goods_id, delta):  # the stock's update, after the ledger row
+        updates.append(goods_id)
+        changed = await real_adjust(uow, goods_id, delta)
+        await started.wait()
+        await asyncio.sleep(HOLD_KEY_S)  # the repeats' rows reach the index meanwhile, and wait
+        released[0] = loop.time()
+        return changed
+
+    monkeypatch.setattr(goods_repo, "adjust", adjust)
+
+    async def send():
+        number = await handlers.restock(Restock(g, 7, "at-once"))
+        return number, loop.time()
+
+    try:
+        sent = [asyncio.create_task(send()) for _ in range(REPEATS)]
+        await asyncio.sleep(0.05)  # every one has begun its transaction and written (or is writing) its row
+        started.set()
+        results = await asyncio.gather(*sent)
+    finally:
+        await db.close()
+    assert updates == [g]
+    assert [n for n, _ in results] == [17] * REPEATS
+    assert sorted(t for _, t in results)[1] > released[0], "a repeat was answered before the first committed"
+    assert await sums(shop, g) == (17, 17)
 
 
 @pytest.mark.all_backends

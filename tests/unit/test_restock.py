@@ -5,11 +5,12 @@ from decimal import Decimal as D
 
 import pytest
 from google.protobuf.message_factory import GetMessageClass
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shop.admin.audit import findings
-from shop.infra.ledger import LedgerFacts
+from shop.infra.ledger import LedgerFacts, adjustment_key
 from shop.infra.rpc.wire import Call
+from shop.infra.web import IdempotencyKey
 from shop.rpc.v1 import participants_pb2 as pb
 from shop.services.coupon.contracts import CouponFacts
 from shop.services.goods.api import RestockIn
@@ -76,11 +77,32 @@ def test_a_delta_within_its_bounds_passes_and_the_document_says_not_zero():
     assert (schema["minimum"], schema["maximum"]) == (-MAX_STOCK, MAX_STOCK)
 
 
-def test_a_restock_crosses_the_wire_codec():
+@pytest.mark.parametrize("key", [None, "9f1c2d3e-0000-4000-8000-000000000001"])
+def test_a_restock_crosses_the_wire_codec(key):
     method = pb.DESCRIPTOR.services_by_name["GoodsService"].methods_by_name["Restock"]
     call = Call(GoodsService.restock, GetMessageClass(method.input_type), GetMessageClass(method.output_type))
-    cmd = Restock(2**62 + 1, -MAX_STOCK)  # an id past 2^53, a negative delta
+    cmd = Restock(2**62 + 1, -MAX_STOCK, key)  # an id past 2^53, a negative delta, with a key or none
     request = call.request((cmd,), {})
     assert call.arguments(GetMessageClass(method.input_type).FromString(request.SerializeToString())) == (cmd,)
     reply = call.reply(MAX_STOCK)
     assert call.result(GetMessageClass(method.output_type).FromString(reply.SerializeToString())) == MAX_STOCK
+
+
+def test_an_idempotency_keys_adjustment_key_is_its_own_negative_bigint():
+    """Negative: never an order's id nor a fresh adjustment's (positive snowflakes), never the put-in's
+    0, outside every audit scope of orders; the same for the same name, another for another."""
+    names = ["a", "b", "A", "a ", "x" * 255, "9f1c2d3e-0000-4000-8000-000000000001", *(f"k{i}" for i in range(2000))]
+    keys = [adjustment_key(n) for n in names]
+    assert all(-(2**62) <= k <= -1 for k in keys)
+    assert len(set(keys)) == len(names)
+    assert [adjustment_key(n) for n in names] == keys
+    assert not LEDGER.summary([row(adjustment_key("a"), ADJUST, 5)]).taken  # no order's step
+
+
+@pytest.mark.parametrize("value", ["", " ", "a b", "tab\there", "x" * 256, "\x7f", "caf\u00e9"])
+def test_an_idempotency_key_is_one_to_255_visible_ascii_characters(value):
+    """The header's rule as the route declares it (infra/web.py): what it refuses is a 422 there."""
+    adapter = TypeAdapter(IdempotencyKey)
+    with pytest.raises(ValidationError):
+        adapter.validate_python(value)
+    assert adapter.validate_python("x" * 255) == "x" * 255 and adapter.validate_python(None) is None

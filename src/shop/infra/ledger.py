@@ -15,14 +15,16 @@ unit of work is left without commit. Steps for distinct entities of one order ar
 one transaction may take several (a cart's lines), all or nothing.
 
 An operator's adjustment (a restock, a removal) is a row of its own kind, keyed by a fresh id in
-the order column and holding the signed change: it counts in the entity's sum and is no order's
-step (never taken, given back, nor in a timeline), and each one is new, so nothing repeats it.
+the order column, or by one derived from the operator's idempotency key, and holding the signed
+change: it counts in the entity's sum and is no order's step (never taken, given back, nor in a
+timeline). Under a derived key, a repeat finds its row and changes nothing, as a step's does.
 
 Amounts go in and out in the amount column's own type (a count, or money); the audit's facts are
 Decimal throughout.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,6 +151,14 @@ def ledger_table(
     return table
 
 
+def adjustment_key(idempotency_key: str) -> int:
+    """The order column's key of an adjustment its operator named (an Idempotency-Key): negative, so
+    no order's id and no fresh adjustment's (positive snowflakes) is ever it, nor does an audit's
+    scope of orders reach it; 62 bits of the name's SHA-256, so two names meet on one entity with
+    odds of 2^-62."""
+    return -1 - (int.from_bytes(hashlib.sha256(idempotency_key.encode()).digest()[:8], "big") >> 2)
+
+
 def _positive(amount: Amount) -> None:
     if amount <= 0:
         raise invalid("a step takes a positive amount")  # an empty take row is the barrier
@@ -201,24 +211,31 @@ class Ledger:
         await self._record(uow, entity_id, 0, self.kinds.put_in, amount, at or utcnow())
 
     async def adjust(self, uow: UnitOfWork, entity_id: int, key: int, amount: Amount, change: Change,
-                     refusal: Refusal) -> None:
+                     refusal: Refusal) -> bool:
         """An operator's signed change of the entity (`change`, its conditional update), in the
-        caller's transaction, recorded under `key`, a fresh id. When `change` changes nothing: the
-        entity is missing, a removal finds too little (refusal.refused), or an addition would pass
-        the column's bound (invalid). Told by the sign, not by a second read: that read could see a
-        later commit and give another reason than the one that held."""
+        caller's transaction, recorded under `key`: a fresh id, or one derived from the operator's
+        idempotency key (adjustment_key). False, and nothing changed, when the key has this very
+        change already (a repeat); a key that holds another change is refused. Written before the
+        update, as a step's is: a second change under the same key waits for the first's commit and
+        then finds it. When `change` changes nothing: the entity is missing, a removal finds too
+        little (refusal.refused), or an addition would pass the column's bound (invalid). Told by the
+        sign, not by a second read: that read could see a later commit and give another reason than
+        the one that held. Each refusal leaves the caller without commit, which takes the row back."""
         if self.kinds.adjust is None:
             raise ValueError("this ledger has no adjustments")
         if not amount:
             raise invalid("an adjustment changes something")
+        if not await self._record(uow, entity_id, key, self.kinds.adjust, amount, utcnow()):
+            if await self._recorded(uow, entity_id, key, self.kinds.adjust) != amount:
+                raise invalid("this Idempotency-Key was used for another change of this entity")
+            return False
         if not await change():
             if await uow.fetchone(refusal.find, **{self.columns.entity: entity_id}) is None:
                 raise ShopError(refusal.missing)
             if amount < 0:
                 raise ShopError(refusal.refused)
             raise invalid("the result would pass the largest amount the entity can hold")
-        if not await self._record(uow, entity_id, key, self.kinds.adjust, amount, utcnow()):
-            raise ValueError(f"adjustment key {key} is taken: an adjustment's key must be a fresh id")
+        return True
 
     async def take(
         self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change, refusal: Refusal,

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Protocol, TypeVar
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
@@ -69,6 +69,10 @@ SignedMoneyIn = Annotated[Decimal, BeforeValidator(valid(parse_signed_money)), P
                           WithJsonSchema(MONEY_IN_SCHEMA)]
 # A one-line text field: no control characters (NUL, newline, DEL, ...), no lone surrogates.
 Text = Annotated[str, AfterValidator(valid(check_text)), Pattern(TEXT_PATTERN)]
+# The Idempotency-Key request header (the IETF draft's): 1-255 visible ASCII characters, a UUID
+# being the usual one. What it makes happen once is the route's to say.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                              pattern=r"^[\x21-\x7e]+$")]
 
 
 class Camel(BaseModel):

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from shop.rpc.v1 import facts_pb2 as shop_dot_v1_dot_facts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashop/v1/participants.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"\x93\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x18\n\x0buser_mobile\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\nuser_score\x18\x04 \x01(\x03\x12\x12\n\nuser_money\x18\x05 \x01(\t\x12\x15\n\ruser_reg_time\x18\x06 \x01(\tB\x0e\n\x0c_user_mobile\"\"\n\x0f\x46indUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"{\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x15\n\ruser_password\x18\x02 \x01(\t\x12\x12\n\nuser_money\x18\x03 \x01(\t\x12\x18\n\x0buser_mobile\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_user_mobile\"\"\n\x0f\x43reateUserReply\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"3\n\x0cLoginRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"o\n\x12\x43hangeMoneyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\r\n\x05money\x18\x03 \x01(\t\x12\'\n\x08log_type\x18\x04 \x01(\x0e\x32\x15.shop.v1.MoneyLogType\"\x12\n\x10\x43hangeMoneyReply\"\x92\x01\n\x05Goods\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\x12\n\ngoods_name\x18\x02 \x01(\t\x12\x14\n\x0cgoods_number\x18\x03 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x04 \x01(\t\x12\x17\n\ngoods_desc\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08\x61\x64\x64_time\x18\x06 \x01(\tB\r\n\x0b_goods_desc\"$\n\x10\x46indGoodsRequest\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\"{\n\x12\x43reateGoodsRequest\x12\x12\n\ngoods_name\x18\x01 \x01(\t\x12\x14\n\x0cgoods_number\x18\x02 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x03 \x01(\t\x12\x17\n\ngoods_desc\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_goods_desc\"$\n\x10\x43reateGoodsReply\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\"]\n\tStockLine\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x02 \x01(\x03\x12\x18\n\x0bgoods_price\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_goods_price\"U\n\x12ReduceStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12!\n\x05lines\x18\x04 \x03(\x0b\x32\x12.shop.v1.StockLineJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04\"\x12\n\x10ReduceStockReply\"1\n\x0eRestockRequest\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\"$\n\x0cRestockReply\x12\x14\n\x0cgoods_number\x18\x01 \x01(\x03\"\x9d\x01\n\x06\x43oupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63oupon_price\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x15\n\x08order_id\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07is_used\x18\x05 \x01(\x05\x12\x16\n\tused_time\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_order_idB\x0c\n\n_used_time\"&\n\x11\x46indCouponRequest\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\"<\n\x13\x43reateCouponRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63oupon_price\x18\x02 \x01(\t\"&\n\x11\x43reateCouponReply\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\"H\n\x10UseCouponRequest\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x10\n\x08order_id\x18\x03 \x01(\x03\"&\n\x0eUseCouponReply\x12\x14\n\x0c\x63oupon_price\x18\x01 \x01(\t*^\n\x0cMoneyLogType\x12\x1a\n\x16MONEY_LOG_TYPE_DEPOSIT\x10\x00\x12\x17\n\x13MONEY_LOG_TYPE_PAID\x10\x01\x12\x19\n\x15MONEY_LOG_TYPE_REFUND\x10\x02\x32\xfe\x02\n\x0bUserService\x12\x33\n\x08\x46indUser\x12\x18.shop.v1.FindUserRequest\x1a\r.shop.v1.User\x12\x45\n\x0b\x43hangeMoney\x12\x1b.shop.v1.ChangeMoneyRequest\x1a\x19.shop.v1.ChangeMoneyReply\x12\x42\n\nCreateUser\x12\x1a.shop.v1.CreateUserRequest\x1a\x18.shop.v1.CreateUserReply\x12-\n\x05Login\x12\x15.shop.v1.LoginRequest\x1a\r.shop.v1.User\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply2\x91\x03\n\x0cGoodsService\x12\x36\n\tFindGoods\x12\x19.shop.v1.FindGoodsRequest\x1a\x0e.shop.v1.Goods\x12\x45\n\x0bReduceStock\x12\x1b.shop.v1.ReduceStockRequest\x1a\x19.shop.v1.ReduceStockReply\x12\x45\n\x0b\x43reateGoods\x12\x1b.shop.v1.CreateGoodsRequest\x1a\x19.shop.v1.CreateGoodsReply\x12\x39\n\x07Restock\x12\x17.shop.v1.RestockRequest\x1a\x15.shop.v1.RestockReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply2\xd7\x02\n\rCouponService\x12\x39\n\nFindCoupon\x12\x1a.shop.v1.FindCouponRequest\x1a\x0f.shop.v1.Coupon\x12?\n\tUseCoupon\x12\x19.shop.v1.UseCouponRequest\x1a\x17.shop.v1.UseCouponReply\x12H\n\x0c\x43reateCoupon\x12\x1c.shop.v1.CreateCouponRequest\x1a\x1a.shop.v1.CreateCouponReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashop/v1/participants.proto\x12\x07shop.v1\x1a\x13shop/v1/facts.proto\"\x93\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x18\n\x0buser_mobile\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\nuser_score\x18\x04 \x01(\x03\x12\x12\n\nuser_money\x18\x05 \x01(\t\x12\x15\n\ruser_reg_time\x18\x06 \x01(\tB\x0e\n\x0c_user_mobile\"\"\n\x0f\x46indUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"{\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x15\n\ruser_password\x18\x02 \x01(\t\x12\x12\n\nuser_money\x18\x03 \x01(\t\x12\x18\n\x0buser_mobile\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_user_mobile\"\"\n\x0f\x43reateUserReply\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"3\n\x0cLoginRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"o\n\x12\x43hangeMoneyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08order_id\x18\x02 \x01(\x03\x12\r\n\x05money\x18\x03 \x01(\t\x12\'\n\x08log_type\x18\x04 \x01(\x0e\x32\x15.shop.v1.MoneyLogType\"\x12\n\x10\x43hangeMoneyReply\"\x92\x01\n\x05Goods\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\x12\n\ngoods_name\x18\x02 \x01(\t\x12\x14\n\x0cgoods_number\x18\x03 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x04 \x01(\t\x12\x17\n\ngoods_desc\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08\x61\x64\x64_time\x18\x06 \x01(\tB\r\n\x0b_goods_desc\"$\n\x10\x46indGoodsRequest\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\"{\n\x12\x43reateGoodsRequest\x12\x12\n\ngoods_name\x18\x01 \x01(\t\x12\x14\n\x0cgoods_number\x18\x02 \x01(\x03\x12\x13\n\x0bgoods_price\x18\x03 \x01(\t\x12\x17\n\ngoods_desc\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_goods_desc\"$\n\x10\x43reateGoodsReply\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\"]\n\tStockLine\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\x14\n\x0cgoods_number\x18\x02 \x01(\x03\x12\x18\n\x0bgoods_price\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_goods_price\"U\n\x12ReduceStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x03\x12!\n\x05lines\x18\x04 \x03(\x0b\x32\x12.shop.v1.StockLineJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04\"\x12\n\x10ReduceStockReply\"K\n\x0eRestockRequest\x12\x10\n\x08goods_id\x18\x01 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x10\n\x03key\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x06\n\x04_key\"$\n\x0cRestockReply\x12\x14\n\x0cgoods_number\x18\x01 \x01(\x03\"\x9d\x01\n\x06\x43oupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63oupon_price\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x15\n\x08order_id\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07is_used\x18\x05 \x01(\x05\x12\x16\n\tused_time\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_order_idB\x0c\n\n_used_time\"&\n\x11\x46indCouponRequest\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\"<\n\x13\x43reateCouponRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63oupon_price\x18\x02 \x01(\t\"&\n\x11\x43reateCouponReply\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\"H\n\x10UseCouponRequest\x12\x11\n\tcoupon_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x10\n\x08order_id\x18\x03 \x01(\x03\"&\n\x0eUseCouponReply\x12\x14\n\x0c\x63oupon_price\x18\x01 \x01(\t*^\n\x0cMoneyLogType\x12\x1a\n\x16MONEY_LOG_TYPE_DEPOSIT\x10\x00\x12\x17\n\x13MONEY_LOG_TYPE_PAID\x10\x01\x12\x19\n\x15MONEY_LOG_TYPE_REFUND\x10\x02\x32\xfe\x02\n\x0bUserService\x12\x33\n\x08\x46indUser\x12\x18.shop.v1.FindUserRequest\x1a\r.shop.v1.User\x12\x45\n\x0b\x43hangeMoney\x12\x1b.shop.v1.ChangeMoneyRequest\x1a\x19.shop.v1.ChangeMoneyReply\x12\x42\n\nCreateUser\x12\x1a.shop.v1.CreateUserRequest\x1a\x18.shop.v1.CreateUserReply\x12-\n\x05Login\x12\x15.shop.v1.LoginRequest\x1a\r.shop.v1.User\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply2\x91\x03\n\x0cGoodsService\x12\x36\n\tFindGoods\x12\x19.shop.v1.FindGoodsRequest\x1a\x0e.shop.v1.Goods\x12\x45\n\x0bReduceStock\x12\x1b.shop.v1.ReduceStockRequest\x1a\x19.shop.v1.ReduceStockReply\x12\x45\n\x0b\x43reateGoods\x12\x1b.shop.v1.CreateGoodsRequest\x1a\x19.shop.v1.CreateGoodsReply\x12\x39\n\x07Restock\x12\x17.shop.v1.RestockRequest\x1a\x15.shop.v1.RestockReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReply2\xd7\x02\n\rCouponService\x12\x39\n\nFindCoupon\x12\x1a.shop.v1.FindCouponRequest\x1a\x0f.shop.v1.Coupon\x12?\n\tUseCoupon\x12\x19.shop.v1.UseCouponRequest\x1a\x17.shop.v1.UseCouponReply\x12H\n\x0c\x43reateCoupon\x12\x1c.shop.v1.CreateCouponRequest\x1a\x1a.shop.v1.CreateCouponReply\x12\x42\n\nAuditFacts\x12\x1a.shop.v1.AuditFactsRequest\x1a\x18.shop.v1.AuditFactsReply\x12<\n\x08Timeline\x12\x18.shop.v1.TimelineRequest\x1a\x16.shop.v1.TimelineReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.v1.participants_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MONEYLOGTYPE']._serialized_start=1650
-  _globals['_MONEYLOGTYPE']._serialized_end=1744
+  _globals['_MONEYLOGTYPE']._serialized_start=1676
+  _globals['_MONEYLOGTYPE']._serialized_end=1770
   _globals['_USER']._serialized_start=61
   _globals['_USER']._serialized_end=208
   _globals['_FINDUSERREQUEST']._serialized_start=210
@@ -63,25 +63,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REDUCESTOCKREPLY']._serialized_start=1125
   _globals['_REDUCESTOCKREPLY']._serialized_end=1143
   _globals['_RESTOCKREQUEST']._serialized_start=1145
-  _globals['_RESTOCKREQUEST']._serialized_end=1194
-  _globals['_RESTOCKREPLY']._serialized_start=1196
-  _globals['_RESTOCKREPLY']._serialized_end=1232
-  _globals['_COUPON']._serialized_start=1235
-  _globals['_COUPON']._serialized_end=1392
-  _globals['_FINDCOUPONREQUEST']._serialized_start=1394
-  _globals['_FINDCOUPONREQUEST']._serialized_end=1432
-  _globals['_CREATECOUPONREQUEST']._serialized_start=1434
-  _globals['_CREATECOUPONREQUEST']._serialized_end=1494
-  _globals['_CREATECOUPONREPLY']._serialized_start=1496
-  _globals['_CREATECOUPONREPLY']._serialized_end=1534
-  _globals['_USECOUPONREQUEST']._serialized_start=1536
-  _globals['_USECOUPONREQUEST']._serialized_end=1608
-  _globals['_USECOUPONREPLY']._serialized_start=1610
-  _globals['_USECOUPONREPLY']._serialized_end=1648
-  _globals['_USERSERVICE']._serialized_start=1747
-  _globals['_USERSERVICE']._serialized_end=2129
-  _globals['_GOODSSERVICE']._serialized_start=2132
-  _globals['_GOODSSERVICE']._serialized_end=2533
-  _globals['_COUPONSERVICE']._serialized_start=2536
-  _globals['_COUPONSERVICE']._serialized_end=2879
+  _globals['_RESTOCKREQUEST']._serialized_end=1220
+  _globals['_RESTOCKREPLY']._serialized_start=1222
+  _globals['_RESTOCKREPLY']._serialized_end=1258
+  _globals['_COUPON']._serialized_start=1261
+  _globals['_COUPON']._serialized_end=1418
+  _globals['_FINDCOUPONREQUEST']._serialized_start=1420
+  _globals['_FINDCOUPONREQUEST']._serialized_end=1458
+  _globals['_CREATECOUPONREQUEST']._serialized_start=1460
+  _globals['_CREATECOUPONREQUEST']._serialized_end=1520
+  _globals['_CREATECOUPONREPLY']._serialized_start=1522
+  _globals['_CREATECOUPONREPLY']._serialized_end=1560
+  _globals['_USECOUPONREQUEST']._serialized_start=1562
+  _globals['_USECOUPONREQUEST']._serialized_end=1634
+  _globals['_USECOUPONREPLY']._serialized_start=1636
+  _globals['_USECOUPONREPLY']._serialized_end=1674
+  _globals['_USERSERVICE']._serialized_start=1773
+  _globals['_USERSERVICE']._serialized_end=2155
+  _globals['_GOODSSERVICE']._serialized_start=2158
+  _globals['_GOODSSERVICE']._serialized_end=2559
+  _globals['_COUPONSERVICE']._serialized_start=2562
+  _globals['_COUPONSERVICE']._serialized_end=2905
 # @@protoc_insertion_point(module_scope)

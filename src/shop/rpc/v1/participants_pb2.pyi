@@ -144,12 +144,14 @@ class ReduceStockReply(_message.Message):
     def __init__(self) -> None: ...
 
 class RestockRequest(_message.Message):
-    __slots__ = ("goods_id", "delta")
+    __slots__ = ("goods_id", "delta", "key")
     GOODS_ID_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     goods_id: int
     delta: int
-    def __init__(self, goods_id: _Optional[int] = ..., delta: _Optional[int] = ...) -> None: ...
+    key: str
+    def __init__(self, goods_id: _Optional[int] = ..., delta: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
 
 class RestockReply(_message.Message):
     __slots__ = ("goods_number",)

@@ -380,7 +380,8 @@ class GoodsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Restock(self, request, context):
-        """Not idempotent: every call is a new adjustment. The operator's roles only (web, admin).
+        """Idempotent only with a key; without one, every call is a new adjustment. The operator's roles
+        only (web, admin).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

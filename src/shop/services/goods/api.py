@@ -8,7 +8,7 @@ from shop.common.clock import iso
 from shop.common.money import fmt
 from shop.infra.deps import AdminDep, from_state
 from shop.infra.openapi import IdOut, MoneyOut, Out, Result, Time, refusals
-from shop.infra.web import Camel, Envelope, IdIn, MoneyIn, Text, ok
+from shop.infra.web import Camel, Envelope, IdempotencyKey, IdIn, MoneyIn, Text, ok
 from shop.services.goods.contracts import MAX_STOCK, CreateGoods, Goods, GoodsService, Restock
 
 router = APIRouter()
@@ -76,7 +76,11 @@ async def get_goods(goods_id: IdIn, goods: GoodsDep) -> Envelope:
 
 @router.post("/admin/goods/{goods_id}/stock", tags=["admin"], dependencies=[AdminDep],
              response_model=Result[StockOut], responses=refusals(409))
-async def restock(goods_id: IdIn, body: RestockIn, goods: GoodsDep) -> Envelope:
-    """Adds delta units (or, negative, removes them: 409 if fewer are left), written to the goods' ledger."""
-    number = await goods.restock(Restock(goods_id, body.delta))
+async def restock(goods_id: IdIn, body: RestockIn, goods: GoodsDep, idempotency_key: IdempotencyKey = None
+                  ) -> Envelope:
+    """Adds delta units (or, negative, removes them: 409 if fewer are left), written to the goods' ledger.
+    With an Idempotency-Key, the change is made once for this goods: sent again with the same key and
+    delta (a retry whose answer was lost), it changes nothing and answers the stock as it is now; the
+    same key with another delta is a 422. A refused change leaves its key unused."""
+    number = await goods.restock(Restock(goods_id, body.delta, idempotency_key))
     return ok({"goodsId": str(goods_id), "goodsNumber": number})

@@ -78,10 +78,13 @@ class ReduceStock:
 
 @dataclass(frozen=True, slots=True)
 class Restock:
-    """An operator's change of a goods' stock: delta > 0 adds, < 0 removes (never below 0)."""
+    """An operator's change of a goods' stock: delta > 0 adds, < 0 removes (never below 0). With a
+    key (the request's Idempotency-Key), the change is made once: the same key and delta again on
+    the same goods change nothing, the same key with another delta is refused."""
 
     goods_id: int
     delta: int
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +103,8 @@ class GoodsService(Protocol):
     async def create_goods(self, cmd: CreateGoods) -> int: ...
 
     async def restock(self, cmd: Restock) -> int:
-        """The goods' stock after the change, recorded in its ledger. Not idempotent: each call is a
-        new adjustment."""
+        """The goods' stock after the change, recorded in its ledger (after a repeat of a keyed one,
+        the stock as it is now). Without a key, each call is a new adjustment."""
         ...
 
     async def reduce_stock(self, cmd: ReduceStock) -> None:

@@ -11,7 +11,7 @@ from shop.common.ids import IdWorker
 from shop.common.timeline import TimelineEvent
 from shop.infra.db import EVERYTHING, AuditScope, Database, UnitOfWork, as_record
 from shop.infra.db.scope import NO_LIMIT
-from shop.infra.ledger import LedgerFacts
+from shop.infra.ledger import LedgerFacts, adjustment_key
 from shop.infra.messaging import Consumes, Inbox, Message
 from shop.services.goods import repository as repo
 from shop.services.goods.contracts import (
@@ -67,10 +67,12 @@ class GoodsHandlers:
         return goods_id
 
     async def restock(self, cmd: Restock) -> int:
+        key = self.ids.next_id() if cmd.key is None else adjustment_key(cmd.key)
         async with self.db.unit_of_work() as uow:
-            await repo.LEDGER.adjust(uow, cmd.goods_id, self.ids.next_id(), cmd.delta,
+            await repo.LEDGER.adjust(uow, cmd.goods_id, key, cmd.delta,
                                      lambda: repo.adjust(uow, cmd.goods_id, cmd.delta), repo.REFUSAL)
-            row = await repo.find(uow, cmd.goods_id)  # the stock this transaction left: its own write
+            # The stock this transaction left (its own write), or, a repeat, the stock as it is now.
+            row = await repo.find(uow, cmd.goods_id)
             await uow.commit()
         return int(row["goods_number"])
 

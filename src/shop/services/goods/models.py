@@ -23,7 +23,8 @@ goods = sa.Table(
 # restore row of a cancelled order: it is keyed by operation too. log_type 0 is the opening stock
 # put in when the goods is created (order_id 0), 1 an order's reduction, 2 its restoration, 3 an
 # operator's restock (POST /admin/goods/{goodsId}/stock): a fresh id in order_id, which no order
-# has, and the signed change in goods_number (negative: a removal). A reduction row with
+# has (or, under an Idempotency-Key, a negative one derived from it: infra/ledger.adjustment_key),
+# and the signed change in goods_number (negative: a removal). A reduction row with
 # goods_number 0 is the barrier a restore leaves when it finds no reduction.
 goods_number_log = ledger_table(
     metadata, "trade_goods_number_log", entity="goods_id", amount="goods_number", amount_type=sa.Integer(),

@@ -1,6 +1,7 @@
 """The goods service on the wire (proto/shop/v1/participants.proto). Retry-safe: the reads, and
-reduce_stock, whose ledger row is keyed by the order. create_goods makes a new id, and each restock is
-a new adjustment: never repeated. Only the order service takes stock (its saga): no other process's
+reduce_stock, whose ledger row is keyed by the order. create_goods makes a new id, and a restock
+without a key is a new adjustment: restock is never repeated here (one with a key may be repeated by
+its operator, whose Idempotency-Key makes that safe). Only the order service takes stock (its saga): no other process's
 certificate may call reduce_stock; only the processes serving /admin (and the operator's tools) restock."""
 from shop.infra.rpc.admin import ADMIN_CALLERS
 from shop.infra.rpc.server import Service
