@@ -167,7 +167,7 @@ def _admission(state: Any, settings: Settings) -> None:
         state.admission[key] = limiter
 
 
-def create_sandbox_app(settings: Settings) -> FastAPI:
+def create_sandbox_app(settings: Settings, on_started: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
     """The sandbox role: the payment platform stand-in, its notifier running beside it."""
     from shop.bootstrap import sandbox_platform
 
@@ -177,6 +177,8 @@ def create_sandbox_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(sandbox.run(), name="sandbox")
         try:
+            if on_started is not None:
+                await on_started()
             yield
         finally:
             task.cancel()

@@ -143,6 +143,11 @@ def serve(
     settings = Settings()
     if role in WEB_ROLES or role == "sandbox":
         _exit_unless_free(host, port)
+    from shop.runtime import freeze_the_lasting
+
+    async def started() -> None:
+        freeze_the_lasting()
+
     if role == "sandbox":
         from shop.app import create_sandbox_app
 
@@ -151,7 +156,7 @@ def serve(
                           "pay button marks any payment paid: for tests and demos)")
             raise typer.Exit(2)
 
-        _uvicorn(create_sandbox_app(settings), host, port)
+        _uvicorn(create_sandbox_app(settings, on_started=started), host, port)
         return
     try:
         shop = bootstrap(settings, role=role, run_migrations=run_migrations)
@@ -160,10 +165,6 @@ def serve(
         raise typer.Exit(2) from None
     if role in WEB_ROLES:
         from shop.app import create_app
-        from shop.runtime import freeze_the_lasting
-
-        async def started() -> None:
-            freeze_the_lasting()
 
         _uvicorn(create_app(shop, on_started=started), host, port)
         return

@@ -62,7 +62,7 @@ ADMISSION_QUEUED = Gauge("shop_admission_queued", "Requests waiting in the front
 ADMISSION_LIMIT = Gauge("shop_admission_limit", "Requests under admission control that may be in progress now "
                         "(it adapts to how long they take)")
 GC_FROZEN = Gauge("shop_gc_frozen_objects", "Objects this process froze out of Python's collections once it had "
-                  "started (runtime.freeze_the_lasting; 0 in the sandbox and in a shop started inside another "
+                  "started (runtime.freeze_the_lasting; 0 in a shop started inside another "
                   "program)")
 GC_FROZEN.set_function(gc.get_freeze_count)
 _SERIES = (ORDERS, SOLD_OUT, COMPENSATIONS, BARRIERS, SAGA_STEP, OUTBOX_DUE, OUTBOX_OLDEST, MESSAGES, MESSAGES_DEAD,
