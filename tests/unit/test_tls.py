@@ -3,6 +3,7 @@ each role may be, a second prepare that changes nothing, and an operator's own f
 from __future__ import annotations
 
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,19 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shop.bootstrap import prepare
+from shop.infra import metrics
 from shop.infra.config import SERVICES, Settings
-from shop.infra.tls import CLIENT_ROLES, ROLES, TlsMaterialError, ensure_material, load, server_name
+from shop.infra.tls import (
+    CERT_DAYS,
+    CLIENT_ROLES,
+    RENEW_DAYS,
+    ROLES,
+    TlsMaterialError,
+    ensure_material,
+    issue,
+    load,
+    server_name,
+)
 
 
 def _mode(path: Path) -> int:
@@ -106,3 +118,60 @@ def test_load_says_what_is_missing_and_off_is_plain(tmp_path: Path) -> None:
     assert load(Settings(data_dir=tmp_path, rpc_tls="off"), "goods") is None
     prepare(Settings(data_dir=tmp_path / "plain", rpc_tls="off"))
     assert not (tmp_path / "plain" / "tls").exists()
+
+
+def _runs_out_in(directory: Path, role: str, days: int) -> None:
+    """The role's pair made anew by the directory's CA, valid `days` from now."""
+    (directory / f"{role}.crt").unlink(missing_ok=True)
+    (directory / f"{role}.key").unlink(missing_ok=True)
+    issue(directory, role, serves=[role] if role in SERVICES else [], days=days)
+
+
+def test_prepare_renews_its_own_certificates_before_they_run_out(tmp_path: Path, caplog) -> None:
+    ensure_material(tmp_path)
+    _runs_out_in(tmp_path, "goods", RENEW_DAYS - 1)
+    _runs_out_in(tmp_path, "web", RENEW_DAYS + 1)
+    before = _snapshot(tmp_path)
+    ensure_material(tmp_path)
+    after = _snapshot(tmp_path)
+    assert {n for n in after if after[n] != before[n]} == {"goods.crt", "goods.key"}  # only what runs out
+    renewed = _cert(tmp_path / "goods.crt")
+    renewed.verify_directly_issued_by(_cert(tmp_path / "ca.crt"))
+    assert renewed.not_valid_after_utc - datetime.now(UTC) > timedelta(days=CERT_DAYS - 1)
+    assert renewed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "goods"
+    assert any("goods.crt runs out" in r.getMessage() and "made anew" in r.getMessage() for r in caplog.records)
+    assert _mode(tmp_path / "goods.key") == 0o600
+    assert _snapshot(tmp_path) == after and ensure_material(tmp_path) is None and _snapshot(tmp_path) == after
+
+
+def test_a_certificate_of_another_ca_is_warned_of_never_replaced(tmp_path: Path, caplog) -> None:
+    theirs = tmp_path / "theirs"
+    ensure_material(theirs, [])
+    _runs_out_in(theirs, "order", 3)
+    ours = tmp_path / "ours"
+    ensure_material(ours, [])
+    for name in ("order.crt", "order.key"):  # signed by their CA, in a dir whose CA is prepare's
+        (ours / name).write_bytes((theirs / name).read_bytes())
+    brought = tmp_path / "brought"  # and with their CA, but not its key
+    brought.mkdir()
+    for name in ("ca.crt", "order.crt", "order.key"):
+        (brought / name).write_bytes((theirs / name).read_bytes())
+    for directory in (ours, brought):
+        before = _snapshot(directory)
+        caplog.clear()
+        ensure_material(directory, ["order"])
+        assert _snapshot(directory) == before
+        assert any("is not prepare's to renew" in r.getMessage() for r in caplog.records), directory
+
+
+def test_a_process_says_when_its_certificate_runs_out(tmp_path: Path, caplog) -> None:
+    settings = Settings(data_dir=tmp_path, rpc_tls="on")
+    ensure_material(tmp_path / "tls", ["user", "pay"])
+    _runs_out_in(tmp_path / "tls", "pay", 5)
+    for role, days, warned in (("user", CERT_DAYS, False), ("pay", 5, True)):
+        caplog.clear()
+        load(settings, role)
+        runs_out = _cert(tmp_path / "tls" / f"{role}.crt").not_valid_after_utc
+        assert abs((runs_out - datetime.now(UTC)) - timedelta(days=days)) < timedelta(minutes=1)
+        assert metrics.CERT_EXPIRY._value.get() == runs_out.timestamp()
+        assert any("runs out" in r.getMessage() for r in caplog.records) == warned, role

@@ -61,6 +61,8 @@ ADMISSION_RUNNING = Gauge("shop_admission_in_progress", "Requests under admissio
 ADMISSION_QUEUED = Gauge("shop_admission_queued", "Requests waiting in the front door's admission queue")
 ADMISSION_LIMIT = Gauge("shop_admission_limit", "Requests under admission control that may be in progress now "
                         "(it adapts to how long they take)")
+CERT_EXPIRY = Gauge("shop_tls_certificate_expiry_timestamp_seconds", "When the certificate this process presents to "
+                    "the others runs out (Unix time; `shop prepare` renews its own within 30 days of it)")
 GC_FROZEN = Gauge("shop_gc_frozen_objects", "Objects this process froze out of Python's collections once it had "
                   "started (runtime.freeze_the_lasting; 0 in a shop started inside another "
                   "program)")
@@ -126,6 +128,11 @@ def outbox_sampled(service: str, due: int, oldest_s: float) -> None:
 def dead_sampled(group: str, count: int) -> None:
     if _on:
         MESSAGES_DEAD.labels(group).set(count)
+
+
+def certificate_loaded(runs_out: float) -> None:
+    if _on:
+        CERT_EXPIRY.set(runs_out)
 
 
 def audited(consistent: bool) -> None:

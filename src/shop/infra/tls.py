@@ -29,10 +29,12 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shop.infra import metrics
 from shop.infra.config import SERVICES, Settings
 from shop.infra.files import private_dir, write_private
 
@@ -44,7 +46,10 @@ DOMAIN = "shop.internal"
 CLIENT_ROLES = ("web", "order-web", "pay-web", "admin")
 ROLES = (*SERVICES, *CLIENT_ROLES)
 CA_DAYS = 3650
-CERT_DAYS = 825  # a generated certificate runs out: remove its two files and `shop prepare` again
+CERT_DAYS = 825
+# A certificate prepare made that runs out within this is made anew by the next prepare (every
+# `shop cluster up` runs one); each process reads its own at start, so a restart takes the new one.
+RENEW_DAYS = 30
 
 
 def server_name(service: str | None = None) -> str:
@@ -115,6 +120,11 @@ def load(settings: Settings, role: str) -> Tls | None:
         raise FileNotFoundError(f"TLS material missing: {', '.join(missing)}. `shop prepare` makes it in {where}, "
                                 "or set SHOP_TLS_CA, SHOP_TLS_CERT and SHOP_TLS_KEY to your own files")
     ca, cert, key = (p.read_bytes() for p in paths)
+    runs_out = x509.load_pem_x509_certificate(cert).not_valid_after_utc
+    metrics.certificate_loaded(runs_out.timestamp())
+    if runs_out - _now() < datetime.timedelta(days=RENEW_DAYS):
+        log.warning("this process's certificate (%s) runs out at %s: `shop prepare` renews prepare's own, then "
+                    "restart the process", paths[1], runs_out.isoformat())
     return Tls(ca, cert, key)
 
 
@@ -127,8 +137,10 @@ class TlsMaterialError(Exception):
 
 def ensure_material(directory: Path, roles: Sequence[str] = ROLES) -> None:
     """Make, in `directory`, what is missing of the CA and of each role's certificate and key.
-    Existing files are used as they are, never replaced: a second prepare changes nothing, and an
-    operator's own CA (ca.crt without ca.key) is only checked for completeness."""
+    Existing files are used as they are: a second prepare changes nothing, and an operator's own CA
+    (ca.crt without ca.key) is only checked for completeness. The one file replaced is a role's
+    certificate that this CA's key signed and that runs out within RENEW_DAYS: it is made anew,
+    with a new key (one of another CA that runs out is only warned of)."""
     private_dir(directory)
     ca_crt, ca_key = directory / "ca.crt", directory / "ca.key"
     if not ca_crt.exists():
@@ -145,6 +157,8 @@ def ensure_material(directory: Path, roles: Sequence[str] = ROLES) -> None:
     for role in roles:
         crt, key_path = directory / f"{role}.crt", directory / f"{role}.key"
         if crt.exists() and key_path.exists():
+            if _runs_out_soon(crt, ca_crt if ca_key.exists() else None):
+                issue(directory, role, serves=[role] if role in SERVICES else [])
             continue
         if crt.exists() or key_path.exists():
             raise TlsMaterialError(f"{crt if crt.exists() else key_path} without its pair: remove it, or bring both")
@@ -154,9 +168,33 @@ def ensure_material(directory: Path, roles: Sequence[str] = ROLES) -> None:
         issue(directory, role, serves=[role] if role in SERVICES else [])
 
 
-def issue(directory: Path, role: str, serves: Sequence[str]) -> None:
+def _runs_out_soon(crt: Path, ca_crt: Path | None) -> bool:
+    """Whether prepare is to make this certificate anew: it runs out within RENEW_DAYS (or has) and
+    the CA at `ca_crt` (prepare's own, whose key is there) signed it. One it cannot renew is warned of."""
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    runs_out = cert.not_valid_after_utc
+    if runs_out - _now() >= datetime.timedelta(days=RENEW_DAYS):
+        return False
+    if ca_crt is not None:
+        try:
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_crt.read_bytes()))
+        except (ValueError, TypeError, InvalidSignature):
+            pass
+        else:
+            log.warning("%s runs out at %s: made anew", crt, runs_out.isoformat())
+            return True
+    log.warning("%s runs out at %s and is not prepare's to renew (another CA signed it): bring a new one",
+                crt, runs_out.isoformat())
+    return False
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def issue(directory: Path, role: str, serves: Sequence[str], days: int = CERT_DAYS) -> None:
     """<role>.crt and <role>.key in `directory`, signed by its CA: a client certificate for `role`,
-    and a server certificate for the services in `serves` (none: a caller only)."""
+    and a server certificate for the services in `serves` (none: a caller only), valid `days`."""
     ca = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
     signer = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
     assert isinstance(signer, ec.EllipticCurvePrivateKey)
@@ -166,7 +204,7 @@ def issue(directory: Path, role: str, serves: Sequence[str]) -> None:
         else [ExtendedKeyUsageOID.CLIENT_AUTH]
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "shop"),
                          x509.NameAttribute(NameOID.COMMON_NAME, role)])
-    builder = (_builder(subject, ca.subject, key.public_key(), CERT_DAYS)
+    builder = (_builder(subject, ca.subject, key.public_key(), days)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(_usage(), critical=True)
                .add_extension(x509.ExtendedKeyUsage(uses), critical=False)
@@ -179,7 +217,7 @@ def issue(directory: Path, role: str, serves: Sequence[str]) -> None:
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
              days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
+    now = _now()
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))  # a peer whose clock is a little behind
