@@ -12,8 +12,9 @@ from shop.admin.audit import check_payments, check_scores, findings
 from shop.admin.auditor import id_time
 from shop.common.ids import first_id_at
 from shop.infra.db import EVERYTHING, AuditScope, ScopedRows
-from shop.infra.db.scope import BATCH, NO_LIMIT
-from shop.infra.db.sqlite import SqliteDatabase
+from shop.infra.db.base import Query
+from shop.infra.db.scope import BATCH, IN_PASSING, NO_LIMIT
+from shop.infra.db.sqlite import SqliteDatabase, SqliteReader, SqliteUnitOfWork
 from shop.infra.ledger import LedgerFacts
 from shop.infra.rpc.wire import Call
 from shop.rpc.v1 import facts_pb2
@@ -32,6 +33,29 @@ def test_a_scope_is_a_range_and_some_ids():
     assert AuditScope(since_id=5, below_id=9).bounds == (5, 9)
     only = AuditScope.of([3, 1, 3])
     assert only.order_ids == (1, 3) and only.bounds[0] >= only.bounds[1]  # an empty range
+
+
+async def test_a_few_orders_by_id_are_read_inline_a_range_on_the_reading_thread(tmp_path):
+    """AuditScope.unit_of_work: on SQLite, a few orders by id are read in passing on the event loop
+    (the background checker's, an answer's open orders); a range, a long list, messages sent or
+    entities on the reading connection's thread; everything in one transaction."""
+    file_db = SqliteDatabase(str(tmp_path / "a.db"))
+    try:
+        inline = [AuditScope.of(range(1, IN_PASSING + 1)), AuditScope.of([7]), AuditScope.of([])]
+        threaded = [AuditScope.of(range(1, IN_PASSING + 2)), AuditScope(since_id=5, below_id=9),
+                    AuditScope(since_id=5, limit=100), AuditScope(since_id=1, below_id=1, sent_since_ms=1),
+                    AuditScope(since_id=1, below_id=9, entities=True)]
+        for scope in inline:
+            uow = scope.unit_of_work(file_db)
+            assert isinstance(uow, SqliteUnitOfWork) and uow._readonly, scope
+        for scope in threaded:
+            assert isinstance(scope.unit_of_work(file_db), SqliteReader), scope
+        whole = EVERYTHING.unit_of_work(file_db)
+        assert isinstance(whole, SqliteUnitOfWork) and not whole._readonly
+        async with AuditScope.of([7]).unit_of_work(file_db) as uow:  # and it reads
+            assert [tuple(r) for r in await uow.fetchall(Query(sa.select(sa.literal(1).label("one"))))] == [(1,)]
+    finally:
+        await file_db.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shop.infra.db.base import Query, Row, UnitOfWork
+from shop.infra.db.base import Database, Query, Row, UnitOfWork
 
 NO_LIMIT = 2**63 - 1  # below every id's bound: an unbounded range
 
@@ -47,8 +47,24 @@ class AuditScope:
         """Only these orders: an empty range."""
         return AuditScope(since_id=1, below_id=1, order_ids=tuple(sorted(set(order_ids))))
 
+    def unit_of_work(self, db: Database) -> UnitOfWork:
+        """How a service reads this scope: everything in one transaction (a full audit, offline); a
+        few orders by id (at most IN_PASSING: the audit's background checker, an answer's open
+        orders) inline, a handful of indexed lookups; a range, or a list of messages sent, on
+        db.reader() (SQLite's: a connection and a thread of their own, so a long read never stops the
+        event loop). Why not every read on the thread: the thread's turns at the GIL cost the loop
+        more than such lookups do; at 500 payment notifications a second, the checker's reads there
+        were a third of the answer's p99 (issue 13)."""
+        if self.whole:
+            return db.unit_of_work()
+        if self.since_id >= self.below_id > 0 and len(self.order_ids) <= IN_PASSING and not self.sent_since_ms \
+                and not self.entities:
+            return db.unit_of_work(readonly=True)
+        return db.reader()
+
 
 EVERYTHING = AuditScope()
+IN_PASSING = 100  # orders by id read inline (AuditScope.unit_of_work)
 BATCH = 500  # ids per lookup: far below every engine's limit on bound parameters
 
 

@@ -71,7 +71,7 @@ class CouponHandlers:
             return steps + await INBOX.handled_events(uow, str(order_id), "coupon")
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> CouponFacts:
-        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+        async with scope.unit_of_work(self.db) as uow:
             if scope.entities:
                 return CouponFacts({}, LedgerFacts(), set())  # a coupon is checked with its order
             if scope.whole:

@@ -127,7 +127,7 @@ class GoodsHandlers:
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> GoodsFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
-        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+        async with scope.unit_of_work(self.db) as uow:
             if scope.whole:
                 stock = {r["goods_id"]: r["goods_number"] for r in await uow.fetchall(repo.ALL_GOODS)}
                 return GoodsFacts(stock, await repo.LEDGER.facts(uow), await INBOX.orders_handled(uow, TAG_CANCEL))

@@ -36,7 +36,7 @@ class LogHandlers:
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> LogFacts:
         if scope.entities:
             return LogFacts(logged={})
-        async with self.db.reader() as uow:
+        async with scope.unit_of_work(self.db) as uow:
             rows = await (uow.fetchall(repo.ALL) if scope.whole else repo.OF_ORDERS.fetch(uow, scope))
         logged: dict[int, int] = {}
         for r in rows:

@@ -308,7 +308,7 @@ class OrderHandlers:
         rows: list[Row] = []
         states: dict[int, OrderState] = {}
         through = 0
-        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+        async with scope.unit_of_work(self.db) as uow:
             if scope.entities:  # a recount's points: the scope's range is of users
                 lo, hi = scope.bounds
                 earned = {r["user_id"]: int(r["points"]) for r in await uow.fetchall(repo.EARNED, lo=lo, hi=hi)}

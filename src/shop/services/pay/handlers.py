@@ -149,7 +149,7 @@ class PayHandlers:
         return events
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> PayFacts:
-        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+        async with scope.unit_of_work(self.db) as uow:
             rows: Sequence[Row] = []
             if not scope.entities:
                 rows = await (uow.fetchall(repo.ALL) if scope.whole else repo.OF_ORDERS.fetch(uow, scope))

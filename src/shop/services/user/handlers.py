@@ -165,7 +165,7 @@ class UserHandlers:
 
     async def audit_facts(self, scope: AuditScope = EVERYTHING) -> UserFacts:
         """This service's side of the cross-service invariants (see admin.audit)."""
-        async with (self.db.unit_of_work() if scope.whole else self.db.reader()) as uow:
+        async with scope.unit_of_work(self.db) as uow:
             if scope.whole or scope.entities:
                 users, through = (await uow.fetchall(repo.ALL_USERS), 0) if scope.whole else \
                     await repo.USERS.first(uow, scope)
