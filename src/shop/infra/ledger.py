@@ -211,11 +211,11 @@ class Ledger:
         await self._record(uow, entity_id, 0, self.kinds.put_in, amount, at or utcnow())
 
     async def adjust(self, uow: UnitOfWork, entity_id: int, key: int, amount: Amount, change: Change,
-                     refusal: Refusal) -> bool:
+                     refusal: Refusal) -> None:
         """An operator's signed change of the entity (`change`, its conditional update), in the
         caller's transaction, recorded under `key`: a fresh id, or one derived from the operator's
-        idempotency key (adjustment_key). False, and nothing changed, when the key has this very
-        change already (a repeat); a key that holds another change is refused. Written before the
+        idempotency key (adjustment_key). Nothing changes when the key has this very change already
+        (a repeat); a key that holds another change is refused. Written before the
         update, as a step's is: a second change under the same key waits for the first's commit and
         then finds it. When `change` changes nothing: the entity is missing, a removal finds too
         little (refusal.refused), or an addition would pass the column's bound (invalid). Told by the
@@ -228,14 +228,13 @@ class Ledger:
         if not await self._record(uow, entity_id, key, self.kinds.adjust, amount, utcnow()):
             if await self._recorded(uow, entity_id, key, self.kinds.adjust) != amount:
                 raise invalid("this Idempotency-Key was used for another change of this entity")
-            return False
+            return
         if not await change():
             if await uow.fetchone(refusal.find, **{self.columns.entity: entity_id}) is None:
                 raise ShopError(refusal.missing)
             if amount < 0:
                 raise ShopError(refusal.refused)
             raise invalid("the result would pass the largest amount the entity can hold")
-        return True
 
     async def take(
         self, uow: UnitOfWork, entity_id: int, order_id: int, amount: Amount, change: Change, refusal: Refusal,

@@ -122,7 +122,7 @@ def load(settings: Settings, role: str) -> Tls | None:
     ca, cert, key = (p.read_bytes() for p in paths)
     runs_out = x509.load_pem_x509_certificate(cert).not_valid_after_utc
     metrics.certificate_loaded(runs_out.timestamp())
-    if runs_out - _now() < datetime.timedelta(days=RENEW_DAYS):
+    if _within_renewal(runs_out):
         log.warning("this process's certificate (%s) runs out at %s: `shop prepare` renews prepare's own, then "
                     "restart the process", paths[1], runs_out.isoformat())
     return Tls(ca, cert, key)
@@ -156,16 +156,17 @@ def ensure_material(directory: Path, roles: Sequence[str] = ROLES) -> None:
         _write_pair(ca_key, ca_crt, key, cert)
     for role in roles:
         crt, key_path = directory / f"{role}.crt", directory / f"{role}.key"
+        serves = [role] if role in SERVICES else []
         if crt.exists() and key_path.exists():
             if _runs_out_soon(crt, ca_crt if ca_key.exists() else None):
-                issue(directory, role, serves=[role] if role in SERVICES else [])
+                issue(directory, role, serves)
             continue
         if crt.exists() or key_path.exists():
             raise TlsMaterialError(f"{crt if crt.exists() else key_path} without its pair: remove it, or bring both")
         if not ca_key.exists():
             raise TlsMaterialError(f"{crt} is missing and {ca_crt} is not prepare's (no {ca_key}) to sign one: "
                                    "bring it, with its key")
-        issue(directory, role, serves=[role] if role in SERVICES else [])
+        issue(directory, role, serves)
 
 
 def _runs_out_soon(crt: Path, ca_crt: Path | None) -> bool:
@@ -173,7 +174,7 @@ def _runs_out_soon(crt: Path, ca_crt: Path | None) -> bool:
     the CA at `ca_crt` (prepare's own, whose key is there) signed it. One it cannot renew is warned of."""
     cert = x509.load_pem_x509_certificate(crt.read_bytes())
     runs_out = cert.not_valid_after_utc
-    if runs_out - _now() >= datetime.timedelta(days=RENEW_DAYS):
+    if not _within_renewal(runs_out):
         return False
     if ca_crt is not None:
         try:
@@ -190,6 +191,11 @@ def _runs_out_soon(crt: Path, ca_crt: Path | None) -> bool:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _within_renewal(runs_out: datetime.datetime) -> bool:
+    """Whether a certificate running out then is one prepare renews now (or has run out)."""
+    return runs_out - _now() < datetime.timedelta(days=RENEW_DAYS)
 
 
 def issue(directory: Path, role: str, serves: Sequence[str], days: int = CERT_DAYS) -> None:
